@@ -1,0 +1,2 @@
+# grok/__init__.py
+print("I'm grok.__init__")

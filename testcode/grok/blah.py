@@ -1,0 +1,2 @@
+# grok/blah.py
+print("I'm grok.blah")
