@@ -1,0 +1,87 @@
+"""Every knob of the client in one frozen dataclass, and where client state lives."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigurationError
+
+__all__ = ["CACHE_DIR_ENV", "Config", "default_cache_dir"]
+
+CACHE_DIR_ENV = "SECURE_URLIMPORT_CACHE_DIR"
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options for one trusted URL.
+
+    ``install()`` and ``trust()`` take the common ones (``cafile``, ``headers``,
+    ``timeout``, ``threshold``) as keyword arguments and everything else
+    through ``config=Config(...)``.
+    """
+
+    #: PEM bundle of CA certificates to trust instead of the default store.
+    #: Passed to every request, so it wins over ``REQUESTS_CA_BUNDLE``.
+    cafile: str | None = None
+    #: Extra request headers (e.g. ``Authorization``); sent to this origin only.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: Seconds allowed for each whole download, connection to last byte.
+    timeout: float = 30.0
+    #: How many distinct pinned keys must sign the manifest and each file.
+    threshold: int = 1
+    #: Client certificate for mutual TLS: a PEM file with cert and key, or a
+    #: ``(certfile, keyfile)`` pair.
+    client_cert: str | tuple[str, str] | None = None
+    #: Where rollback state (and any cache) lives; default: see default_cache_dir().
+    cache_dir: Path | None = None
+    #: Upper bound on the manifest's size.
+    max_manifest_bytes: int = 16 * MiB
+    #: Upper bound on any single file, whatever size the manifest states.
+    max_file_bytes: int = 64 * MiB
+    #: Same-origin redirects followed before giving up.
+    max_redirects: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds, not {self.timeout!r}"
+            )
+        if self.threshold < 1:
+            raise ConfigurationError(f"threshold must be at least 1, not {self.threshold!r}")
+        if self.max_redirects < 0:
+            raise ConfigurationError("max_redirects cannot be negative")
+        # A private copy, so a caller mutating its dict cannot change a live config.
+        object.__setattr__(self, "headers", dict(self.headers))
+
+    def replace(self, **changes: object) -> Config:
+        """A copy with some fields changed (None values are ignored)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **given)  # type: ignore[arg-type]
+
+    def state_dir(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else default_cache_dir()
+
+    def __repr__(self) -> str:
+        # Header values are credentials: show only their names.
+        return (
+            f"Config(cafile={self.cafile!r}, headers={sorted(self.headers)!r}, "
+            f"timeout={self.timeout!r}, threshold={self.threshold!r}, "
+            f"client_cert={self.client_cert!r}, cache_dir={self.cache_dir!r})"
+        )
+
+
+def default_cache_dir() -> Path:
+    """``$SECURE_URLIMPORT_CACHE_DIR``, else ``$XDG_CACHE_HOME/secure_urlimport``,
+    else ``~/.cache/secure_urlimport``."""
+    override = os.environ.get(CACHE_DIR_ENV)
+    if override:
+        return Path(override)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "secure_urlimport"

@@ -1,0 +1,155 @@
+"""The one exception tree of secure_urlimport.
+
+Every failure the library reports is a :class:`SecureImportError`, which is an
+:class:`ImportError`, so an ``import`` statement that cannot be satisfied safely
+fails the way Python programs already expect.  Errors from ``requests`` and
+``cryptography`` are translated at the boundary (``transport`` and ``keys``) and
+never leak.
+
+::
+
+    SecureImportError(ImportError)
+    ├── InsecureURLError            the URL is not https://
+    ├── ConfigurationError          a bad argument: key, threshold, option
+    ├── KeyFileError                a key file cannot be read
+    │   └── WrongPassphraseError
+    ├── VerificationError           the bytes are not what a pinned key signed
+    │   ├── ManifestFormatError     the manifest cannot be parsed
+    │   ├── BadSignatureError       a signature does not verify
+    │   ├── UntrustedKeyError       signed, but not by enough pinned keys
+    │   ├── NotInManifestError      the file is not in the signed manifest
+    │   ├── TamperedFileError       size or SHA-256 differs from the manifest
+    │   ├── ExpiredManifestError    the manifest's expiry time has passed
+    │   └── RollbackError           older (or rewritten) release than one seen
+    └── DownloadError               the bytes could not be fetched
+        ├── HTTPStatusError         non-200 answer (``.status``)
+        ├── DownloadTimeoutError    the whole-download deadline passed
+        ├── ResponseTooLargeError   more bytes than allowed or announced
+        ├── TLSError                certificate or hostname check failed
+        └── RedirectError           redirect to another origin or scheme
+"""
+
+from __future__ import annotations
+
+import copy
+
+__all__ = [
+    "BadSignatureError",
+    "ConfigurationError",
+    "DownloadError",
+    "DownloadTimeoutError",
+    "ExpiredManifestError",
+    "HTTPStatusError",
+    "InsecureURLError",
+    "KeyFileError",
+    "ManifestFormatError",
+    "NotInManifestError",
+    "RedirectError",
+    "ResponseTooLargeError",
+    "RollbackError",
+    "SecureImportError",
+    "TLSError",
+    "TamperedFileError",
+    "UntrustedKeyError",
+    "VerificationError",
+    "WrongPassphraseError",
+]
+
+
+class SecureImportError(ImportError):
+    """Root of every error raised by secure_urlimport.
+
+    ``name`` is the module being imported when known, ``path`` the URL involved
+    (the standard :class:`ImportError` attributes).
+    """
+
+    def __init__(self, msg: str, *, name: str | None = None, path: str | None = None) -> None:
+        super().__init__(msg, name=name, path=path)
+
+    def __str__(self) -> str:
+        return str(self.msg)
+
+    def for_module(self, name: str) -> SecureImportError:
+        """A copy of this error that names the module whose import it stopped."""
+        prefix = f"cannot import {name!r}: "
+        msg = str(self.msg)
+        if msg.startswith(prefix):
+            return self
+        renamed = copy.copy(self)
+        renamed.msg = prefix + msg
+        renamed.args = (renamed.msg,)
+        renamed.name = name
+        return renamed
+
+class InsecureURLError(SecureImportError):
+    """The URL does not use https:// (code is never fetched over anything else)."""
+
+
+class ConfigurationError(SecureImportError):
+    """An argument cannot be used: a malformed public key, a bad threshold or option."""
+
+
+class KeyFileError(SecureImportError):
+    """A private or public key file cannot be read or has the wrong format."""
+
+
+class WrongPassphraseError(KeyFileError):
+    """The passphrase does not decrypt the private key file."""
+
+
+class VerificationError(SecureImportError):
+    """The bytes offered are not what the pinned key(s) signed."""
+
+
+class ManifestFormatError(VerificationError):
+    """The manifest is truncated, garbled or not in the supported format."""
+
+
+class BadSignatureError(VerificationError):
+    """A signature does not verify against the message it should sign."""
+
+
+class UntrustedKeyError(VerificationError):
+    """The signatures present are not by enough of the pinned keys."""
+
+
+class NotInManifestError(VerificationError):
+    """The module or file is not listed in the signed manifest."""
+
+
+class TamperedFileError(VerificationError):
+    """The file's size or SHA-256 differs from the signed manifest."""
+
+
+class ExpiredManifestError(VerificationError):
+    """The manifest's expiry time has passed: the publisher must re-sign."""
+
+
+class RollbackError(VerificationError):
+    """The server offers an older release, or a different one under a seen version."""
+
+
+class DownloadError(SecureImportError):
+    """The bytes could not be downloaded."""
+
+
+class HTTPStatusError(DownloadError):
+    """The server answered with a status other than 200."""
+
+    status: int = 0
+
+
+class DownloadTimeoutError(DownloadError):
+    """The download did not finish within its deadline."""
+
+
+class ResponseTooLargeError(DownloadError):
+    """The response is larger than the limit, or than the size the manifest signs."""
+
+
+class TLSError(DownloadError):
+    """The TLS handshake failed: untrusted certificate or wrong hostname."""
+
+
+class RedirectError(DownloadError):
+    """A redirect to another origin, to plain http, or too many redirects."""

@@ -1,0 +1,216 @@
+"""Ed25519 keys: key ids, the ``.pub`` line format, and the set of pinned keys.
+
+This is the only module (with ``keyfile``) that touches ``cryptography``;
+its exceptions are translated here and never escape.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .errors import ConfigurationError, KeyFileError
+
+__all__ = ["PrivateKey", "PubKeyArg", "PublicKey", "TrustedKeys", "key_id", "load_public_keys"]
+
+PUB_PREFIX = "ed25519"
+KEYID_TAG = b"secure-urlimport/keyid/v1\x00"
+KEYID_HEX_CHARS = 16
+RAW_KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+
+_SingleKey: TypeAlias = "str | os.PathLike[str] | bytes | Ed25519PublicKey | PublicKey"
+#: What ``install(..., pubkey=...)`` accepts: a ``.pub`` path, its text, 32 raw
+#: bytes, an ``Ed25519PublicKey``, or a list of these.
+PubKeyArg: TypeAlias = "_SingleKey | Sequence[_SingleKey]"
+
+
+def key_id(raw_public: bytes) -> str:
+    """16 hex digits naming a public key (a domain-separated SHA-256 prefix)."""
+    return hashlib.sha256(KEYID_TAG + raw_public).hexdigest()[:KEYID_HEX_CHARS]
+
+
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+class PublicKey:
+    """A pinned Ed25519 public key and its key id."""
+
+    __slots__ = ("_key", "keyid", "raw")
+
+    def __init__(self, key: Ed25519PublicKey) -> None:
+        self._key = key
+        self.raw = _raw(key)
+        self.keyid = key_id(self.raw)
+
+    @classmethod
+    def from_raw(cls, raw: bytes) -> PublicKey:
+        if len(raw) != RAW_KEY_BYTES:
+            raise ConfigurationError(
+                f"an Ed25519 public key is {RAW_KEY_BYTES} bytes, not {len(raw)}"
+            )
+        try:
+            return cls(Ed25519PublicKey.from_public_bytes(raw))
+        except ValueError as exc:
+            raise ConfigurationError(f"not an Ed25519 public key: {exc}") from None
+
+    @classmethod
+    def from_line(cls, text: str, *, source: str = "public key text") -> PublicKey:
+        """Parse the ``.pub`` format: ``ed25519 <keyid> <base64 key>``."""
+        fields = text.strip().split()
+        if len(fields) != 3 or fields[0] != PUB_PREFIX:
+            raise KeyFileError(
+                f"{source}: expected one line 'ed25519 <keyid> <base64 key>' "
+                "(as written by 'secure-urlimport keygen')"
+            )
+        try:
+            raw = base64.b64decode(fields[2], validate=True)
+        except binascii.Error:
+            raise KeyFileError(f"{source}: the key is not valid base64") from None
+        key = cls.from_raw(raw)
+        if key.keyid != fields[1]:
+            raise KeyFileError(
+                f"{source}: key id {fields[1]} does not match the key (its id is {key.keyid}); "
+                "the file is damaged"
+            )
+        return key
+
+    def to_line(self) -> str:
+        return f"{PUB_PREFIX} {self.keyid} {base64.b64encode(self.raw).decode('ascii')}\n"
+
+    def verifies(self, signature: bytes, message: bytes) -> bool:
+        """True only if *signature* is this key's valid signature of *message*."""
+        if len(signature) != SIGNATURE_BYTES:
+            return False
+        try:
+            self._key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PublicKey) and other.raw == self.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    def __repr__(self) -> str:
+        return f"<PublicKey ed25519 {self.keyid}>"
+
+
+class PrivateKey:
+    """An Ed25519 signing key.  Its ``repr`` never shows key material."""
+
+    __slots__ = ("_key", "public")
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        self.public = PublicKey(key.public_key())
+
+    @classmethod
+    def generate(cls) -> PrivateKey:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> PrivateKey:
+        try:
+            return cls(Ed25519PrivateKey.from_private_bytes(seed))
+        except ValueError:
+            raise KeyFileError("the private key is not a 32-byte Ed25519 seed") from None
+
+    @property
+    def keyid(self) -> str:
+        return self.public.keyid
+
+    def seed(self) -> bytes:
+        return self._key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+    def __repr__(self) -> str:
+        return f"<PrivateKey ed25519 {self.keyid}>"
+
+
+def _one_key(arg: object) -> PublicKey:
+    if isinstance(arg, PublicKey):
+        return arg
+    if isinstance(arg, Ed25519PublicKey):
+        return PublicKey(arg)
+    if isinstance(arg, bytes | bytearray | memoryview):
+        data = bytes(arg)
+        if len(data) == RAW_KEY_BYTES:
+            return PublicKey.from_raw(data)
+        try:
+            return PublicKey.from_line(data.decode("ascii"))
+        except UnicodeDecodeError:
+            raise ConfigurationError(
+                f"pubkey bytes must be {RAW_KEY_BYTES} raw key bytes or a .pub line"
+            ) from None
+    if isinstance(arg, str) and arg.lstrip().startswith(PUB_PREFIX + " "):
+        return PublicKey.from_line(arg)
+    if isinstance(arg, str | os.PathLike):
+        path = Path(arg)
+        try:
+            text = path.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KeyFileError(f"cannot read public key file {str(path)!r}: {exc}") from None
+        return PublicKey.from_line(text, source=str(path))
+    raise ConfigurationError(
+        "pubkey must be a .pub path, its text, 32 raw bytes, an Ed25519PublicKey, "
+        f"or a list of these; got {type(arg).__name__}"
+    )
+
+
+def load_public_keys(pubkey: object) -> list[PublicKey]:
+    """Every key named by a ``pubkey=`` argument, duplicates removed."""
+    many = isinstance(pubkey, list | tuple | set | frozenset)
+    items: Iterable[object] = pubkey if many else [pubkey]  # type: ignore[assignment]
+    keys: dict[str, PublicKey] = {}
+    for item in items:
+        key = _one_key(item)
+        keys.setdefault(key.keyid, key)
+    if not keys:
+        raise ConfigurationError("pubkey names no key: pin at least one public key")
+    return list(keys.values())
+
+
+@dataclass(frozen=True)
+class TrustedKeys:
+    """The pinned keys for one URL and how many of them must sign."""
+
+    keys: dict[str, PublicKey]
+    threshold: int = 1
+
+    @classmethod
+    def from_arg(cls, pubkey: object, threshold: int = 1) -> TrustedKeys:
+        keys = {k.keyid: k for k in load_public_keys(pubkey)}
+        if not 1 <= threshold <= len(keys):
+            raise ConfigurationError(
+                f"threshold {threshold} cannot be met by {len(keys)} pinned key(s)"
+            )
+        return cls(keys, threshold)
+
+    @property
+    def keyids(self) -> list[str]:
+        return sorted(self.keys)
+
+    def fingerprint(self) -> str:
+        """Names this key set, so rollback state resets when keys rotate."""
+        text = f"{self.threshold}:" + ",".join(self.keyids)
+        return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]

@@ -1,0 +1,76 @@
+"""What may be a path in a signed tree, and how module names map onto paths.
+
+Both the signer and the importer use these rules, so a tree that signs is a
+tree that imports, and a name the signer would refuse is refused by the
+importer before any request is made.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+__all__ = [
+    "MANIFEST_NAME",
+    "is_module_name",
+    "module_paths",
+    "path_problem",
+]
+
+#: The manifest's file name at the root of every signed tree.  The hyphen makes
+#: it impossible to confuse with a module.
+MANIFEST_NAME = "secure-urlimport.manifest"
+
+MAX_PATH_CHARS = 1024
+
+
+def is_module_name(fullname: str) -> bool:
+    """True if every dotted part of *fullname* is an ASCII identifier.
+
+    ASCII only: non-ASCII identifiers are legal Python, but look-alike letters
+    (fullwidth or Cyrillic forms of ``mod``) make them a spoofing tool, and the
+    parser NFKC-folds them while ``importlib.import_module`` does not.
+    """
+    parts = fullname.split(".")
+    return all(part.isascii() and part.isidentifier() for part in parts)
+
+
+def module_paths(fullname: str) -> tuple[str, str, str]:
+    """The tree paths that could hold *fullname*: module file, package
+    ``__init__.py``, and the directory (for a namespace package)."""
+    base = fullname.replace(".", "/")
+    return f"{base}.py", f"{base}/__init__.py", base
+
+
+def path_problem(path: str) -> str | None:
+    """Why *path* cannot be a file in a signed tree, or None if it can.
+
+    A path is relative, ``/``-separated, NFC-normalised, has no empty, ``.``,
+    ``..`` or hidden (dot-first) components, no backslashes or control
+    characters; a ``.py`` file and the directories above it must be module
+    names.
+    """
+    if not path:
+        return "empty path"
+    if len(path) > MAX_PATH_CHARS:
+        return f"path longer than {MAX_PATH_CHARS} characters"
+    if path.startswith("/"):
+        return "absolute path"
+    if "\\" in path:
+        return "backslash in path"
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in path):
+        return "control or format character in path"
+    if unicodedata.normalize("NFC", path) != path:
+        return "path is not NFC-normalised"
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            return f"path component {part!r} not allowed"
+        if part.startswith("."):
+            return f"hidden component {part!r} not allowed"
+    if path == MANIFEST_NAME:
+        return "the manifest's own name"
+    if path.endswith(".py"):
+        module_parts = [*parts[:-1], parts[-1][: -len(".py")]]
+        if not all(p.isascii() and p.isidentifier() for p in module_parts):
+            return "a .py file whose path is not an ASCII module name"
+    return None

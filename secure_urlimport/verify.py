@@ -1,0 +1,159 @@
+"""The verification core: bytes and pinned keys in, trusted values or an error out.
+
+No I/O, no clock, no global state: the caller passes the time and the last
+trusted state, so every rule here can be tested by handing it hostile bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from .errors import (
+    BadSignatureError,
+    ExpiredManifestError,
+    RollbackError,
+    TamperedFileError,
+    UntrustedKeyError,
+)
+from .keys import TrustedKeys
+from .manifest import (
+    FileEntry,
+    Manifest,
+    file_message,
+    format_time,
+    manifest_message,
+    parse_manifest_body,
+    split_manifest_file,
+)
+
+__all__ = [
+    "TrustedState",
+    "check_expiry",
+    "check_threshold",
+    "verify_file",
+    "verify_manifest",
+    "verify_manifest_signatures",
+]
+
+
+@dataclass(frozen=True)
+class TrustedState:
+    """The newest manifest accepted before for a URL and key set."""
+
+    version: int
+    digest: str
+
+
+def check_threshold(
+    signatures: Iterable[tuple[str, bytes]],
+    message_for: dict[str, bytes],
+    trusted: TrustedKeys,
+    *,
+    what: str,
+) -> None:
+    """Raise unless at least ``trusted.threshold`` distinct pinned keys signed.
+
+    *message_for* maps each pinned key id to the message that key must have
+    signed (the key id is part of the message).
+    A key that signs twice counts once.
+    """
+    good: set[str] = set()
+    bad: set[str] = set()
+    unknown: set[str] = set()
+    for keyid, sig in signatures:
+        key = trusted.keys.get(keyid)
+        if key is None:
+            unknown.add(keyid)
+            continue
+        (good if key.verifies(sig, message_for[keyid]) else bad).add(keyid)
+    if len(good) >= trusted.threshold:
+        return
+    need = f"{trusted.threshold} of the pinned key(s) {', '.join(trusted.keyids)}"
+    if bad - good:
+        raise BadSignatureError(
+            f"{what}: the signature by key {', '.join(sorted(bad - good))} does not verify "
+            f"(the bytes were altered after signing); {need} must sign"
+        )
+    signed_by = ", ".join(sorted(unknown)) or "no key"
+    raise UntrustedKeyError(
+        f"{what}: signed by {signed_by}"
+        + (f" and pinned {', '.join(sorted(good))}" if good else "")
+        + f"; {need} must sign. Pin the publisher's key, or re-sign with a pinned key"
+    )
+
+
+def verify_manifest_signatures(data: bytes, trusted: TrustedKeys, *, url: str) -> Manifest:
+    """Check the format and the signatures (before parsing the body); parse it."""
+    signed = split_manifest_file(data)
+    messages = {keyid: manifest_message(keyid, signed.body) for keyid in trusted.keys}
+    check_threshold(signed.signatures, messages, trusted, what=f"manifest {url}")
+    return parse_manifest_body(signed.body)
+
+
+def check_expiry(manifest: Manifest, *, now: datetime, url: str) -> None:
+    if now >= manifest.expires:
+        raise ExpiredManifestError(
+            f"manifest {url} expired at {format_time(manifest.expires)} "
+            f"(now {format_time(now)}); the publisher must re-sign the tree "
+            "('secure-urlimport sign DIR --key KEY') and publish it again"
+        )
+
+
+def verify_manifest(
+    data: bytes,
+    trusted: TrustedKeys,
+    *,
+    now: datetime,
+    previous: TrustedState | None,
+    url: str,
+) -> Manifest:
+    """Verify a manifest file and return its contents.
+
+    Checks, in order: format, signatures (before parsing the body), expiry,
+    rollback against *previous*.
+    """
+    manifest = verify_manifest_signatures(data, trusted, url=url)
+    check_expiry(manifest, now=now, url=url)
+    _check_rollback(manifest, previous, url)
+    return manifest
+
+
+def _check_rollback(manifest: Manifest, previous: TrustedState | None, url: str) -> None:
+    if previous is None:
+        return
+    if manifest.version < previous.version:
+        raise RollbackError(
+            f"manifest {url} is version {manifest.version}, older than version "
+            f"{previous.version} already accepted: an old release is being replayed. "
+            "If this is intended, the publisher must sign a newer version"
+        )
+    if manifest.version == previous.version and manifest.digest != previous.digest:
+        raise RollbackError(
+            f"manifest {url} version {manifest.version} differs from the version "
+            f"{previous.version} accepted before: a release must never be rewritten; "
+            "the publisher must sign with a higher --version"
+        )
+
+
+def verify_file(entry: FileEntry, data: bytes, manifest: Manifest, trusted: TrustedKeys,
+                *, url: str) -> None:
+    """Raise unless *data* is exactly the file the manifest signs at *entry*."""
+    if len(data) != entry.size:
+        raise TamperedFileError(
+            f"{url} is {len(data)} bytes but the signed manifest says {entry.size}: "
+            "the file was changed after signing; re-sign and re-publish the tree"
+        )
+    if hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise TamperedFileError(
+            f"{url} does not match the SHA-256 in the signed manifest: the file was "
+            "changed after signing; re-sign and re-publish the tree"
+        )
+    messages = {
+        keyid: file_message(keyid, manifest.version, entry.path, entry.sha256, entry.size)
+        for keyid in trusted.keys
+    }
+    check_threshold(entry.signatures.items(), messages, trusted, what=url)
+
