@@ -1,0 +1,223 @@
+"""Signing a source tree: walk it, refuse what cannot be published, write the manifest.
+
+The walk (:func:`scan_tree`) is shared with the local ``verify`` gate so both
+agree on which files make up a tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from .errors import ConfigurationError, ManifestFormatError, SecureImportError
+from .keys import PrivateKey
+from .manifest import (
+    FileEntry,
+    Manifest,
+    encode_body,
+    encode_manifest,
+    file_message,
+    manifest_message,
+    parse_manifest_body,
+    split_manifest_file,
+)
+from .paths import MANIFEST_NAME, path_problem
+
+__all__ = [
+    "DEFAULT_EXPIRY",
+    "SignResult",
+    "SigningError",
+    "TreeScan",
+    "parse_duration",
+    "scan_tree",
+    "sign_tree",
+]
+
+#: Manifests expire 90 days after signing unless ``--expires`` says otherwise.
+DEFAULT_EXPIRY = timedelta(days=90)
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d{1,9})([smhdw])")
+
+#: Directories never published: bytecode caches (the importer never reads them).
+SKIPPED_DIRS = frozenset({"__pycache__"})
+
+
+class SigningError(SecureImportError):
+    """The tree cannot be signed; ``problems`` lists every reason."""
+
+    def __init__(self, msg: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(msg)
+        self.problems = list(problems)
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``45s`` or ``2w`` as a timedelta."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ConfigurationError(
+            f"duration {text!r} is not a positive number followed by s, m, h, d or w (e.g. 90d)"
+        )
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+@dataclass
+class TreeScan:
+    """The publishable files of a tree (relative paths) and what is wrong with it."""
+
+    files: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def scan_tree(root: Path) -> TreeScan:
+    """Every regular file under *root* that belongs in the signed tree.
+
+    Skipped silently: the manifest, hidden (dot) entries and ``__pycache__``.
+    Reported as problems: symlinks, special files, names that cannot be
+    published (see :func:`paths.path_problem`) and case-fold collisions.
+    """
+    scan = TreeScan()
+    folded: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        kept_dirs = []
+        for name in sorted(dirnames):
+            if name.startswith(".") or name in SKIPPED_DIRS:
+                continue
+            if os.path.islink(os.path.join(dirpath, name)):
+                scan.problems.append(f"{prefix}{name}: symlink (publish real files only)")
+                continue
+            kept_dirs.append(name)
+        dirnames[:] = kept_dirs
+        for name in sorted(filenames):
+            rel = prefix + name
+            if name.startswith(".") or rel == MANIFEST_NAME:
+                continue
+            problem = _file_problem(Path(dirpath, name), rel)
+            if problem is None:
+                other = folded.setdefault(rel.casefold(), rel)
+                if other != rel:
+                    problem = f"differs from {other!r} only in case"
+            if problem is not None:
+                scan.problems.append(f"{rel}: {problem}")
+            else:
+                scan.files.append(rel)
+    scan.files.sort()
+    return scan
+
+
+def _file_problem(path: Path, rel: str) -> str | None:
+    mode = path.lstat().st_mode
+    if stat.S_ISLNK(mode):
+        return "symlink (publish real files only)"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    return path_problem(rel)
+
+
+@dataclass(frozen=True)
+class SignResult:
+    manifest_path: Path
+    version: int
+    files: int
+    expires: datetime
+
+
+def previous_version(root: Path) -> int | None:
+    """The version of the manifest already in *root*, if there is one."""
+    try:
+        data = (root / MANIFEST_NAME).read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return parse_manifest_body(split_manifest_file(data).body).version
+    except ManifestFormatError as exc:
+        raise SigningError(
+            f"{root / MANIFEST_NAME} exists but cannot be read ({exc}); "
+            "pass --version N to choose the new version"
+        ) from None
+
+
+def sign_tree(
+    root: Path,
+    keys: Sequence[PrivateKey],
+    *,
+    version: int | None = None,
+    expires_in: timedelta = DEFAULT_EXPIRY,
+    now: datetime | None = None,
+) -> SignResult:
+    """Sign every file under *root* with every key and write the manifest atomically."""
+    root = Path(root)
+    if not keys:
+        raise ConfigurationError("sign needs at least one private key")
+    if not root.is_dir():
+        raise SigningError(f"{root} is not a directory")
+    scan = scan_tree(root)
+    if scan.problems:
+        raise SigningError(
+            f"cannot sign {root}: {len(scan.problems)} problem(s)", scan.problems
+        )
+    version = _choose_version(root, version)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    entries = {rel: _sign_file(root, rel, keys, version) for rel in scan.files}
+    manifest = Manifest(
+        version=version,
+        created=now,
+        expires=now + expires_in,
+        keyids=tuple(k.keyid for k in keys),
+        files=entries,
+    )
+    body = encode_body(manifest)
+    sigs = [(k.keyid, k.sign(manifest_message(k.keyid, body))) for k in keys]
+    path = root / MANIFEST_NAME
+    write_atomically(path, encode_manifest(body, sigs))
+    return SignResult(path, version, len(entries), manifest.expires)
+
+
+def _choose_version(root: Path, requested: int | None) -> int:
+    previous = previous_version(root)
+    if requested is None:
+        return 1 if previous is None else previous + 1
+    if requested < 1:
+        raise ConfigurationError(f"--version must be at least 1, not {requested}")
+    if previous is not None and requested <= previous:
+        raise SigningError(
+            f"--version {requested} is not newer than the tree's current version {previous}; "
+            "clients that saw it would refuse the tree as a rollback"
+        )
+    return requested
+
+
+def _sign_file(root: Path, rel: str, keys: Sequence[PrivateKey], version: int) -> FileEntry:
+    data = (root / rel).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    sigs = {
+        k.keyid: k.sign(file_message(k.keyid, version, rel, digest, len(data))) for k in keys
+    }
+    return FileEntry(rel, len(data), digest, sigs)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace *path* with *data* so readers see the old file or the new, never a mix."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
