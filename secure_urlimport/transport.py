@@ -1,0 +1,501 @@
+"""The network boundary: the one place that talks HTTPS.
+
+The verification core does no I/O: it is handed a :class:`Fetcher` (after
+python-tuf ngclient's ``FetcherInterface``), so tests can play a hostile server.
+:class:`RequestsFetcher` is the real one.  Its failures are DownloadErrors;
+requests/urllib3 exceptions never escape, and header values (credentials) never
+reach messages, logs or reprs.  requests is imported on first use, to keep
+``import secure_urlimport`` cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+from .config import Config
+from .errors import (
+    ConfigurationError,
+    DownloadError,
+    DownloadTimeoutError,
+    HTTPStatusError,
+    InsecureURLError,
+    RedirectError,
+    ResponseTooLargeError,
+    TLSError,
+)
+
+if TYPE_CHECKING:
+    import requests
+    from requests.adapters import HTTPAdapter
+
+__all__ = ["Fetcher", "RequestsFetcher", "require_https"]
+
+log = logging.getLogger("secure_urlimport")
+
+_CHUNK = 65536
+_POOL_SIZE = 16
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_Origin = tuple[str, str, int]
+
+
+class Fetcher(Protocol):
+    """Downloads bytes; the only I/O the importer needs."""
+
+    def fetch(self, url: str, *, max_bytes: int) -> bytes:
+        """The body of ``url``; raises DownloadError beyond ``max_bytes``."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the fetcher must not be used afterwards."""
+        ...
+
+
+def require_https(url: str) -> str:
+    """Return ``url`` unchanged, or raise InsecureURLError if it is not plain https."""
+    problem = _https_problem(url)
+    if problem is not None:
+        shown = _redact(url)
+        raise InsecureURLError(
+            f"refusing to fetch {shown!r}: {problem[0]}; code is only fetched over "
+            f"https://, so {problem[1]}",
+            path=shown,
+        )
+    return url
+
+
+def _https_problem(url: str) -> tuple[str, str] | None:
+    """What is wrong with ``url`` and how to fix it, or None if it is acceptable."""
+    if any(ch <= " " or ch == "\x7f" for ch in url):
+        return "it contains whitespace or control characters", "remove them"
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError:
+        return "it is not a valid URL", "pass a URL of the form https://host/path"
+    if parts.scheme != "https":
+        scheme = f"{parts.scheme}://" if parts.scheme else "no scheme"
+        return f"it uses {scheme}", "use an https:// URL (serve the files over TLS)"
+    if "@" in parts.netloc:
+        return "it embeds credentials (user@host)", "pass them as headers= instead"
+    if "#" in url:
+        return "it has a #fragment", "remove the fragment"
+    if not parts.hostname:
+        return "it names no host", "use a URL of the form https://host/path"
+    return None
+
+
+def _redact(url: str) -> str:
+    """``url`` without any userinfo, so a password never lands in a message."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
+
+
+def _origin(url: str) -> _Origin:
+    parts = urlsplit(url)
+    return (parts.scheme, parts.hostname or "", parts.port or 443)
+
+
+class _Watchdog:
+    """Enforces one download's deadline, whatever the server does.
+
+    Socket timeouts bound each ``recv``, not the sum: a server dripping a byte
+    every 0.2 s into the headers never trips them.  So when the deadline
+    passes, a timer shuts down every socket the download uses, and the blocked
+    read returns at once.  It shuts down a private ``dup`` of each socket, so a
+    descriptor number closed and reused meanwhile can never be hit.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.fired = False
+        self._done = False
+        self._lock = threading.Lock()
+        self._dups: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._token = _current.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _current.reset(self._token)
+        with self._lock:
+            self._done = True
+            for dup in self._dups:
+                dup.close()
+            self._dups.clear()
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def watch(self, sock: socket.socket | None) -> None:
+        """Shut ``sock`` down too when the deadline passes."""
+        with self._lock:
+            if sock is None or self._done:
+                return
+            try:
+                dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+            except (OSError, ValueError):
+                return  # already closed: nothing left to interrupt
+            self._dups.append(dup)
+            if self.fired:
+                _shutdown(dup)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if not self._done:
+                self.fired = True
+                for dup in self._dups:
+                    _shutdown(dup)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already gone, which is what we wanted
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+# The download running in this thread: the connection hook below finds it
+# here, since requests has no way to pass it through.
+_current: contextvars.ContextVar[_Watchdog | None] = contextvars.ContextVar(
+    "secure_urlimport_watchdog", default=None
+)
+
+
+class _Net(NamedTuple):
+    """The parts of requests/urllib3 this module uses, imported on first use."""
+
+    session: Callable[[], requests.Session]
+    adapter: Callable[..., HTTPAdapter]
+    environ_proxies: Callable[[str], dict[str, str]]
+    ssl_error: type[Exception]
+    timeouts: tuple[type[Exception], ...]
+    errors: tuple[type[Exception], ...]
+
+
+@functools.cache
+def _net() -> _Net:
+    # Lazy: requests and urllib3 cost tens of milliseconds to import.
+    from http.client import HTTPException
+
+    import requests
+    import urllib3
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPSConnection
+
+    class WatchedConnection(HTTPSConnection):
+        """Hands its socket to the current watchdog before waiting for headers.
+
+        The TLS handshake needs no watching: a socket timeout bounds the whole
+        handshake (Python >= 3.5), and requests is given the time remaining.
+        """
+
+        def getresponse(self) -> Any:  # urllib3's return type varies by version
+            watchdog = _current.get()
+            if watchdog is not None:
+                watchdog.watch(self.sock)
+            return super().getresponse()
+
+    class WatchedPool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = WatchedConnection
+
+    def hook(manager: Any) -> Any:  # a urllib3 PoolManager or ProxyManager
+        classes = getattr(manager, "pool_classes_by_scheme", None)
+        # Only replace the stock pool: a SOCKS manager's own pool must stay.
+        if isinstance(classes, dict) and classes.get("https") is urllib3.HTTPSConnectionPool:
+            manager.pool_classes_by_scheme = {**classes, "https": WatchedPool}
+        return manager
+
+    class WatchedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            hook(self.poolmanager)
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            return hook(super().proxy_manager_for(proxy, **kwargs))
+
+    exc = requests.exceptions
+    return _Net(
+        session=requests.Session,
+        adapter=WatchedAdapter,
+        environ_proxies=requests.utils.get_environ_proxies,
+        ssl_error=exc.SSLError,
+        timeouts=(exc.Timeout, urllib3.exceptions.TimeoutError, TimeoutError),
+        errors=(exc.RequestException, urllib3.exceptions.HTTPError, OSError, HTTPException),
+    )
+
+
+@functools.cache
+def _user_agent() -> str:
+    from importlib import metadata  # needed once, when a session is made
+
+    try:
+        return f"secure-urlimport/{metadata.version('secure_urlimport')}"
+    except metadata.PackageNotFoundError:
+        return "secure-urlimport/0+unknown"  # running from a source checkout
+
+
+class RequestsFetcher:
+    """Fetches over HTTPS with requests, refusing anything a hostile server might try.
+
+    * One keep-alive ``requests.Session`` per origin, made on first use.
+    * ``trust_env`` is off, so ``~/.netrc`` credentials are never sent and the
+      environment cannot swap the CA; proxies (``HTTPS_PROXY``, ``NO_PROXY``)
+      are still honoured, looked up explicitly for each request.
+    * CA store: ``config.cafile`` if given -- ``REQUESTS_CA_BUNDLE`` cannot
+      override it.  Without it, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``
+      (read once, here) so machine-wide CA configuration keeps working; failing
+      those, requests' default store (certifi).
+    * ``config.headers`` go with every request.  One fetcher serves one trusted
+      URL and only same-origin redirects are followed, so they only ever reach
+      that origin.
+    * ``config.timeout`` bounds each whole download -- connecting, TLS, headers,
+      body and redirects -- not each read.  Not covered: the DNS lookup, which
+      Python cannot interrupt.
+    """
+
+    def __init__(self, config: Config) -> None:
+        if config.cafile is not None and not os.path.exists(config.cafile):
+            raise ConfigurationError(f"cafile {config.cafile!r} does not exist")
+        self.config = config
+        env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self.verify: str | bool = config.cafile or env_ca or True
+        self._lock = threading.Lock()
+        self._sessions: dict[_Origin, requests.Session] = {}
+
+    def __repr__(self) -> str:
+        with self._lock:
+            origins = sorted(f"https://{host}:{port}" for _, host, port in self._sessions)
+        return f"RequestsFetcher(origins={origins!r})"
+
+    def close(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for session in sessions:
+            session.close()
+
+    def fetch(self, url: str, *, max_bytes: int) -> bytes:
+        require_https(url)
+        log.debug("fetch %s", url)
+        started = time.monotonic()
+        with _Watchdog(self.config.timeout) as watchdog:
+            body = _Download(self, url, max_bytes, watchdog).run()
+        elapsed_ms = (time.monotonic() - started) * 1000
+        log.debug("fetched %s (%d bytes, %.0f ms)", url, len(body), elapsed_ms)
+        return body
+
+    def session(self, url: str) -> requests.Session:
+        """The session for ``url``'s origin, made on first use."""
+        origin = _origin(url)
+        with self._lock:
+            if origin not in self._sessions:
+                self._sessions[origin] = self._new_session()
+            return self._sessions[origin]
+
+    def _new_session(self) -> requests.Session:
+        net = _net()
+        session = net.session()
+        session.trust_env = False
+        session.verify = self.verify
+        session.headers["User-Agent"] = _user_agent()
+        session.headers.update(self.config.headers)
+        # Always identity, whatever headers= says: never inflate (decompression bombs).
+        session.headers["Accept-Encoding"] = "identity"
+        session.mount("https://", net.adapter(pool_connections=1, pool_maxsize=_POOL_SIZE))
+        return session
+
+
+_E = TypeVar("_E", bound=DownloadError)
+_ADVICE = {
+    404: "the file is listed but not on the server; re-publish the release",
+    401: "check the credentials passed as headers=",
+    403: "check the credentials passed as headers=",
+}
+
+
+class _Download:
+    """One fetch: the URL asked for, where redirects have led, and one deadline."""
+
+    def __init__(
+        self, fetcher: RequestsFetcher, url: str, max_bytes: int, watchdog: _Watchdog
+    ) -> None:
+        self.fetcher = fetcher
+        self.url = self.current = url
+        self.max_bytes = max_bytes
+        self.watchdog = watchdog
+
+    def run(self) -> bytes:
+        """GET the URL, following at most max_redirects same-origin redirects."""
+        limit = self.fetcher.config.max_redirects
+        for hop in range(limit + 1):
+            response = self._get()
+            try:
+                target = self._redirect_target(response)
+                if target is None:
+                    return self._body(response)
+            finally:
+                response.close()  # on error this drops the connection mid-body
+            log.debug("redirect %d: %s -> %s", hop + 1, self.current, target)
+            self.current = target
+        raise self._error(RedirectError, f"more than {limit} redirects (a loop?); fix the server")
+
+    def _error(self, cls: type[_E], problem: str) -> _E:
+        return cls(f"cannot download {self.current}: {problem}", path=self.url)
+
+    def _get(self) -> requests.Response:
+        net, fetcher = _net(), self.fetcher
+        remaining = self.watchdog.remaining()
+        try:
+            if remaining <= 0:
+                raise TimeoutError  # spent on earlier redirects; translated below
+            response = fetcher.session(self.current).get(
+                self.current,
+                stream=True,
+                allow_redirects=False,
+                timeout=(remaining, remaining),
+                verify=fetcher.verify,
+                cert=fetcher.config.client_cert,
+                proxies=net.environ_proxies(self.current),
+            )
+        except net.errors as exc:
+            raise self._translate(exc) from None
+        # In case the connection hook is missing (e.g. SOCKS): watch the body at least.
+        self.watchdog.watch(getattr(getattr(response.raw, "connection", None), "sock", None))
+        return response
+
+    def _redirect_target(self, response: requests.Response) -> str | None:
+        """The same-origin URL to go to next, or None if this is not a redirect."""
+        if response.status_code not in _REDIRECTS:
+            return None
+        location = response.headers.get("Location")
+        if not location:
+            raise self._status_error(response.status_code)
+        target = urljoin(self.current, location)
+        if _https_problem(target) or _origin(target) != _origin(self.current):
+            raise self._error(
+                RedirectError,
+                f"refusing redirect from {self.current} to {_redact(target)}: only "
+                "same-origin https redirects are followed",
+            )
+        return target
+
+    def _body(self, response: requests.Response) -> bytes:
+        if response.status_code != 200:
+            raise self._status_error(response.status_code)
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise self._error(
+                DownloadError,
+                f"served with Content-Encoding {encoding!r}; the server must serve "
+                "files uncompressed (they are never inflated)",
+            )
+        declared = self._declared_length(response)
+        limit = f"over the limit of {self.max_bytes} bytes"
+        if declared is not None and declared > self.max_bytes:
+            raise self._error(ResponseTooLargeError, f"it announces {declared} bytes, {limit}")
+        body = bytearray()
+        try:
+            self._read_capped(response, body)
+        except _net().errors as exc:
+            raise self._translate(exc, received=len(body)) from None
+        if self.watchdog.fired:  # a body without length "ends" cleanly when cut
+            raise self._timeout()
+        if len(body) > self.max_bytes:
+            raise self._error(ResponseTooLargeError, f"its body is larger, {limit}")
+        if declared is not None and len(body) != declared:
+            raise self._error(
+                DownloadError,
+                f"truncated: received {len(body)} of {declared} bytes "
+                "(the server closed the connection early)",
+            )
+        return bytes(body)
+
+    def _read_capped(self, response: requests.Response, body: bytearray) -> None:
+        """Read the raw, never decoded, body into ``body``; stop past max_bytes.
+
+        ``read1`` (urllib3 >= 2.1) returns after one ``recv``, so a slow body is
+        checked against the deadline between reads; with ``read(n)``, which waits
+        for all n bytes, the watchdog's shutdown ends the wait.  Memory stays
+        within max_bytes + 1.
+        """
+        raw = response.raw
+        read = getattr(raw, "read1", None) or raw.read
+        while len(body) <= self.max_bytes and not self.watchdog.fired:
+            data = read(min(_CHUNK, self.max_bytes + 1 - len(body)), decode_content=False)
+            if not data:
+                return
+            body += data
+
+    def _declared_length(self, response: requests.Response) -> int | None:
+        value = response.headers.get("Content-Length")
+        # Under chunked framing Content-Length is ignored (RFC 9112, 6.3).
+        if value is None or "Transfer-Encoding" in response.headers:
+            return None
+        if not (value.strip().isascii() and value.strip().isdigit()):
+            raise self._error(DownloadError, f"invalid Content-Length {value[:40]!r}")
+        return int(value)
+
+    def _timeout(self) -> DownloadTimeoutError:
+        seconds = self.fetcher.config.timeout
+        return self._error(
+            DownloadTimeoutError,
+            f"did not finish within {seconds:g} s; raise timeout= or check the server",
+        )
+
+    def _status_error(self, status: int) -> HTTPStatusError:
+        try:  # the standard phrase, not the server's own (attacker-chosen) reason text
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "unknown status"
+        advice = _ADVICE.get(status, "the server must answer 200")
+        error = self._error(HTTPStatusError, f"HTTP {status} {phrase}; {advice}")
+        error.status = status
+        return error
+
+    def _translate(self, exc: Exception, received: int | None = None) -> DownloadError:
+        """The error to raise instead of a requests/urllib3/socket one."""
+        net = _net()
+        if self.watchdog.fired or self.watchdog.remaining() <= 0 or isinstance(exc, net.timeouts):
+            return self._timeout()
+        cause = _root_cause(exc)
+        if received is not None:
+            return self._error(DownloadError, f"broke off after {received} bytes: {cause}")
+        if isinstance(exc, net.ssl_error):
+            return self._error(
+                TLSError,
+                f"TLS check failed for {urlsplit(self.current).hostname}: {cause}; pass "
+                "cafile= with the CA that signed the server certificate, or check the "
+                "hostname (or client_cert=, if the server requires one)",
+            )
+        return self._error(DownloadError, cause)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error requests/urllib3 wrapped, for a short, useful message."""
+    for _ in range(10):
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            first = exc.args[0] if exc.args else None
+            inner = first if isinstance(first, BaseException) else exc.__cause__
+        if inner is None or inner is exc:
+            break
+        exc = inner
+    text = str(exc)[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
