@@ -1,0 +1,308 @@
+"""The public entry points: ``install``, ``trust``, ``uninstall`` and the path hook.
+
+State lives here, in a registry keyed by URL, rather than in finder objects:
+``importlib.invalidate_caches()`` discards every URL finder in
+``sys.path_importer_cache``, and the trust decisions must survive that.
+
+- A *pin* (``trust()``) says: trees at or below this URL prefix must be signed
+  by these keys.  Nothing is fetched until an import needs it.
+- A *tree* is one signed tree (one manifest).  ``install()`` creates one and a
+  meta-path :class:`Importer` for it; the path hook creates one for each pinned
+  ``https://`` entry on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .config import Config
+from .errors import SecureImportError
+from .finder import Importer, NullPathFinder, RemotePathFinder, meta_path_insert_index
+from .keys import TrustedKeys
+from .remote import RemoteTree, normalize_url
+
+if TYPE_CHECKING:
+    from .transport import Fetcher
+
+__all__ = [
+    "UnpinnedURLWarning",
+    "install",
+    "install_path_hook",
+    "remove_path_hook",
+    "trust",
+    "uninstall",
+]
+
+log = logging.getLogger("secure_urlimport")
+
+
+class UnpinnedURLWarning(UserWarning):
+    """An ``https://`` entry on ``sys.path`` has no pinned key, so it is ignored."""
+
+
+@dataclass
+class _Pin:
+    trusted: TrustedKeys
+    config: Config
+    fetcher: Fetcher | None = None
+    trees: list[RemoteTree] = field(default_factory=list)
+
+
+_lock = threading.RLock()
+_pins: dict[str, _Pin] = {}
+_trees: dict[str, RemoteTree] = {}
+_warned: set[str] = set()
+_hook_requested = False
+
+
+def _config(
+    config: Config | None,
+    *,
+    cafile: str | None,
+    headers: dict[str, str] | None,
+    timeout: float | None,
+    threshold: int | None,
+) -> Config:
+    base = config if config is not None else Config()
+    return base.replace(cafile=cafile, headers=headers, timeout=timeout, threshold=threshold)
+
+
+def trust(
+    url: str,
+    pubkey: object,
+    *,
+    cafile: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float | None = None,
+    threshold: int | None = None,
+    config: Config | None = None,
+    fetcher: Fetcher | None = None,
+) -> None:
+    """Pin *pubkey* for every tree at or below the https *url* prefix.
+
+    With the path hook installed (``install_path_hook()``), ``https://``
+    entries on ``sys.path`` under *url* become importable; each entry is the
+    root of a signed tree.  Takes the same options as :func:`install`.
+    """
+    cfg = _config(config, cafile=cafile, headers=headers, timeout=timeout, threshold=threshold)
+    prefix = normalize_url(url)
+    pin = _Pin(TrustedKeys.from_arg(pubkey, cfg.threshold), cfg, fetcher)
+    with _lock:
+        _forget(prefix)
+        _pins[prefix] = pin
+        _drop_path_cache(prefix)
+
+
+def install(
+    url: str,
+    pubkey: object,
+    *,
+    cafile: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float | None = None,
+    threshold: int | None = None,
+    config: Config | None = None,
+    fetcher: Fetcher | None = None,
+) -> Importer:
+    """Make the signed tree at *url* importable with ``import``; return its finder.
+
+    The manifest is fetched and verified now, so a wrong key, URL or CA fails
+    here rather than at the first import.  Options:
+
+    - *pubkey*: a ``.pub`` path, its text, 32 raw bytes, an ``Ed25519PublicKey``,
+      or a list of these (any listed key may sign; see *threshold*).
+    - *cafile*: PEM CA bundle trusted instead of the default store.
+    - *headers*: extra request headers (e.g. an ``Authorization`` token).
+    - *timeout*: seconds for each whole download.
+    - *threshold*: how many distinct pinned keys must sign (default 1).
+    - *config*: a :class:`Config` for everything else; the keywords above win.
+    - *fetcher*: the network interface (tests inject hostile servers here).
+
+    Calling it again for the same URL returns the existing importer.
+    """
+    cfg = _config(config, cafile=cafile, headers=headers, timeout=timeout, threshold=threshold)
+    prefix = normalize_url(url)
+    pin = _Pin(TrustedKeys.from_arg(pubkey, cfg.threshold), cfg, fetcher)
+    with _lock:
+        existing = _importer_for(prefix)
+        current = _pins.get(prefix)
+        if existing is not None and current is not None and _same_pin(current, pin):
+            return existing
+    # Network I/O outside _lock: the path hook takes _lock while the import
+    # system holds its global lock, and this thread may need that lock.
+    tree = RemoteTree(prefix, pin.trusted, cfg, _fetcher_of(pin))
+    try:
+        tree.manifest()  # fail now, before anything is installed
+    except SecureImportError:
+        tree.close()
+        raise
+    with _lock:
+        _forget(prefix)
+        pin.trees.append(tree)
+        _pins[prefix] = pin
+        _trees[prefix] = tree
+        _drop_path_cache(prefix)
+        importer = Importer(tree)
+        sys.meta_path.insert(meta_path_insert_index(), importer)
+        _add_hook()
+    log.debug("installed %r", importer)
+    return importer
+
+
+def uninstall(url: str) -> None:
+    """Remove the importer, pin, path-finder cache entries and state for *url*."""
+    prefix = normalize_url(url)
+    with _lock:
+        _forget(prefix)
+        if not _pins and not _hook_requested:
+            _remove_hook()
+
+
+def install_path_hook() -> None:
+    """Make pinned ``https://`` entries on ``sys.path`` (and in ``__path__``) importable.
+
+    Entries that are not pinned are claimed and ignored, with one warning each.
+    """
+    global _hook_requested
+    with _lock:
+        _hook_requested = True
+        _add_hook()
+
+
+def remove_path_hook() -> None:
+    """Undo :func:`install_path_hook` (``install()`` keeps its own finders)."""
+    global _hook_requested
+    with _lock:
+        _hook_requested = False
+        _remove_hook()
+
+
+# -- internals --------------------------------------------------------------
+
+
+def _same_pin(a: _Pin, b: _Pin) -> bool:
+    return a.trusted == b.trusted and a.config == b.config and b.fetcher in (None, a.fetcher)
+
+
+def _fetcher_of(pin: _Pin) -> Fetcher:
+    if pin.fetcher is None:
+        from .transport import RequestsFetcher
+
+        pin.fetcher = RequestsFetcher(pin.config)
+    return pin.fetcher
+
+
+def _importer_for(url: str) -> Importer | None:
+    for finder in sys.meta_path:
+        if isinstance(finder, Importer) and finder.url == url:
+            return finder
+    return None
+
+
+def _forget(prefix: str) -> None:
+    """Drop the pin at *prefix*, its trees, their importers and cached path finders."""
+    pin = _pins.pop(prefix, None)
+    if pin is None:
+        return
+    sys.meta_path[:] = [
+        f for f in sys.meta_path if not (isinstance(f, Importer) and f.tree in pin.trees)
+    ]
+    for tree in pin.trees:
+        _trees.pop(tree.url, None)
+        _drop_path_cache(tree.url)
+    _drop_path_cache(prefix)
+    if pin.fetcher is not None:
+        pin.fetcher.close()
+
+
+def _under(entry: str, prefix: str) -> bool:
+    return entry == prefix or entry.startswith(prefix + "/")
+
+
+def _drop_path_cache(prefix: str) -> None:
+    """Forget cached finders (or cached ``None``) for entries under *prefix*."""
+    for entry in list(sys.path_importer_cache):
+        if isinstance(entry, str) and entry[:8].lower().startswith(("https://", "http://")):
+            try:
+                if _under(normalize_url(entry), prefix):
+                    del sys.path_importer_cache[entry]
+            except SecureImportError:
+                continue
+
+
+def _longest(entry: str, candidates: dict[str, object]) -> str | None:
+    matches = [p for p in candidates if _under(entry, p)]
+    return max(matches, key=len) if matches else None
+
+
+def _finder_for(entry: str) -> RemotePathFinder | NullPathFinder:
+    try:
+        url = normalize_url(entry)
+    except SecureImportError as exc:
+        _warn_once(entry, f"{exc}; the sys.path entry {entry!r} is ignored")
+        return NullPathFinder(entry)
+    with _lock:
+        tree_url = _longest(url, _trees)  # type: ignore[arg-type]
+        if tree_url is not None:
+            tree = _trees[tree_url]
+            directory = url[len(tree_url) + 1:]
+            if not directory or _tree_has_directory(tree, directory):
+                return RemotePathFinder(tree, directory)
+        pin_url = _longest(url, _pins)  # type: ignore[arg-type]
+        if pin_url is None:
+            _warn_once(
+                entry,
+                f"{entry} is on sys.path but no key is pinned for it, so nothing is imported "
+                f"from it; pin the publisher's key with "
+                f"secure_urlimport.trust({url!r}, pubkey='publisher.pub')",
+            )
+            return NullPathFinder(entry)
+        pin = _pins[pin_url]
+        tree = RemoteTree(url, pin.trusted, pin.config, _fetcher_of(pin))
+        pin.trees.append(tree)
+        _trees[url] = tree
+        return RemotePathFinder(tree, "")
+
+
+def _tree_has_directory(tree: RemoteTree, directory: str) -> bool:
+    try:
+        return directory in tree.manifest().directories
+    except SecureImportError:
+        return True  # fail closed: the tree's finder will raise for its names
+
+
+def _warn_once(entry: str, message: str) -> None:
+    if entry not in _warned:
+        _warned.add(entry)
+        warnings.warn(message, UnpinnedURLWarning, stacklevel=2)
+
+
+def path_hook(entry: str) -> RemotePathFinder | NullPathFinder:
+    """The ``sys.path_hooks`` callable: claims every ``https://`` and ``http://`` entry."""
+    if not isinstance(entry, str) or not entry[:8].lower().startswith(("https://", "http://")):
+        raise ImportError("not a URL", path=str(entry))
+    return _finder_for(entry)
+
+
+def _add_hook() -> None:
+    if path_hook not in sys.path_hooks:
+        # First: the standard FileFinder hook would accept the URL as a
+        # relative directory name.
+        sys.path_hooks.insert(0, path_hook)
+    for entry, finder in list(sys.path_importer_cache.items()):
+        # Entries seen before the hook existed are cached as None forever.
+        if finder is None and isinstance(entry, str) and "://" in entry:
+            del sys.path_importer_cache[entry]
+
+
+def _remove_hook() -> None:
+    while path_hook in sys.path_hooks:
+        sys.path_hooks.remove(path_hook)
+    for entry, finder in list(sys.path_importer_cache.items()):
+        if isinstance(finder, RemotePathFinder | NullPathFinder):
+            del sys.path_importer_cache[entry]

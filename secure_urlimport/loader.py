@@ -1,0 +1,141 @@
+"""The verifying loader shared by the meta-path finder and the path-entry finder.
+
+Deliberately not an ``importlib.abc.SourceLoader``: that class asks
+``get_data`` for ``__pycache__/*.pyc`` next to the source and would run a
+server-supplied bytecode file without checking the source.  Here the only
+bytes ever compiled are the verified source bytes, passed straight to
+``compile()``.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.abc
+import importlib.util
+import linecache
+import sys
+from importlib.machinery import ModuleSpec
+from types import CodeType, ModuleType
+from typing import TYPE_CHECKING
+
+from .errors import NotInManifestError, SecureImportError
+from .remote import RemoteTree
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import TraversableResources
+
+__all__ = ["VerifiedLoader", "make_spec"]
+
+
+class VerifiedLoader(importlib.abc.Loader):
+    """Loads one module of a :class:`RemoteTree` from verified bytes.
+
+    One instance per module, like ``SourceFileLoader``: methods that take a
+    module name accept any name, because ``runpy`` and ``linecache`` ask for
+    ``__main__``.
+    """
+
+    def __init__(self, tree: RemoteTree, fullname: str, relpath: str, is_package: bool) -> None:
+        self.tree = tree
+        self.name = fullname
+        self.relpath = relpath
+        self.url = tree.file_url(relpath)
+        self._is_package = is_package
+
+    def __repr__(self) -> str:
+        return f"<VerifiedLoader {self.name!r} from {self.url}>"
+
+    # -- the import protocol ------------------------------------------------
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        code = self.get_code(module.__name__)
+        # A traceback or inspect.getsource() may have cached the previous
+        # text of this URL; after a reload it must show the new one.
+        linecache.cache.pop(self.url, None)
+        exec(code, module.__dict__)  # noqa: S102 - verified bytes only
+
+    # -- InspectLoader ------------------------------------------------------
+
+    def _source_bytes(self, fullname: str | None) -> bytes:
+        try:
+            return self.tree.read(self.relpath)
+        except SecureImportError as exc:
+            name = self.name if fullname in (None, "__main__") else fullname
+            raise exc.for_module(name) from None
+
+    def get_code(self, fullname: str | None = None) -> CodeType:
+        source = self._source_bytes(fullname)
+        return compile(source, self.url, "exec", dont_inherit=True)
+
+    def get_source(self, fullname: str | None = None) -> str:
+        return importlib.util.decode_source(self._source_bytes(fullname))
+
+    def is_package(self, fullname: str | None = None) -> bool:
+        return self._is_package
+
+    def get_filename(self, fullname: str | None = None) -> str:
+        return self.url
+
+    # -- data and resources -------------------------------------------------
+
+    def get_data(self, path: str) -> bytes:
+        """Verified bytes of a file in the tree, by URL or ``os.path.join`` path.
+
+        A path outside the tree or not in the signed manifest raises
+        ``FileNotFoundError``, as ``get_data`` does for a missing local file.
+        """
+        relpath = self.tree.relpath_of(str(path))
+        if relpath is None:
+            raise FileNotFoundError(
+                errno.ENOENT, f"not a file of the signed tree {self.tree.url}", str(path)
+            )
+        try:
+            return self.tree.read(relpath)
+        except NotInManifestError as exc:
+            raise FileNotFoundError(errno.ENOENT, str(exc), str(path)) from None
+
+    def get_resource_reader(self, fullname: str | None = None) -> TraversableResources:
+        from .resources import RemoteResourceReader
+
+        directory = self.relpath.rpartition("/")[0]
+        return RemoteResourceReader(self.tree, directory)
+
+
+def make_spec(tree: RemoteTree, fullname: str, base: str) -> ModuleSpec | None:
+    """The spec for *fullname* stored at tree path *base* (no suffix), or None.
+
+    A module file wins over a package, which wins over a namespace directory,
+    as in ``FileFinder``: ``base/__init__.py`` > ``base.py`` > ``base/``.
+    """
+    manifest = tree.manifest()
+    init = f"{base}/__init__.py"
+    if init in manifest.files:
+        return _spec(tree, fullname, init, is_package=True)
+    if f"{base}.py" in manifest.files:
+        return _spec(tree, fullname, f"{base}.py", is_package=False)
+    if base in manifest.directories:
+        spec = ModuleSpec(fullname, None, is_package=True)
+        spec.submodule_search_locations = [tree.file_url(base)]
+        return spec
+    return None
+
+
+def _spec(tree: RemoteTree, fullname: str, relpath: str, *, is_package: bool) -> ModuleSpec:
+    loader = VerifiedLoader(tree, fullname, relpath, is_package)
+    spec = ModuleSpec(fullname, loader, origin=loader.url, is_package=is_package)
+    # Gives the module a __file__; spec_from_file_location would prefix the cwd.
+    spec.has_location = True
+    if is_package:
+        spec.submodule_search_locations = [tree.file_url(relpath.rpartition("/")[0])]
+    return spec
+
+
+def _stdlib_names() -> frozenset[str]:
+    return frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
+
+
+#: Top-level names a remote tree may never provide (see README "Shadowing policy").
+STDLIB_NAMES = _stdlib_names()
