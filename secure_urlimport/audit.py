@@ -1,0 +1,200 @@
+"""The CI gate: check a published tree (a directory or an https URL) and list every problem.
+
+Unlike the importer, which stops at the first refusal, an audit goes on and
+collects all problems so one CI run shows everything to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import (
+    BadSignatureError,
+    ExpiredManifestError,
+    HTTPStatusError,
+    ResponseTooLargeError,
+    SecureImportError,
+    TamperedFileError,
+    UntrustedKeyError,
+)
+from .keys import TrustedKeys
+from .manifest import FileEntry, Manifest
+from .paths import MANIFEST_NAME
+from .signing import scan_tree
+from .transport import Fetcher
+from .verify import check_expiry, verify_file, verify_manifest_signatures
+
+__all__ = ["PROBLEM_KINDS", "Problem", "Report", "audit_directory", "audit_url"]
+
+log = logging.getLogger("secure_urlimport")
+
+#: Every kind of problem, as it appears in text and JSON output.
+PROBLEM_KINDS = {
+    "invalid-manifest": "the manifest is missing, malformed or not signed by the pinned keys",
+    "stale": "the manifest has expired; re-sign the tree",
+    "unsigned": "a file in the tree is not in the signed manifest",
+    "missing": "a file in the manifest is not in the tree",
+    "tampered": "a file's size or SHA-256 differs from the manifest",
+    "bad-signature": "a file's signature does not verify with the pinned keys",
+    "unpublishable": "an entry that cannot be signed: symlink, special file or bad name",
+    "download": "a file could not be downloaded",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    path: str
+    message: str
+
+
+@dataclass
+class Report:
+    target: str
+    version: int | None = None
+    files_checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, kind: str, path: str, message: str) -> None:
+        log.debug("%s: %s: %s", kind, path, message)
+        self.problems.append(Problem(kind, path, message))
+
+    def summary(self) -> str:
+        counts = Counter(p.kind for p in self.problems)
+        detail = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+        verdict = "OK" if self.ok else f"FAILED: {len(self.problems)} problem(s) ({detail})"
+        version = f"version {self.version}, " if self.version is not None else ""
+        return f"{self.target}: {version}{self.files_checked} file(s) checked, {verdict}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable ``verify --format json`` document (schema version 1)."""
+        return {
+            "schema": 1,
+            "target": self.target,
+            "ok": self.ok,
+            "version": self.version,
+            "files_checked": self.files_checked,
+            "problems": [
+                {"kind": p.kind, "path": p.path, "message": p.message} for p in self.problems
+            ],
+        }
+
+
+def _check_manifest(
+    report: Report, data: bytes, trusted: TrustedKeys, now: datetime, where: str
+) -> Manifest | None:
+    try:
+        manifest = verify_manifest_signatures(data, trusted, url=where)
+    except SecureImportError as exc:
+        report.add("invalid-manifest", MANIFEST_NAME, str(exc))
+        return None
+    report.version = manifest.version
+    log.debug("verified manifest %s: version %d, %d files", where, manifest.version,
+              len(manifest.files))
+    try:
+        check_expiry(manifest, now=now, url=where)
+    except ExpiredManifestError as exc:
+        report.add("stale", MANIFEST_NAME, str(exc))
+    return manifest
+
+
+def _check_file(
+    report: Report, entry: FileEntry, data: bytes, *, manifest: Manifest,
+    trusted: TrustedKeys, where: str,
+) -> None:
+    report.files_checked += 1
+    try:
+        verify_file(entry, data, manifest, trusted, url=where)
+        log.debug("verified %s", where)
+    except TamperedFileError as exc:
+        report.add("tampered", entry.path, str(exc))
+    except (BadSignatureError, UntrustedKeyError) as exc:
+        report.add("bad-signature", entry.path, str(exc))
+
+
+def audit_directory(root: Path, trusted: TrustedKeys, *, now: datetime) -> Report:
+    """Check a signed tree on disk: manifest, every listed file, and no unsigned extras."""
+    root = Path(root)
+    report = Report(str(root))
+    scan = scan_tree(root)
+    for problem in scan.problems:
+        path, _, why = problem.partition(": ")
+        report.add("unpublishable", path, why)
+    try:
+        data = (root / MANIFEST_NAME).read_bytes()
+    except OSError as exc:
+        report.add("invalid-manifest", MANIFEST_NAME, f"cannot read the manifest: {exc}")
+        data = None
+    manifest = None if data is None else _check_manifest(report, data, trusted, now, str(root))
+    listed = manifest.files if manifest is not None else {}
+    for rel in scan.files:
+        if rel not in listed:
+            report.add("unsigned", rel, f"{rel} is not in the signed manifest; re-sign the tree")
+    if manifest is not None:
+        _check_listed_files(report, root, manifest, trusted)
+    return report
+
+
+def _check_listed_files(
+    report: Report, root: Path, manifest: Manifest, trusted: TrustedKeys
+) -> None:
+    for rel, entry in manifest.files.items():
+        path = root / rel
+        if path.is_symlink() or not path.is_file():
+            report.add("missing", rel, f"{rel} is in the manifest but not in {root}")
+            continue
+        _check_file(report, entry, path.read_bytes(), manifest=manifest, trusted=trusted,
+                    where=str(path))
+
+
+def audit_url(
+    url: str,
+    trusted: TrustedKeys,
+    fetcher: Fetcher,
+    *,
+    now: datetime,
+    max_manifest_bytes: int,
+    file_url: Callable[[str], str],
+) -> Report:
+    """Check a published tree over https: manifest and every listed file.
+
+    Files the server has but the manifest does not list cannot be seen (there
+    is no listing); they are never imported either.
+    """
+    report = Report(url)
+    manifest_url = file_url(MANIFEST_NAME)
+    try:
+        data = fetcher.fetch(manifest_url, max_bytes=max_manifest_bytes)
+    except SecureImportError as exc:
+        report.add("invalid-manifest", MANIFEST_NAME, str(exc))
+        return report
+    manifest = _check_manifest(report, data, trusted, now, manifest_url)
+    if manifest is None:
+        return report
+    for rel, entry in manifest.files.items():
+        where = file_url(rel)
+        try:
+            body = fetcher.fetch(where, max_bytes=entry.size)
+        except HTTPStatusError as exc:
+            kind = "missing" if exc.status == 404 else "download"
+            report.add(kind, rel, str(exc))
+            continue
+        except ResponseTooLargeError as exc:
+            report.add("tampered", rel, str(exc))  # longer than the signed size
+            continue
+        except SecureImportError as exc:
+            report.add("download", rel, str(exc))
+            continue
+        _check_file(report, entry, body, manifest=manifest, trusted=trusted, where=where)
+    return report
+

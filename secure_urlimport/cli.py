@@ -1,0 +1,240 @@
+"""The ``secure-urlimport`` command: keygen, sign, verify, serve, demo.
+
+Exit codes: 0 success; 1 the operation failed (verification problems, wrong
+passphrase, unsignable tree); 2 usage errors (argparse's own convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ConfigurationError, KeyFileError, SecureImportError
+
+if TYPE_CHECKING:
+    from .audit import Report
+    from .keys import TrustedKeys
+
+__all__ = ["main"]
+
+PROG = "secure-urlimport"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments discovered after parsing (exit code 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Sign, publish, verify and import Python code over HTTPS."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the debug trail")
+    # Accepted after the command too; SUPPRESS keeps a subcommand's default
+    # from overwriting a --verbose given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show the debug trail")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "keygen", parents=[common], help="make an Ed25519 key pair PREFIX.key / PREFIX.pub")
+    p.add_argument("prefix", metavar="PREFIX")
+    p.add_argument("--unencrypted", action="store_true",
+                   help="store the private key without a passphrase (not recommended)")
+
+    p = sub.add_parser(
+        "sign", parents=[common], help="sign every file of a tree and write its manifest")
+    p.add_argument("directory", metavar="DIR", type=Path)
+    p.add_argument("--key", action="append", required=True, type=Path, metavar="KEY",
+                   help="private key file; repeat for several signers")
+    p.add_argument("--version", type=int, metavar="N",
+                   help="tree version (default: the previous version + 1)")
+    p.add_argument("--expires", default="90d", metavar="DURATION",
+                   help="validity from now, e.g. 90d, 12h, 30s (default 90d)")
+
+    p = sub.add_parser(
+        "verify", parents=[common], help="check a signed tree (directory or URL): the CI gate")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("--pubkey", action="append", required=True, metavar="PUB",
+                   help="pinned public key (.pub); repeat for several")
+    p.add_argument("--threshold", type=int, default=1, metavar="N",
+                   help="distinct pinned keys that must sign (default 1)")
+    p.add_argument("--cafile", metavar="CA", help="PEM CA bundle for an https TARGET")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = sub.add_parser(
+        "serve", parents=[common], help="serve a directory over HTTPS for development")
+    p.add_argument("directory", metavar="DIR", type=Path)
+    p.add_argument("--port", type=int, default=8443, help="port (0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--cert", metavar="C", help="server certificate chain (PEM)")
+    p.add_argument("--key", metavar="K", help="server private key (PEM)")
+    p.add_argument("--pubkey", metavar="PUB", help="shown in the install() line to paste")
+
+    sub.add_parser(
+        "demo", parents=[common], help="sign, serve and import the bundled example tree")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(format="%(name)s: %(message)s")
+        logging.getLogger("secure_urlimport").setLevel(logging.DEBUG)
+    handler = {
+        "keygen": cmd_keygen, "sign": cmd_sign, "verify": cmd_verify,
+        "serve": cmd_serve, "demo": cmd_demo,
+    }[args.command]
+    try:
+        return handler(args)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SecureImportError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        for problem in getattr(exc, "problems", ()):
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .keyfile import passphrase_from_env_or_prompt, save_private_key, write_public_key
+    from .keys import PrivateKey
+
+    key_path, pub_path = Path(f"{args.prefix}.key"), Path(f"{args.prefix}.pub")
+    for path in (key_path, pub_path):
+        if path.exists():
+            raise KeyFileError(f"{path} already exists; choose another PREFIX or remove it")
+    passphrase = None if args.unencrypted else passphrase_from_env_or_prompt(key_path, confirm=True)
+    key = PrivateKey.generate()
+    save_private_key(key, key_path, passphrase)
+    write_public_key(key.public, pub_path)
+    state = "unencrypted" if passphrase is None else "passphrase-encrypted"
+    print(f"wrote {key_path} ({state}, keep it secret) and {pub_path} (key id {key.keyid})")
+    return EXIT_OK
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from .keyfile import load_private_key, passphrase_from_env_or_prompt
+    from .signing import parse_duration, sign_tree
+
+    try:
+        expires_in = parse_duration(args.expires)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    keys = [
+        load_private_key(path, functools.partial(passphrase_from_env_or_prompt, path))
+        for path in args.key
+    ]
+    result = sign_tree(args.directory, keys, version=args.version, expires_in=expires_in)
+    ids = ", ".join(k.keyid for k in keys)
+    print(
+        f"signed {result.files} file(s) in {args.directory} as version {result.version} "
+        f"with key(s) {ids}; expires {result.expires:%Y-%m-%d %H:%M} UTC"
+    )
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .audit import audit_directory
+    from .keys import TrustedKeys
+
+    try:
+        trusted = TrustedKeys.from_arg([Path(p) for p in args.pubkey], args.threshold)
+    except SecureImportError as exc:
+        raise UsageError(str(exc)) from None
+    now = datetime.now(UTC)
+    target: str = args.target
+    if "://" in target:
+        report = _audit_remote(target, trusted, args.cafile, now)
+    elif Path(target).is_dir():
+        report = audit_directory(Path(target), trusted, now=now)
+    else:
+        raise UsageError(f"TARGET {target!r} is neither a directory nor an https:// URL")
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for problem in report.problems:
+            print(f"{problem.kind}: {problem.path}: {problem.message}")
+        print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _audit_remote(
+    target: str, trusted: TrustedKeys, cafile: str | None, now: datetime
+) -> Report:
+    from .audit import audit_url
+    from .config import Config
+    from .remote import RemoteTree
+
+    config = Config(cafile=cafile)
+    try:
+        tree = RemoteTree(target, trusted, config)
+    except SecureImportError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        return audit_url(
+            tree.url, trusted, tree.fetcher, now=now,
+            max_manifest_bytes=config.max_manifest_bytes, file_url=tree.file_url,
+        )
+    finally:
+        tree.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .server import TreeServer, make_local_ca
+
+    if not args.directory.is_dir():
+        raise UsageError(f"{args.directory} is not a directory")
+    if (args.cert is None) != (args.key is None):
+        raise UsageError("--cert and --key go together")
+    with tempfile.TemporaryDirectory(prefix="secure-urlimport-ca-") as tmp:
+        cafile = None
+        certfile, keyfile = args.cert, args.key
+        if certfile is None:
+            ca = make_local_ca(Path(tmp), hostnames=(args.host, "localhost"))
+            certfile, keyfile, cafile = str(ca.cert_file), str(ca.key_file), str(ca.ca_file)
+        server = TreeServer(args.directory, certfile=certfile, keyfile=keyfile,
+                            host=args.host, port=args.port)
+        pub = args.pubkey or "publisher.pub"
+        print(f"Serving {args.directory} at {server.url}")
+        ca_arg = ""
+        if cafile:
+            print(f"CA certificate (trust it in the consumer): {cafile}")
+            ca_arg = f", cafile={cafile!r}"
+        print(f"Paste in the consumer:\n  secure_urlimport.install({server.url!r}, "
+              f"pubkey={pub!r}{ca_arg})", flush=True)
+        # SIGTERM ends the server like Ctrl-C, so the temporary CA is removed.
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
+        finally:
+            server.stop()
+    return EXIT_OK
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo()

@@ -1,0 +1,446 @@
+"""A development HTTPS server for signed trees, and a throw-away local CA.
+
+Used by ``secure-urlimport serve DIR``, by ``secure-urlimport demo`` and by the
+test-suite.  It is deliberately small: GET and HEAD of regular files under one
+directory, no listings, HTTP/1.1 keep-alive.  It is not a production server;
+it does not need to be trusted with integrity (the importer verifies every
+byte against the signed manifest), only with not leaking files outside the
+directory it was given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import ipaddress
+import logging
+import os
+import socket
+import socketserver
+import ssl
+import stat
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, cast
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .errors import ConfigurationError
+from .paths import MANIFEST_NAME
+
+__all__ = ["LocalCA", "TreeServer", "make_local_ca"]
+
+logger = logging.getLogger("secure_urlimport.server")
+
+#: Seconds a connection may sit idle (in the TLS handshake or between
+#: keep-alive requests) before its thread gives up on it.
+IDLE_TIMEOUT = 30.0
+#: How often the accept loop checks for stop(); short so tests stop quickly.
+POLL_INTERVAL = 0.05
+#: Validity of the certificates made by make_local_ca().
+LOCAL_CA_VALIDITY = datetime.timedelta(days=30)
+#: Tolerance for a client clock that is a little behind ours.
+CLOCK_SKEW = datetime.timedelta(minutes=5)
+
+PYTHON_SOURCE_TYPE = "text/x-python; charset=utf-8"
+MANIFEST_TYPE = "application/octet-stream"
+
+# Control characters in a request line are escaped before they reach a log.
+_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+class _TreeHandler(SimpleHTTPRequestHandler):
+    """GET/HEAD of regular files inside ``self.directory``; 404 for all else."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive: the importer fetches many files
+    disable_nagle_algorithm = True  # else Nagle + delayed ACK stall each response ~40 ms
+    timeout = IDLE_TIMEOUT  # a silent client only ever blocks its own thread
+    server_version = "secure-urlimport-devserver"
+    sys_version = ""
+
+    def handle(self) -> None:
+        # The listening socket does not handshake on accept(), so a slow or
+        # non-TLS client cannot stall the accept loop; the handshake is done
+        # here, in this connection's own thread, under its own timeout.
+        try:
+            cast(ssl.SSLSocket, self.connection).do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            logger.debug("TLS handshake with %s failed: %s", self.client_address, exc)
+            self.close_connection = True
+            return
+        super().handle()
+
+    def send_head(self) -> BinaryIO | None:
+        found = self._resolve()
+        if found is None:
+            self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+            return None
+        real, rel = found
+        try:
+            handle = open(real, "rb")  # noqa: SIM115 (returned to the caller, who closes it)
+        except OSError:
+            self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+            return None
+        try:
+            self._send_file_headers(handle, rel)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def _send_file_headers(self, handle: BinaryIO, rel: str) -> None:
+        info = os.fstat(handle.fileno())
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", self.guess_type(rel))
+        self.send_header("Content-Length", str(info.st_size))
+        self.send_header("Last-Modified", self.date_time_string(int(info.st_mtime)))
+        if self.close_connection:
+            # The client asked to close (or spoke HTTP/1.0): say so, or it may
+            # try to reuse a connection we are about to shut (RFC 9112 9.6).
+            self.send_header("Connection", "close")
+        if rel == MANIFEST_NAME:
+            # The manifest changes with every release; never serve a stale one.
+            self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+
+    def _resolve(self) -> tuple[str, str] | None:
+        """The real path and root-relative name of the requested file, or None.
+
+        None for anything that is not a regular file inside the root after
+        following symlinks, and for hidden (dot) names, which never belong to
+        a signed tree but often hold secrets (``.git``, ``.env``).
+        """
+        if self.path.split("?", 1)[0].endswith("/"):
+            return None  # a directory, or a file asked for as one
+        try:
+            root = os.path.realpath(self.directory)
+            # translate_path drops '..' and drive parts; realpath follows
+            # symlinks, so the containment check sees where bytes come from.
+            real = os.path.realpath(self.translate_path(self.path))
+            if os.path.commonpath([root, real]) != root or real == root:
+                return None
+            rel = Path(os.path.relpath(real, root)).as_posix()
+            if any(part.startswith(".") for part in rel.split("/")):
+                return None
+            if not stat.S_ISREG(os.stat(real).st_mode):
+                return None  # directories get 404: the importer never needs listings
+        except (OSError, ValueError):  # missing file, NUL or unencodable name
+            return None
+        return real, rel
+
+    def list_directory(self, path: str | os.PathLike[str]) -> io.BytesIO | None:
+        # Unreachable through send_head above; kept as a second lock on the door.
+        self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+        return None
+
+    def guess_type(self, path: str | os.PathLike[str]) -> str:
+        name = os.fspath(path)
+        if name == MANIFEST_NAME:
+            return MANIFEST_TYPE
+        if name.endswith(".py"):
+            return PYTHON_SOURCE_TYPE
+        return super().guess_type(path)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Quiet by default: DEBUG on our logger instead of a line on stderr per request.
+        if logger.isEnabledFor(logging.DEBUG):
+            message = (format % args).translate(_CONTROL_ESCAPES)
+            logger.debug("%s:%s %s", self.client_address[0], self.client_address[1], message)
+
+
+class _HTTPSServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer over TLS that can close its live connections on stop."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], directory: Path, context: ssl.SSLContext) -> None:
+        handler = partial(_TreeHandler, directory=os.fspath(directory))
+        super().__init__(address, handler)
+        # do_handshake_on_connect=False: accept() returns at once and the
+        # handshake happens in the request thread (_TreeHandler.handle).
+        self.socket = context.wrap_socket(
+            self.socket, server_side=True, do_handshake_on_connect=False
+        )
+        self._live: set[socket.socket] = set()
+        self._live_lock = threading.Lock()
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup
+        # that can take seconds on a badly configured machine; we never need it.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.socket.getsockname()[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._live_lock:
+            self._live.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._live_lock:
+            self._live.discard(request)
+        super().shutdown_request(request)
+
+    def close_live_connections(self) -> None:
+        """Cut idle keep-alive connections, so nothing is served after stop()."""
+        with self._live_lock:
+            live = list(self._live)
+        for sock in live:
+            # socket.socket.shutdown, not SSLSocket.shutdown: the latter drops
+            # the TLS state that the connection's own thread is still using.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up or speaks garbage is normal for a server;
+        # never print a traceback to stderr for it.
+        logger.debug("error serving %s", client_address, exc_info=True)
+
+
+class _HTTPSServer6(_HTTPSServer):
+    address_family = socket.AF_INET6
+
+
+def _server_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            f"cannot load the TLS certificate {certfile!r}"
+            + (f" with key {keyfile!r}" if keyfile else "")
+            + f": {exc}"
+        ) from None
+    return context
+
+
+class TreeServer:
+    """Serve the files of *directory* over HTTPS (a development server).
+
+    The port is bound by the constructor (``port=0`` picks a free one), so
+    :attr:`url` is known before :meth:`start`.  Use as a context manager to
+    run in a background thread, or call :meth:`serve_forever` to block.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        certfile: str,
+        keyfile: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise ConfigurationError(f"cannot serve {str(self.directory)!r}: not a directory")
+        self.host = host
+        context = _server_context(
+            os.fspath(certfile), None if keyfile is None else os.fspath(keyfile)
+        )
+        server_class = _HTTPSServer6 if ":" in host else _HTTPSServer
+        try:
+            self._httpd = server_class((host, port), self.directory, context)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc}") from None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_port
+
+    @property
+    def url(self) -> str:
+        """``https://HOST:PORT`` (no trailing slash)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+    def start(self) -> None:
+        """Serve in a daemon thread until :meth:`stop`."""
+        if self._thread is not None:
+            raise RuntimeError("TreeServer already started")
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": POLL_INTERVAL},
+            name=f"secure-urlimport-server:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting, close the socket and live connections, join the thread."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._close()
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (the CLI's path); then close."""
+        try:
+            self._httpd.serve_forever(poll_interval=POLL_INTERVAL)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self._httpd.server_close()
+        self._httpd.close_live_connections()
+
+    def __enter__(self) -> TreeServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<TreeServer {self.url} serving {str(self.directory)!r}>"
+
+
+# -- a local CA for the demo and for `serve` without a real certificate -----
+
+
+@dataclass(frozen=True)
+class LocalCA:
+    """Files written by :func:`make_local_ca`."""
+
+    ca_file: Path  #: the CA certificate: what clients pass as ``cafile``/``verify``
+    cert_file: Path  #: the server certificate followed by the CA certificate
+    key_file: Path  #: the server's private key (mode 0600)
+
+
+def make_local_ca(
+    directory: Path, hostnames: Sequence[str] = ("127.0.0.1", "localhost")
+) -> LocalCA:
+    """Create a CA and a server certificate for *hostnames* in *directory*.
+
+    Writes ``ca.pem``, ``server.pem`` and ``server-key.pem``.  The CA's
+    private key is never written: once this returns, nothing else can ever
+    be signed by it, so trusting ``ca.pem`` trusts exactly this one server
+    certificate.  Keys are EC P-256, which every TLS client accepts; the
+    extensions satisfy Python 3.13's VERIFY_X509_STRICT.
+    """
+    if not hostnames:
+        raise ConfigurationError("make_local_ca needs at least one hostname")
+    directory = Path(directory)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _ca_certificate(ca_key, now)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_cert = _leaf_certificate(leaf_key, ca_key, ca_cert, hostnames, now)
+    files = LocalCA(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
+    pem = serialization.Encoding.PEM
+    _write_file(files.ca_file, ca_cert.public_bytes(pem), 0o644)
+    _write_file(files.cert_file, leaf_cert.public_bytes(pem) + ca_cert.public_bytes(pem), 0o644)
+    key_pem = leaf_key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    _write_file(files.key_file, key_pem, 0o600)
+    return files
+
+
+def _ca_certificate(key: ec.EllipticCurvePrivateKey, now: datetime.datetime) -> x509.Certificate:
+    label = f"secure-urlimport local CA {os.urandom(4).hex()}"  # unique per run
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)])
+    builder = _builder(name, key, name, key, now)
+    builder = builder.add_extension(
+        x509.BasicConstraints(ca=True, path_length=0), critical=True
+    ).add_extension(_key_usage(cert_sign=True), critical=True)
+    return builder.sign(key, hashes.SHA256())
+
+
+def _leaf_certificate(
+    key: ec.EllipticCurvePrivateKey,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    hostnames: Sequence[str],
+    now: datetime.datetime,
+) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
+    builder = (
+        _builder(subject, key, ca_cert.subject, ca_key, now)
+        .add_extension(x509.SubjectAlternativeName(_san_entries(hostnames)), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    )
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def _builder(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    now: datetime.datetime,
+) -> x509.CertificateBuilder:
+    """Names, validity and key identifiers (required by VERIFY_X509_STRICT)."""
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key())
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + LOCAL_CA_VALIDITY)
+        .add_extension(ski, critical=False)
+        .add_extension(aki, critical=False)
+    )
+
+
+def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    # A CA signs certificates (and CRLs); a TLS server with an EC key signs
+    # handshakes (digital_signature).  Nothing else is allowed.
+    return x509.KeyUsage(
+        digital_signature=not cert_sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _san_entries(hostnames: Sequence[str]) -> list[x509.GeneralName]:
+    entries: list[x509.GeneralName] = []
+    for name in hostnames:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return entries
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    # O_NOFOLLOW: a symlink planted in the directory cannot redirect the write;
+    # fchmod: an existing file from an earlier run gets the right mode too.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, mode)
+    with os.fdopen(fd, "wb") as handle:
+        if hasattr(os, "fchmod"):
+            os.fchmod(handle.fileno(), mode)
+        handle.write(data)
