@@ -1,0 +1,185 @@
+"""Shared fixtures: a test CA, real HTTPS servers, signed trees, and a clean import system.
+
+Every test gets a clean environment (no CA-bundle or proxy variables from the
+machine, its own client-state directory) and leaves ``sys.modules``,
+``sys.meta_path``, ``sys.path``, ``sys.path_hooks`` and
+``sys.path_importer_cache`` as it found them.
+"""
+
+from __future__ import annotations
+
+import linecache
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+from secure_urlimport import api
+from secure_urlimport.keys import PrivateKey
+from secure_urlimport.server import TreeServer
+from secure_urlimport.signing import sign_tree
+
+REPO = Path(__file__).resolve().parent.parent
+TESTCODE = REPO / "testcode"
+
+MACHINE_VARIABLES = (
+    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
+    "NO_PROXY", "no_proxy", "SECURE_URLIMPORT_PASSPHRASE", "SECURE_URLIMPORT_CACHE_DIR",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in MACHINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SECURE_URLIMPORT_CACHE_DIR", str(tmp_path / "client-state"))
+
+
+@pytest.fixture(autouse=True)
+def clean_import_system() -> Iterator[None]:
+    modules = dict(sys.modules)
+    meta_path = list(sys.meta_path)
+    path = list(sys.path)
+    path_hooks = list(sys.path_hooks)
+    importer_cache = dict(sys.path_importer_cache)
+    yield
+    for prefix in list(api._pins):
+        api.uninstall(prefix)
+    api.remove_path_hook()
+    api._warned.clear()
+    for name in list(sys.modules):
+        if name not in modules:
+            del sys.modules[name]
+    sys.modules.update(modules)
+    sys.meta_path[:] = meta_path
+    sys.path[:] = path
+    sys.path_hooks[:] = path_hooks
+    sys.path_importer_cache.clear()
+    sys.path_importer_cache.update(importer_cache)
+    linecache.clearcache()
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    cafile: str
+    certfile: str
+    keyfile: str
+
+
+def _issue(ca: trustme.CA, directory: Path, *hosts: str) -> TLSFiles:
+    directory.mkdir(parents=True, exist_ok=True)
+    cert = ca.issue_cert(*hosts)
+    files = TLSFiles(
+        str(directory / "ca.pem"), str(directory / "server.pem"), str(directory / "server-key.pem")
+    )
+    ca.cert_pem.write_to_path(files.cafile)
+    cert.private_key_and_cert_chain_pem.write_to_path(files.certfile)
+    cert.private_key_pem.write_to_path(files.keyfile)
+    return files
+
+
+@pytest.fixture(scope="session")
+def tls(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """Files for a server certificate valid for 127.0.0.1 and localhost."""
+    return _issue(ca, tmp_path_factory.mktemp("tls"), "127.0.0.1", "localhost")
+
+
+@pytest.fixture(scope="session")
+def tls_localhost_only(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A certificate for 'localhost' only: wrong hostname when reached as 127.0.0.1."""
+    return _issue(ca, tmp_path_factory.mktemp("tls-lh"), "localhost")
+
+
+@pytest.fixture(scope="session")
+def other_ca_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A CA that signed nothing the servers use."""
+    path = tmp_path_factory.mktemp("other-ca") / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def serve(tls: TLSFiles) -> Iterator[Callable[..., TreeServer]]:
+    """Start a real HTTPS server for a directory: ``serve(dir) -> TreeServer``."""
+    servers: list[TreeServer] = []
+
+    def start(directory: Path, files: TLSFiles | None = None) -> TreeServer:
+        chosen = files or tls
+        server = TreeServer(directory, certfile=chosen.certfile, keyfile=chosen.keyfile)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@dataclass
+class Signer:
+    """A test publisher: a key pair with its .pub file."""
+
+    key: PrivateKey
+    pub: Path
+
+    def sign(self, root: Path, **kwargs: object) -> None:
+        sign_tree(root, [self.key], **kwargs)  # type: ignore[arg-type]
+
+
+def _signer(directory: Path, name: str) -> Signer:
+    key = PrivateKey.generate()
+    pub = directory / f"{name}.pub"
+    pub.write_text(key.public.to_line(), encoding="ascii")
+    return Signer(key, pub)
+
+
+@pytest.fixture
+def publisher(tmp_path: Path) -> Signer:
+    return _signer(tmp_path, "publisher")
+
+
+@pytest.fixture
+def stranger(tmp_path: Path) -> Signer:
+    """Someone whose key nobody pinned."""
+    return _signer(tmp_path, "stranger")
+
+
+def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def testcode(tmp_path: Path, publisher: Signer) -> Path:
+    """A signed copy of the repository's testcode/ tree."""
+    root = tmp_path / "testcode"
+    shutil.copytree(TESTCODE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    publisher.sign(root)
+    return root
+
+
+@pytest.fixture
+def marker(tmp_path: Path) -> Path:
+    """A file that attacker code would create: its absence proves the code never ran."""
+    return tmp_path / "attacker-code-ran"
+
+
+def evil_source(marker: Path) -> str:
+    """Module source that leaves *marker* behind if it is ever executed."""
+    return f"open({str(marker)!r}, 'w').write('ran')\n"
