@@ -88,7 +88,8 @@ class RemoteTree:
             if self._manifest is not None:
                 return self._manifest
             if self._failure is not None:
-                raise self._failure
+                # A fresh traceback each time, or it would grow with every raise.
+                raise self._failure.with_traceback(None)
             try:
                 self._manifest = self._load_manifest()
             except SecureImportError as exc:

@@ -430,9 +430,9 @@ class _Download:
     def _read_capped(self, response: requests.Response, body: bytearray) -> None:
         """Read the raw, never decoded, body into ``body``; stop past max_bytes.
 
-        ``read1`` (urllib3 >= 2.1) returns after one ``recv``, so a slow body is
+        ``read1`` (urllib3 2.x) returns after one ``recv``, so a slow body is
         checked against the deadline between reads; with ``read(n)``, which waits
-        for all n bytes, the watchdog's shutdown ends the wait.  Memory stays
+        for all n bytes (urllib3 1.26), the watchdog's shutdown ends the wait.  Memory stays
         within max_bytes + 1.
         """
         raw = response.raw

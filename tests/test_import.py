@@ -174,6 +174,35 @@ def test_server_certificate_from_untrusted_ca_is_refused(
     assert not marker.exists()
 
 
+def test_untrusted_ca_fails_the_import_through_path_hook(
+    testcode, serve, publisher, other_ca_file, marker
+):
+    write_tree(testcode, {"evil.py": evil_source(marker)})
+    publisher.sign(testcode)
+    server = serve(testcode)
+    trust(server.url, pubkey=publisher.pub, cafile=other_ca_file)
+    install_path_hook()
+    sys.path.append(server.url)
+    with pytest.raises(TLSError) as err:
+        import evil  # noqa: F401
+    assert err.value.name == "evil"
+    assert not marker.exists() and "evil" not in sys.modules
+
+
+def test_wrong_hostname_fails_the_import_through_path_hook(
+    testcode, serve, tls_localhost_only, publisher, marker
+):
+    write_tree(testcode, {"evil.py": evil_source(marker)})
+    publisher.sign(testcode)
+    server = serve(testcode, tls_localhost_only)
+    trust(server.url, pubkey=publisher.pub, cafile=tls_localhost_only.cafile)
+    install_path_hook()
+    sys.path.append(server.url)
+    with pytest.raises(TLSError):
+        import evil  # noqa: F401
+    assert not marker.exists() and "evil" not in sys.modules
+
+
 def test_certificate_for_wrong_hostname_is_refused(testcode, serve, tls_localhost_only, publisher):
     server = serve(testcode, tls_localhost_only)
     with pytest.raises(TLSError):
