@@ -35,6 +35,23 @@ _SingleKey: TypeAlias = "str | os.PathLike[str] | bytes | Ed25519PublicKey | Pub
 PubKeyArg: TypeAlias = "_SingleKey | Sequence[_SingleKey]"
 
 
+_P = 2**255 - 19
+_ORDER_8_Y = 2707385501144840649318225287225658788936804267575313519463743609750303402022
+#: y coordinates of the 8 points of small order (1, 2, 4, 8) on edwards25519.
+_SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _ORDER_8_Y, _P - _ORDER_8_Y})
+
+
+def _is_small_order(raw: bytes) -> bool:
+    """True for an encoding of a small-order point, canonical or not.
+
+    ``cryptography`` loads any 32 bytes as a public key and does not reject
+    these; with one pinned, a keyless "signature" (R = identity, S = 0)
+    verifies for a share of messages (all of them for the identity).
+    """
+    y = (int.from_bytes(raw, "little") & ((1 << 255) - 1)) % _P
+    return y in _SMALL_ORDER_Y
+
+
 def key_id(raw_public: bytes) -> str:
     """16 hex digits naming a public key (a domain-separated SHA-256 prefix)."""
     return hashlib.sha256(KEYID_TAG + raw_public).hexdigest()[:KEYID_HEX_CHARS]
@@ -50,8 +67,14 @@ class PublicKey:
     __slots__ = ("_key", "keyid", "raw")
 
     def __init__(self, key: Ed25519PublicKey) -> None:
+        raw = _raw(key)
+        if _is_small_order(raw):
+            raise ConfigurationError(
+                "refusing a small-order Ed25519 public key: it would accept signatures "
+                "made without any private key; pin the publisher's real key"
+            )
         self._key = key
-        self.raw = _raw(key)
+        self.raw = raw
         self.keyid = key_id(self.raw)
 
     @classmethod

@@ -188,7 +188,7 @@ def _load_json(body: bytes) -> dict[str, Any]:
             parse_float=_reject_float,
             parse_constant=_reject_float,
         )
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge integers, bad UTF-8
         raise ManifestFormatError(f"manifest body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ManifestFormatError("manifest body is not a JSON object")
@@ -216,8 +216,10 @@ def _entry(path: object, raw: object) -> FileEntry:
         raise ManifestFormatError(f"manifest entry for {path!r} has no signatures")
     decoded: dict[str, bytes] = {}
     for keyid, sig in sigs.items():
+        if not isinstance(sig, str):
+            raise ManifestFormatError(f"signature for {path!r} is not a base64 string")
         try:
-            decoded[keyid] = base64.b64decode(str(sig), validate=True)
+            decoded[keyid] = base64.b64decode(sig, validate=True)
         except binascii.Error:
             raise ManifestFormatError(f"signature for {path!r} is not base64") from None
     return FileEntry(path, _int(raw["size"], f"size of {path!r}"), sha, decoded)
@@ -229,7 +231,7 @@ def parse_manifest_body(body: bytes) -> Manifest:
     expected = {"created", "expires", "files", "format", "keyids", "type", "version"}
     if set(obj) != expected:
         raise ManifestFormatError(f"manifest body keys {sorted(obj)} are not {sorted(expected)}")
-    if obj["type"] != BODY_TYPE or obj["format"] != FORMAT_VERSION:
+    if obj["type"] != BODY_TYPE or type(obj["format"]) is not int or obj["format"] != FORMAT_VERSION:
         raise ManifestFormatError("manifest body is not a secure-urlimport v1 manifest")
     files_raw = obj["files"]
     if not isinstance(files_raw, dict) or len(files_raw) > MAX_FILES:
