@@ -20,6 +20,7 @@ from pathlib import Path
 from .errors import ConfigurationError, ManifestFormatError, SecureImportError
 from .keys import PrivateKey
 from .manifest import (
+    MAX_VERSION,
     FileEntry,
     Manifest,
     encode_body,
@@ -45,7 +46,9 @@ __all__ = [
 DEFAULT_EXPIRY = timedelta(days=90)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d{1,9})([smhdw])")
+#: Longer validity defeats the point of expiry (and overflows datetime).
+MAX_EXPIRY = timedelta(days=3660)
+_DURATION = re.compile(r"([0-9]{1,9})([smhdw])")  # ASCII digits only
 
 #: Directories never published: bytecode caches (the importer never reads them).
 SKIPPED_DIRS = frozenset({"__pycache__"})
@@ -66,7 +69,10 @@ def parse_duration(text: str) -> timedelta:
         raise ConfigurationError(
             f"duration {text!r} is not a positive number followed by s, m, h, d or w (e.g. 90d)"
         )
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > MAX_EXPIRY.total_seconds():
+        raise ConfigurationError(f"duration {text!r} is longer than the maximum of 3660d")
+    return timedelta(seconds=seconds)
 
 
 @dataclass
@@ -86,7 +92,13 @@ def scan_tree(root: Path) -> TreeScan:
     """
     scan = TreeScan()
     folded: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unreadable(error: OSError) -> None:
+        # Skipping it silently would publish (and audit) an incomplete tree.
+        where = Path(error.filename or root).relative_to(root).as_posix()
+        scan.problems.append(f"{where}: cannot be read ({error.strerror})")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
         kept_dirs = []
@@ -168,6 +180,8 @@ def sign_tree(
         )
     version = _choose_version(root, version)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
+    if expires_in > MAX_EXPIRY or expires_in <= timedelta(0):
+        raise ConfigurationError("the validity must be positive and at most 3660 days")
     entries = {rel: _sign_file(root, rel, keys, version) for rel in scan.files}
     manifest = Manifest(
         version=version,
@@ -184,11 +198,18 @@ def sign_tree(
 
 
 def _choose_version(root: Path, requested: int | None) -> int:
-    previous = previous_version(root)
+    if requested is not None and not 1 <= requested <= MAX_VERSION:
+        raise ConfigurationError(f"--version must be from 1 to {MAX_VERSION}, not {requested}")
+    try:
+        previous = previous_version(root)
+    except SigningError:
+        if requested is None:
+            raise
+        previous = None  # the unreadable manifest is replaced; the caller chose the version
     if requested is None:
+        if previous is not None and previous >= MAX_VERSION:
+            raise SigningError(f"the tree is at the highest version {MAX_VERSION}")
         return 1 if previous is None else previous + 1
-    if requested < 1:
-        raise ConfigurationError(f"--version must be at least 1, not {requested}")
     if previous is not None and requested <= previous:
         raise SigningError(
             f"--version {requested} is not newer than the tree's current version {previous}; "

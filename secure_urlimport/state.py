@@ -13,6 +13,7 @@ parsed is treated as missing and logged.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -57,13 +58,19 @@ class StateStore:
         if current == state:
             return
         data = json.dumps({"url": url, "version": state.version, "digest": state.digest})
+        tmp = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".state-", suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
             os.replace(tmp, self._path(url, keyset))
         except OSError as exc:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             # Not fatal: the import is already verified; only cross-restart
             # rollback protection is weakened, so say so loudly.
             log.warning("cannot record rollback state in %s: %s", self.directory, exc)
