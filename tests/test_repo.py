@@ -23,13 +23,14 @@ def test_readme_opens_with_demo_and_test_commands():
     assert "pytest" in tests
 
 
-def test_ci_runs_the_readme_test_command_verbatim():
-    _, tests = _readme_commands()
+def test_ci_runs_the_readme_commands_verbatim():
+    demo, tests = _readme_commands()
     ci = (REPO / ".ci" / "run").read_text()
-    match = re.search(r'^TEST_COMMAND="(.*)"$', ci, re.MULTILINE)
-    assert match, ".ci/run must define TEST_COMMAND"
-    assert match.group(1) == tests
-    assert 'bash -c "$TEST_COMMAND"' in ci
+    for name, command in (("DEMO_COMMAND", demo), ("TEST_COMMAND", tests)):
+        match = re.search(rf'^{name}="(.*)"$', ci, re.MULTILINE)
+        assert match, f".ci/run must define {name}"
+        assert match.group(1) == command
+        assert f'bash -c "${name}"' in ci
 
 
 def test_no_private_key_is_tracked():
