@@ -231,7 +231,8 @@ def parse_manifest_body(body: bytes) -> Manifest:
     expected = {"created", "expires", "files", "format", "keyids", "type", "version"}
     if set(obj) != expected:
         raise ManifestFormatError(f"manifest body keys {sorted(obj)} are not {sorted(expected)}")
-    if obj["type"] != BODY_TYPE or type(obj["format"]) is not int or obj["format"] != FORMAT_VERSION:
+    fmt = obj["format"]
+    if obj["type"] != BODY_TYPE or type(fmt) is not int or fmt != FORMAT_VERSION:
         raise ManifestFormatError("manifest body is not a secure-urlimport v1 manifest")
     files_raw = obj["files"]
     if not isinstance(files_raw, dict) or len(files_raw) > MAX_FILES:
