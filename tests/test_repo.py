@@ -71,3 +71,13 @@ def test_every_error_is_a_secure_import_error_and_an_import_error():
     for error in errors:
         assert issubclass(error, secure_urlimport.SecureImportError)
         assert issubclass(error, ImportError)
+
+
+def test_every_test_named_in_security_md_exists():
+    text = (REPO / "SECURITY.md").read_text()
+    named = set(re.findall(r"\b(test_\w+)\b(?!\.py)", text)) - {"test_importlib", "test_zipimport"}
+    defined = set()
+    for path in (REPO / "tests").rglob("test_*.py"):
+        defined |= set(re.findall(r"^\s*def (test_\w+)", path.read_text(), re.MULTILINE))
+    assert len(named) > 40
+    assert sorted(named - defined) == []
