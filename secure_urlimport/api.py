@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from .config import Config
 from .errors import SecureImportError
+from .excepthook import install_excepthooks, remove_excepthooks
 from .finder import Importer, NullPathFinder, RemotePathFinder, meta_path_insert_index
 from .keys import TrustedKeys
 from .remote import RemoteTree, normalize_url
@@ -290,6 +291,7 @@ def path_hook(entry: str) -> RemotePathFinder | NullPathFinder:
 
 
 def _add_hook() -> None:
+    install_excepthooks()
     if path_hook not in sys.path_hooks:
         # First: the standard FileFinder hook would accept the URL as a
         # relative directory name.
@@ -301,6 +303,7 @@ def _add_hook() -> None:
 
 
 def _remove_hook() -> None:
+    remove_excepthooks()
     while path_hook in sys.path_hooks:
         sys.path_hooks.remove(path_hook)
     for entry, finder in list(sys.path_importer_cache.items()):

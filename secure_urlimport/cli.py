@@ -80,6 +80,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--key", metavar="K", help="server private key (PEM)")
     p.add_argument("--pubkey", metavar="PUB", help="shown in the install() line to paste")
 
+    p = sub.add_parser(
+        "run", parents=[common], help="run a remote module as __main__, like python -m",
+        description="Options go before MODULE; everything after MODULE is the module's argv.")
+    p.add_argument("--pubkey", action="append", required=True, metavar="PUB",
+                   help="pinned public key (.pub); repeat for several")
+    p.add_argument("--threshold", type=int, default=1, metavar="N")
+    p.add_argument("--cafile", metavar="CA", help="PEM CA bundle for the server")
+    p.add_argument("url", metavar="URL", help="https URL of the signed tree")
+    p.add_argument("module", metavar="MODULE", help="module or package to run")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+
     sub.add_parser(
         "demo", parents=[common], help="sign, serve and import the bundled example tree")
     return parser
@@ -93,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("secure_urlimport").setLevel(logging.DEBUG)
     handler = {
         "keygen": cmd_keygen, "sign": cmd_sign, "verify": cmd_verify,
-        "serve": cmd_serve, "demo": cmd_demo,
+        "serve": cmd_serve, "demo": cmd_demo, "run": cmd_run,
     }[args.command]
     try:
         return handler(args)
@@ -232,6 +243,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``python -m MODULE ARGS`` for a module of a signed remote tree."""
+    import runpy
+
+    from .api import install
+
+    pubkeys = [Path(p) for p in args.pubkey]
+    install(args.url, pubkey=pubkeys, cafile=args.cafile, threshold=args.threshold)
+    # As with python -m, the module sees only its own arguments (runpy then
+    # puts the module's location, its URL, in argv[0]).
+    sys.argv = [args.module, *args.args]
+    try:
+        runpy.run_module(args.module, run_name="__main__", alter_sys=True)
+    except ImportError as exc:
+        # runpy wraps loading errors in a plain ImportError; show ours as one line.
+        if type(exc) is ImportError and isinstance(exc.__cause__, SecureImportError):
+            raise exc.__cause__ from None
+        raise
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -250,3 +250,63 @@ def test_demo_runs_the_recipe_and_refuses_the_tampered_module():
         assert expected in out
     assert out.count("I'm fib") == 2  # once on import, once in the closing remark
     assert out.index("I'm fib") < out.index("I'm spam") < out.index("I'm grok.blah")
+
+
+# -- run: python -m for a remote module ------------------------------------------
+
+
+@pytest.fixture
+def app_tree(tmp_path: Path, keypair: Path) -> Path:
+    root = write_tree(tmp_path / "app", {
+        "hello.py": (
+            "import sys\n"
+            "def main():\n"
+            "    print('hello from', __name__, sys.argv)\n"
+            "    return 3 if '--fail' in sys.argv else 0\n"
+            "if __name__ == '__main__':\n"
+            "    sys.exit(main())\n"
+        ),
+        "tool/__init__.py": "print('tool package')\n",
+        "tool/__main__.py": "print('tool main', __name__)\n",
+        "crash.py": "def go():\n    raise ValueError('remote failure')  # the remote line\ngo()\n",
+    })
+    assert run("sign", root, "--key", keypair.with_suffix(".key")).returncode == 0
+    return root
+
+
+def _run_remote(server, tls, keypair: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run("run", "--pubkey", keypair.with_suffix(".pub"), "--cafile", tls.cafile,
+               server.url, *args)
+
+
+def test_run_executes_module_as_main_with_its_arguments(app_tree, keypair, serve, tls):
+    server = serve(app_tree)
+    result = _run_remote(server, tls, keypair, "hello", "a", "--b")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"hello from __main__ ['{server.url}/hello.py', 'a', '--b']\n"
+    assert _run_remote(server, tls, keypair, "hello", "--fail").returncode == 3
+
+
+def test_run_executes_a_package_main(app_tree, keypair, serve, tls):
+    server = serve(app_tree)
+    result = _run_remote(server, tls, keypair, "tool")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "tool package\ntool main __main__\n"
+
+
+def test_run_traceback_shows_remote_source(app_tree, keypair, serve, tls):
+    server = serve(app_tree)
+    result = _run_remote(server, tls, keypair, "crash")
+    assert result.returncode == 1
+    assert f'File "{server.url}/crash.py", line 2, in go' in result.stderr
+    assert "raise ValueError('remote failure')  # the remote line" in result.stderr
+
+
+def test_run_refuses_a_tampered_module(app_tree, keypair, serve, tls):
+    (app_tree / "hello.py").write_text("print('evil')\n")
+    server = serve(app_tree)
+    result = _run_remote(server, tls, keypair, "hello")
+    assert result.returncode == 1
+    assert "evil" not in result.stdout
+    assert "TamperedFileError" not in result.stderr  # one clean line, no traceback
+    assert "cannot import 'hello'" in result.stderr and "re-sign" in result.stderr

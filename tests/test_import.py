@@ -550,3 +550,36 @@ def test_testcode_matches_the_demo_tree():
     }
     assert on_disk == DEMO_TREE
 
+
+
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_uncaught_exception_shows_remote_source_line(tmp_path, serve, tls, publisher, where):
+    import subprocess
+
+    root = write_tree(tmp_path / "t", {
+        "boom.py": "def explode():\n    raise ValueError('x')  # the remote line\n",
+    })
+    publisher.sign(root)
+    server = serve(root)
+    call = ("import threading; t = threading.Thread(target=boom.explode); t.start(); t.join()"
+            if where == "thread" else "boom.explode()")
+    script = (
+        "import secure_urlimport\n"
+        f"secure_urlimport.install({server.url!r}, pubkey={str(publisher.pub)!r}, "
+        f"cafile={tls.cafile!r})\n"
+        f"import boom\n{call}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if "CA_BUNDLE" not in k}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env, timeout=60, check=False)
+    assert "raise ValueError('x')  # the remote line" in result.stderr, result.stderr
+    assert f'File "{server.url}/boom.py", line 2, in explode' in result.stderr
+
+
+def test_default_excepthook_is_restored_when_the_last_tree_goes(testcode, serve, tls, publisher):
+    server = serve(testcode)
+    with install(server.url, pubkey=publisher.pub, cafile=tls.cafile):
+        if sys.version_info < (3, 13):
+            assert sys.excepthook is not sys.__excepthook__
+    assert sys.excepthook is sys.__excepthook__
