@@ -232,8 +232,3 @@ class TrustedKeys:
     @property
     def keyids(self) -> list[str]:
         return sorted(self.keys)
-
-    def fingerprint(self) -> str:
-        """Names this key set, so rollback state resets when keys rotate."""
-        text = f"{self.threshold}:" + ",".join(self.keyids)
-        return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]

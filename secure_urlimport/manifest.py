@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -108,6 +109,8 @@ class Manifest:
     keyids: tuple[str, ...]
     files: Mapping[str, FileEntry]
     digest: str = field(default="", compare=False)
+    #: Pinned key ids whose signature over the body verified (set by ``verify``).
+    signers: frozenset[str] = field(default=frozenset(), compare=False)
 
     @cached_property
     def directories(self) -> frozenset[str]:
@@ -155,6 +158,16 @@ def split_manifest_file(data: bytes) -> SignedManifestFile:
     return SignedManifestFile(signatures, body)
 
 
+_KEYID = re.compile(r"[0-9a-f]{16}")
+
+
+def _check_keyid(keyid: str) -> str:
+    # Checked before use: key ids from the server end up in error messages.
+    if not _KEYID.fullmatch(keyid):
+        raise ManifestFormatError("manifest names a key id that is not 16 hex digits")
+    return keyid
+
+
 def _parse_signature_line(line: bytes) -> tuple[str, bytes]:
     fields = line.split(b" ")
     if len(fields) != 3 or fields[0] != b"signature":
@@ -164,7 +177,7 @@ def _parse_signature_line(line: bytes) -> tuple[str, bytes]:
         sig = base64.b64decode(fields[2], validate=True)
     except (UnicodeDecodeError, binascii.Error):
         raise ManifestFormatError("manifest signature line is not ASCII base64") from None
-    return keyid, sig
+    return _check_keyid(keyid), sig
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -218,6 +231,7 @@ def _entry(path: object, raw: object) -> FileEntry:
     for keyid, sig in sigs.items():
         if not isinstance(sig, str):
             raise ManifestFormatError(f"signature for {path!r} is not a base64 string")
+        _check_keyid(keyid)
         try:
             decoded[keyid] = base64.b64decode(sig, validate=True)
         except binascii.Error:
@@ -240,6 +254,8 @@ def parse_manifest_body(body: bytes) -> Manifest:
     keyids = obj["keyids"]
     if not isinstance(keyids, list) or not all(isinstance(k, str) for k in keyids):
         raise ManifestFormatError("manifest keyids is not a list of strings")
+    for keyid in keyids:
+        _check_keyid(keyid)
     files = {path: _entry(path, raw) for path, raw in files_raw.items()}
     folded: dict[str, str] = {}
     for path in files:

@@ -16,7 +16,7 @@ import urllib.parse
 from datetime import UTC, datetime
 
 from .config import Config
-from .errors import NotInManifestError, SecureImportError
+from .errors import ConfigurationError, NotInManifestError, SecureImportError
 from .keys import TrustedKeys
 from .manifest import FileEntry, Manifest
 from .paths import MANIFEST_NAME
@@ -30,14 +30,25 @@ log = logging.getLogger("secure_urlimport")
 
 
 def normalize_url(url: str) -> str:
-    """The canonical form of a tree URL: https only, lower-case host, no trailing slash."""
+    """The canonical form of a tree URL: https only, lower-case host, no default
+    port, no trailing slash; no ``.``/``..``/empty or escaped-slash segments, which
+    would let a prefix pinned for one path reach another."""
     url = require_https(str(url))
     parts = urllib.parse.urlsplit(url)
-    if parts.query or parts.fragment:
-        from .errors import ConfigurationError
-
-        raise ConfigurationError(f"tree URL {url!r} must not have a query or fragment")
-    return urllib.parse.urlunsplit(("https", parts.netloc.lower(), parts.path.rstrip("/"), "", ""))
+    path = parts.path.rstrip("/")
+    segments = path.split("/")[1:]
+    if parts.query or parts.fragment or any(
+        s in ("", ".", "..") or "%2e" in s.lower() or "%2f" in s.lower() or "%5c" in s.lower()
+        for s in segments
+    ):
+        raise ConfigurationError(
+            f"tree URL {url!r} must be a plain path: no query, fragment, empty, '.', '..' "
+            "or escaped-slash segments"
+        )
+    netloc = parts.netloc.lower()
+    if netloc.endswith(":443"):
+        netloc = netloc[: -len(":443")]
+    return urllib.parse.urlunsplit(("https", netloc, path, "", ""))
 
 
 class RemoteTree:
@@ -59,14 +70,15 @@ class RemoteTree:
             fetcher = RequestsFetcher(config)
         self.fetcher = fetcher
         self._state = StateStore(config.state_dir())
-        self._lock = threading.RLock()
-        self._manifest: Manifest | None = None
+        # Guards the fields below; never held during network I/O, because a
+        # thread waiting for it may hold the global import lock.
+        self._lock = threading.Lock()
+        self._manifest: Manifest | None = None  # None: stale, fetch on next use
         self._last_good: Manifest | None = None
         self._failure: SecureImportError | None = None
-        # Verified bytes by SHA-256, and which manifest entry each path was
-        # last verified against (entries carry the per-version signatures).
-        self._blobs: dict[str, bytes] = {}
-        self._checked: dict[str, FileEntry] = {}
+        self._generation = 0  # bumped by mark_stale: older fetches are not current
+        # path -> (the manifest entry it was verified against, its bytes)
+        self._verified: dict[str, tuple[FileEntry, bytes]] = {}
 
     def __repr__(self) -> str:
         return f"<RemoteTree {self.url} keys={','.join(self.trusted.keyids)}>"
@@ -78,49 +90,82 @@ class RemoteTree:
         """The newest manifest that verified, even if a later refresh failed."""
         return self._last_good
 
+    def cached_manifest(self) -> Manifest | None:
+        """The newest verified, unexpired manifest, without any I/O (None if none).
+
+        For ``find_spec``, which runs under the global import lock: a stale
+        manifest still answers for names it lists (their bytes are verified
+        against a fresh manifest when loaded).
+        """
+        with self._lock:
+            manifest = self._manifest or self._last_good
+        if manifest is None or datetime.now(UTC) >= manifest.expires:
+            return None
+        return manifest
+
+    @property
+    def is_fresh(self) -> bool:
+        return self._manifest is not None
+
     def manifest(self) -> Manifest:
-        """The verified manifest, fetched once and again after :meth:`mark_stale`.
+        """The verified manifest, fetched once and again after :meth:`mark_stale`
+        or when it expires.
 
         A failure is remembered (and re-raised) until the next ``mark_stale``,
         so a dead server costs one request, not one per import statement.
         """
         with self._lock:
-            if self._manifest is not None:
-                return self._manifest
-            if self._failure is not None:
-                # A fresh traceback each time, or it would grow with every raise.
-                raise self._failure.with_traceback(None)
-            try:
-                self._manifest = self._load_manifest()
-            except SecureImportError as exc:
-                self._failure = exc
-                raise
-            self._last_good = self._manifest
-            live = {e.sha256 for e in self._manifest.files.values()}
-            self._blobs = {sha: data for sha, data in self._blobs.items() if sha in live}
-            return self._manifest
+            current, failure, generation = self._manifest, self._failure, self._generation
+        now = datetime.now(UTC)
+        if current is not None and now < current.expires:
+            return current
+        if failure is not None:
+            # A fresh traceback each time, or it would grow with every raise.
+            raise failure.with_traceback(None)
+        try:
+            manifest = self._load_manifest(now)
+        except SecureImportError as exc:
+            with self._lock:
+                if self._generation == generation:
+                    self._failure = exc
+            raise
+        with self._lock:
+            if self._generation == generation:
+                self._manifest = manifest
+            if self._last_good is None or manifest.version >= self._last_good.version:
+                self._last_good = manifest
+        return manifest
 
     def mark_stale(self) -> None:
         """Fetch the manifest again on next use (``importlib.invalidate_caches``)."""
         with self._lock:
             self._manifest = None
             self._failure = None
+            self._generation += 1
 
-    def _load_manifest(self) -> Manifest:
+    def _rollback_floor(self) -> TrustedState | None:
+        """The newest release seen: recorded for a pinned key, or in this process."""
+        records = self._state.load(self.url)
+        seen = [records[k] for k in self.trusted.keys if k in records]
+        if self._last_good is not None:
+            seen.append(TrustedState(self._last_good.version, self._last_good.digest))
+        return max(seen, key=lambda state: state.version, default=None)
+
+    def _load_manifest(self, now: datetime) -> Manifest:
         url = f"{self.url}/{MANIFEST_NAME}"
         started = time.perf_counter()
         data = self.fetcher.fetch(url, max_bytes=self.config.max_manifest_bytes)
-        keyset = self.trusted.fingerprint()
-        previous = self._state.load(self.url, keyset)
         try:
             manifest = verify_manifest(
-                data, self.trusted, now=datetime.now(UTC), previous=previous, url=url
+                data, self.trusted, now=now, previous=self._rollback_floor(), url=url
             )
         except SecureImportError as exc:
             exc.path = url
             log.debug("refused manifest %s: %s", url, exc)
             raise
-        self._state.save(self.url, keyset, TrustedState(manifest.version, manifest.digest))
+        self._state.record(
+            self.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
+        )
         log.debug(
             "verified manifest %s: version %d, %d files, %.1f ms",
             url, manifest.version, len(manifest.files), (time.perf_counter() - started) * 1e3,
@@ -131,9 +176,6 @@ class RemoteTree:
 
     def file_url(self, relpath: str) -> str:
         return f"{self.url}/{urllib.parse.quote(relpath)}" if relpath else self.url
-
-    def entry(self, relpath: str) -> FileEntry | None:
-        return self.manifest().files.get(relpath)
 
     def read(self, relpath: str) -> bytes:
         """The bytes of *relpath*, downloaded once and verified against the manifest."""
@@ -146,12 +188,11 @@ class RemoteTree:
                 "sign the tree again after adding the file",
                 path=url,
             )
-        if self._checked.get(relpath) == entry:
-            return self._blobs[entry.sha256]
-        data = self._blobs.get(entry.sha256)
-        if data is None:
-            limit = min(entry.size, self.config.max_file_bytes)
-            data = self.fetcher.fetch(url, max_bytes=limit)
+        hit = self._verified.get(relpath)
+        if hit is not None and hit[0] == entry:
+            return hit[1]
+        limit = min(entry.size, self.config.max_file_bytes)
+        data = self.fetcher.fetch(url, max_bytes=limit)
         try:
             verify_file(entry, data, manifest, self.trusted, url=url)
         except SecureImportError as exc:
@@ -159,17 +200,24 @@ class RemoteTree:
             log.debug("refused %s: %s", url, exc)
             raise
         log.debug("verified %s (%d bytes)", url, len(data))
-        self._blobs[entry.sha256] = data
-        self._checked[relpath] = entry
+        self._verified[relpath] = (entry, data)
         return data
 
     def relpath_of(self, location: str) -> str | None:
-        """The tree path of a URL (or ``os.path.join``-built path) under this tree."""
+        """The tree path of a URL (or ``os.path.join``-built path) under this tree.
+
+        The text after the tree URL is taken as it is; it is un-escaped only if
+        it is exactly how :meth:`file_url` spells that path.
+        """
         prefix = self.url + "/"
         if not location.startswith(prefix):
             return None
         rest = location[len(prefix):]
-        return urllib.parse.unquote(rest) if "%" in rest else rest
+        if "%" in rest:
+            unquoted = urllib.parse.unquote(rest)
+            if self.file_url(unquoted) == location:
+                return unquoted
+        return rest
 
     def close(self) -> None:
         self.fetcher.close()

@@ -1,9 +1,11 @@
-"""Rollback protection that survives restarts: the newest manifest seen per URL and key set.
+"""Rollback protection that survives restarts: the newest release each key signed, per URL.
 
-One small JSON file per (URL, key set) under ``<cache dir>/state/``.  The key
-set's fingerprint is part of the file name, so rotating the pinned keys starts
-from a clean slate: a leaked key that signed version 2**63 cannot brick
-clients that have since pinned a new key.
+One small JSON file per URL under ``<cache dir>/state/``, holding for every
+key id the newest (version, body digest) that key validly signed there.  The
+client refuses anything older than the newest record of a key it *still
+pins*: adding a key (rotation) keeps the old key's record, so no replay slips
+through; removing a leaked key drops its record from the check, so a leaked
+key that signed version 2**63-1 cannot brick clients that stopped pinning it.
 
 The files are written atomically.  They are not secret, but they are trusted
 the way ``~/.ssh/known_hosts`` is: a local attacker who can edit them can
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from .verify import TrustedState
@@ -29,35 +32,46 @@ log = logging.getLogger("secure_urlimport")
 
 
 class StateStore:
-    """Reads and raises the newest accepted manifest version for URLs."""
+    """Reads and raises, per URL and key id, the newest release accepted."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory) / "state"
 
-    def _path(self, url: str, keyset: str) -> Path:
-        name = hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
-        return self.directory / f"{name}-{keyset}.json"
+    def _path(self, url: str) -> Path:
+        return self.directory / f"{hashlib.sha256(url.encode('utf-8')).hexdigest()[:32]}.json"
 
-    def load(self, url: str, keyset: str) -> TrustedState | None:
-        path = self._path(url, keyset)
+    def load(self, url: str) -> dict[str, TrustedState]:
+        """Key id -> newest release that key signed at *url* (empty if none)."""
+        path = self._path(url)
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))
-            state = TrustedState(int(obj["version"]), str(obj["digest"]))
+            return {
+                str(keyid): TrustedState(int(rec["version"]), str(rec["digest"]))
+                for keyid, rec in obj["keys"].items()
+            }
         except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("ignoring unreadable rollback state %s: %s", path, exc)
-            return None
-        return state
+            return {}
 
-    def save(self, url: str, keyset: str, state: TrustedState) -> None:
-        """Record *state* unless a newer one is already recorded."""
-        current = self.load(url, keyset)
-        if current is not None and current.version > state.version:
-            return
-        if current == state:
-            return
-        data = json.dumps({"url": url, "version": state.version, "digest": state.digest})
+    def record(self, url: str, keyids: Iterable[str], state: TrustedState) -> None:
+        """Record that *keyids* signed *state* at *url*, where it is newer."""
+        records = self.load(url)
+        changed = False
+        for keyid in keyids:
+            current = records.get(keyid)
+            if current is None or state.version > current.version:
+                records[keyid] = state
+                changed = True
+        if changed:
+            self._write(url, records)
+
+    def _write(self, url: str, records: dict[str, TrustedState]) -> None:
+        data = json.dumps({
+            "url": url,
+            "keys": {k: {"version": s.version, "digest": s.digest} for k, s in records.items()},
+        })
         tmp = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -66,11 +80,11 @@ class StateStore:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, self._path(url, keyset))
+            os.replace(tmp, self._path(url))
         except OSError as exc:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-            # Not fatal: the import is already verified; only cross-restart
-            # rollback protection is weakened, so say so loudly.
+            # Not fatal: the import is already verified, and this process keeps
+            # its own floor; only protection across restarts is weakened.
             log.warning("cannot record rollback state in %s: %s", self.directory, exc)

@@ -6,6 +6,7 @@ trusted state, so every rule here can be tested by handing it hostile bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -53,8 +54,8 @@ def check_threshold(
     trusted: TrustedKeys,
     *,
     what: str,
-) -> None:
-    """Raise unless at least ``trusted.threshold`` distinct pinned keys signed.
+) -> frozenset[str]:
+    """The pinned key ids that signed; raise unless there are ``trusted.threshold``.
 
     *message_for* maps each pinned key id to the message that key must have
     signed (the key id is part of the message).
@@ -70,7 +71,7 @@ def check_threshold(
             continue
         (good if key.verifies(sig, message_for[keyid]) else bad).add(keyid)
     if len(good) >= trusted.threshold:
-        return
+        return frozenset(good)
     need = f"{trusted.threshold} of the pinned key(s) {', '.join(trusted.keyids)}"
     if bad - good:
         raise BadSignatureError(
@@ -89,8 +90,8 @@ def verify_manifest_signatures(data: bytes, trusted: TrustedKeys, *, url: str) -
     """Check the format and the signatures (before parsing the body); parse it."""
     signed = split_manifest_file(data)
     messages = {keyid: manifest_message(keyid, signed.body) for keyid in trusted.keys}
-    check_threshold(signed.signatures, messages, trusted, what=f"manifest {url}")
-    return parse_manifest_body(signed.body)
+    signers = check_threshold(signed.signatures, messages, trusted, what=f"manifest {url}")
+    return dataclasses.replace(parse_manifest_body(signed.body), signers=signers)
 
 
 def check_expiry(manifest: Manifest, *, now: datetime, url: str) -> None:

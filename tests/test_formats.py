@@ -983,21 +983,19 @@ def _state_files(directory: Path) -> list[Path]:
 
 def test_state_store_saves_and_loads(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
-    keyset = pinned(K1).fingerprint()
-    assert store.load(STATE_URL, keyset) is None
-    store.save(STATE_URL, keyset, TrustedState(3, "d3"))
-    assert StateStore(tmp_path).load(STATE_URL, keyset) == TrustedState(3, "d3")
+    assert store.load(STATE_URL) == {}
+    store.record(STATE_URL, [K1.keyid], TrustedState(3, "d3"))
+    assert StateStore(tmp_path).load(STATE_URL) == {K1.keyid: TrustedState(3, "d3")}
     assert not list((tmp_path / "state").glob(".state-*"))
 
 
 def test_state_store_keeps_the_higher_version(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
-    keyset = pinned(K1).fingerprint()
-    store.save(STATE_URL, keyset, TrustedState(5, "d5"))
-    store.save(STATE_URL, keyset, TrustedState(2, "d2"))
-    assert store.load(STATE_URL, keyset) == TrustedState(5, "d5")
-    store.save(STATE_URL, keyset, TrustedState(6, "d6"))
-    assert store.load(STATE_URL, keyset) == TrustedState(6, "d6")
+    store.record(STATE_URL, [K1.keyid], TrustedState(5, "d5"))
+    store.record(STATE_URL, [K1.keyid], TrustedState(2, "d2"))
+    assert store.load(STATE_URL)[K1.keyid] == TrustedState(5, "d5")
+    store.record(STATE_URL, [K1.keyid], TrustedState(6, "d6"))
+    assert store.load(STATE_URL)[K1.keyid] == TrustedState(6, "d6")
 
 
 @pytest.mark.parametrize(
@@ -1008,56 +1006,50 @@ def test_state_store_keeps_the_higher_version(tmp_path: Path) -> None:
         pytest.param(b"\xff\xfe\x00garbage", id="binary"),
         pytest.param(b"[1, 2]", id="list"),
         pytest.param(b"null", id="null"),
-        pytest.param(b'{"digest": "d"}', id="missing-version"),
-        pytest.param(b'{"version": "x", "digest": "d"}', id="version-not-int"),
-        pytest.param(b'{"version": 1}', id="missing-digest"),
+        pytest.param(b'{"keys": {"k": {"digest": "d"}}}', id="missing-version"),
+        pytest.param(b'{"keys": {"k": {"version": "x", "digest": "d"}}}', id="version-not-int"),
+        pytest.param(b'{"keys": {"k": {"version": 1}}}', id="missing-digest"),
+        pytest.param(b'{"keys": [1]}', id="keys-not-object"),
     ],
 )
 def test_unreadable_state_file_is_treated_as_missing(tmp_path: Path, content: bytes) -> None:
     store = StateStore(tmp_path)
-    keyset = pinned(K1).fingerprint()
-    store.save(STATE_URL, keyset, TrustedState(4, "d4"))
+    store.record(STATE_URL, [K1.keyid], TrustedState(4, "d4"))
     [path] = _state_files(tmp_path)
     path.write_bytes(content)
-    assert store.load(STATE_URL, keyset) is None
-    store.save(STATE_URL, keyset, TrustedState(1, "d1"))
-    assert store.load(STATE_URL, keyset) == TrustedState(1, "d1")
+    assert store.load(STATE_URL) == {}
+    store.record(STATE_URL, [K1.keyid], TrustedState(1, "d1"))
+    assert store.load(STATE_URL) == {K1.keyid: TrustedState(1, "d1")}
 
 
 def test_state_path_that_is_a_directory_is_treated_as_missing(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
-    keyset = pinned(K1).fingerprint()
-    store.save(STATE_URL, keyset, TrustedState(4, "d4"))
+    store.record(STATE_URL, [K1.keyid], TrustedState(4, "d4"))
     [path] = _state_files(tmp_path)
     path.unlink()
     path.mkdir()
-    assert store.load(STATE_URL, keyset) is None
-    store.save(STATE_URL, keyset, TrustedState(5, "d5"))  # logged, not raised
+    assert store.load(STATE_URL) == {}
+    store.record(STATE_URL, [K1.keyid], TrustedState(5, "d5"))  # logged, not raised
 
 
 def test_failed_state_write_leaves_no_temp_file(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
-    keyset = pinned(K1).fingerprint()
-    store.save(STATE_URL, keyset, TrustedState(4, "d4"))
+    store.record(STATE_URL, [K1.keyid], TrustedState(4, "d4"))
     [path] = _state_files(tmp_path)
     path.unlink()
     path.mkdir()  # os.replace onto a directory fails
-    store.save(STATE_URL, keyset, TrustedState(5, "d5"))
+    store.record(STATE_URL, [K1.keyid], TrustedState(5, "d5"))
     assert [p.name for p in (tmp_path / "state").iterdir()] == [path.name]
 
 
-def test_key_set_fingerprint_separates_rollback_states(tmp_path: Path) -> None:
+def test_rollback_records_are_per_key_and_per_url(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
-    sets = [pinned(K1), pinned(K2), pinned(K1, K2), pinned(K1, K2, threshold=2)]
-    prints = [ks.fingerprint() for ks in sets]
-    assert len(set(prints)) == len(prints)
-    assert pinned(K2, K1).fingerprint() == pinned(K1, K2).fingerprint()
-    store.save(STATE_URL, prints[0], TrustedState(2**63 - 1, "leaked-key"))
-    for other in prints[1:]:
-        assert store.load(STATE_URL, other) is None
-    assert store.load(STATE_URL + "other/", prints[0]) is None
-    assert store.load(STATE_URL, prints[0]) == TrustedState(2**63 - 1, "leaked-key")
-
+    store.record(STATE_URL, [K1.keyid], TrustedState(2**63 - 1, "leaked-key"))
+    store.record(STATE_URL, [K2.keyid], TrustedState(3, "d3"))
+    assert store.load(STATE_URL) == {
+        K1.keyid: TrustedState(2**63 - 1, "leaked-key"), K2.keyid: TrustedState(3, "d3"),
+    }
+    assert store.load(STATE_URL + "other/") == {}
 
 # --------------------------------------------------------------------------- properties
 
