@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING
 from .config import Config
 from .errors import SecureImportError
 from .excepthook import install_excepthooks, remove_excepthooks
-from .finder import Importer, NullPathFinder, RemotePathFinder, meta_path_insert_index
+from .finder import (
+    FailingPathFinder,
+    Importer,
+    NullPathFinder,
+    RemotePathFinder,
+    meta_path_insert_index,
+)
 from .keys import TrustedKeys
 from .remote import RemoteTree, normalize_url
 
@@ -58,6 +64,7 @@ _lock = threading.RLock()
 _pins: dict[str, _Pin] = {}
 _trees: dict[str, RemoteTree] = {}
 _warned: set[str] = set()
+_installed: set[str] = set()  # prefixes with a meta-path Importer (install())
 _hook_requested = False
 
 
@@ -93,6 +100,7 @@ def trust(
     cfg = _config(config, cafile=cafile, headers=headers, timeout=timeout, threshold=threshold)
     prefix = normalize_url(url)
     pin = _Pin(TrustedKeys.from_arg(pubkey, cfg.threshold), cfg, fetcher)
+    _fetcher_of(pin)  # a bad cafile or client_cert fails here, not inside an import
     with _lock:
         _forget(prefix)
         _pins[prefix] = pin
@@ -143,6 +151,11 @@ def install(
         tree.close()
         raise
     with _lock:
+        existing = _importer_for(prefix)
+        current = _pins.get(prefix)
+        if existing is not None and current is not None and _same_pin(current, pin):
+            tree.close()  # another thread installed the same tree meanwhile
+            return existing
         _forget(prefix)
         pin.trees.append(tree)
         _pins[prefix] = pin
@@ -150,6 +163,7 @@ def install(
         _drop_path_cache(prefix)
         importer = Importer(tree)
         sys.meta_path.insert(meta_path_insert_index(), importer)
+        _installed.add(prefix)
         _add_hook()
     log.debug("installed %r", importer)
     return importer
@@ -160,7 +174,7 @@ def uninstall(url: str) -> None:
     prefix = normalize_url(url)
     with _lock:
         _forget(prefix)
-        if not _pins and not _hook_requested:
+        if not _installed and not _hook_requested:
             _remove_hook()
 
 
@@ -180,7 +194,11 @@ def remove_path_hook() -> None:
     global _hook_requested
     with _lock:
         _hook_requested = False
-        _remove_hook()
+        # While install()ed trees remain, the hook stays to claim their
+        # packages' __path__ URLs (so FileFinder never reads them as local
+        # directories); other URL entries are then ignored.
+        if not _installed:
+            _remove_hook()
 
 
 # -- internals --------------------------------------------------------------
@@ -213,6 +231,7 @@ def _forget(prefix: str) -> None:
     sys.meta_path[:] = [
         f for f in sys.meta_path if not (isinstance(f, Importer) and f.tree in pin.trees)
     ]
+    _installed.discard(prefix)
     for tree in pin.trees:
         _trees.pop(tree.url, None)
         _drop_path_cache(tree.url)
@@ -249,11 +268,13 @@ def _finder_for(entry: str) -> RemotePathFinder | NullPathFinder:
         return NullPathFinder(entry)
     with _lock:
         tree_url = _longest(url, _trees)  # type: ignore[arg-type]
-        if tree_url is not None:
+        if tree_url is not None and (_hook_requested or tree_url in _installed):
             tree = _trees[tree_url]
             directory = url[len(tree_url) + 1:]
             if not directory or _tree_has_directory(tree, directory):
                 return RemotePathFinder(tree, directory)
+        if not _hook_requested:
+            return NullPathFinder(entry)  # only install()ed packages' __path__ entries
         pin_url = _longest(url, _pins)  # type: ignore[arg-type]
         if pin_url is None:
             _warn_once(
@@ -283,11 +304,16 @@ def _warn_once(entry: str, message: str) -> None:
         warnings.warn(message, UnpinnedURLWarning, stacklevel=2)
 
 
-def path_hook(entry: str) -> RemotePathFinder | NullPathFinder:
+def path_hook(entry: str) -> RemotePathFinder | NullPathFinder | FailingPathFinder:
     """The ``sys.path_hooks`` callable: claims every ``https://`` and ``http://`` entry."""
     if not isinstance(entry, str) or not entry[:8].lower().startswith(("https://", "http://")):
         raise ImportError("not a URL", path=str(entry))
-    return _finder_for(entry)
+    try:
+        return _finder_for(entry)
+    except SecureImportError as exc:
+        return FailingPathFinder(entry, exc)
+    except Exception as exc:  # never let FileFinder have a URL entry
+        return FailingPathFinder(entry, SecureImportError(f"cannot use {entry}: {exc!r}"))
 
 
 def _add_hook() -> None:
@@ -307,5 +333,5 @@ def _remove_hook() -> None:
     while path_hook in sys.path_hooks:
         sys.path_hooks.remove(path_hook)
     for entry, finder in list(sys.path_importer_cache.items()):
-        if isinstance(finder, RemotePathFinder | NullPathFinder):
+        if isinstance(finder, RemotePathFinder | NullPathFinder | FailingPathFinder):
             del sys.path_importer_cache[entry]

@@ -21,6 +21,7 @@ from .errors import ConfigurationError, KeyFileError, SecureImportError
 
 if TYPE_CHECKING:
     from .audit import Report
+    from .finder import Importer
     from .keys import TrustedKeys
 
 __all__ = ["main"]
@@ -252,7 +253,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .api import install
 
     pubkeys = [Path(p) for p in args.pubkey]
-    install(args.url, pubkey=pubkeys, cafile=args.cafile, threshold=args.threshold)
+    importer = install(args.url, pubkey=pubkeys, cafile=args.cafile, threshold=args.threshold)
+    _require_signed_module(importer, args.module)
     # As with python -m, the module sees only its own arguments (runpy then
     # puts the module's location, its URL, in argv[0]).
     sys.argv = [args.module, *args.args]
@@ -264,6 +266,33 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise exc.__cause__ from None
         raise
     return EXIT_OK
+
+
+def _require_signed_module(importer: Importer, module: str) -> None:
+    """Refuse to run MODULE unless it (or its package's ``__main__``) is in the tree.
+
+    Without this, runpy would find a same-named module elsewhere on sys.path
+    (the current directory comes first) and run unsigned local code.
+    """
+    import importlib.util
+
+    from .loader import VerifiedLoader
+
+    names = [module]
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.submodule_search_locations is not None:
+            names.append(f"{module}.__main__")
+            spec = importlib.util.find_spec(names[-1])
+    except ModuleNotFoundError:
+        spec = None
+    loader = spec.loader if spec is not None else None
+    if not (isinstance(loader, VerifiedLoader) and loader.tree is importer.tree):
+        raise SecureImportError(
+            f"{names[-1]!r} is not a module of the signed tree {importer.url}; "
+            "check the name (run only executes signed modules)",
+            name=names[-1],
+        )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

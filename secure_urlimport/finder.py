@@ -14,8 +14,7 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType, TracebackType
 
 from .errors import SecureImportError
-from .loader import STDLIB_NAMES, make_spec
-from .manifest import Manifest
+from .loader import STDLIB_NAMES, locate, make_spec
 from .paths import is_module_name
 from .remote import RemoteTree
 
@@ -32,24 +31,38 @@ def _refusable(fullname: str) -> bool:
     return fullname.partition(".")[0] in STDLIB_NAMES
 
 
-def _owns(manifest: Manifest, base: str) -> bool:
-    files = manifest.files
-    return f"{base}.py" in files or f"{base}/__init__.py" in files or base in manifest.directories
+def lookup(tree: RemoteTree, fullname: str, base: str, *, exclusive: bool) -> ModuleSpec | None:
+    """The spec for *fullname* at tree path *base*, or None if the tree has no such module.
 
-
-def _manifest_or_raise(tree: RemoteTree, fullname: str, base: str) -> Manifest | None:
-    """The tree's manifest; if it cannot be had, raise for names the tree owned.
-
-    Fail closed but scoped: a name the last good manifest listed must not fall
-    through to a same-named module elsewhere; other names are not ours.
+    Runs under the global import lock, so it answers from the cached manifest
+    when it can: a stale manifest still answers for the names it lists (the
+    bytes are verified against a fresh manifest in ``exec_module``); only a
+    name it does not list costs a fetch, once per ``invalidate_caches()``.
+    If the manifest cannot be had, fail closed for names the tree owned (and
+    for everything when *exclusive*, i.e. the parent package is wholly ours).
     """
+    cached = tree.cached_manifest()
+    if cached is not None:
+        spec = make_spec(tree, cached, fullname, base)
+        if spec is not None or tree.is_fresh:
+            return spec
     try:
-        return tree.manifest()
+        manifest = tree.manifest()
     except SecureImportError as exc:
         last = tree.last_good
-        if last is None or _owns(last, base):
+        if exclusive or last is None or locate(last, base) is not None:
             raise exc.for_module(fullname) from None
         return None
+    return make_spec(tree, manifest, fullname, base)
+
+
+def _not_found(fullname: str, tree: RemoteTree) -> ModuleNotFoundError:
+    # Raised, not returned as None: otherwise PathFinder would read the URL in
+    # the package's __path__ as a local relative directory ('./https:/host/pkg/').
+    return ModuleNotFoundError(
+        f"No module named {fullname!r} (not in the signed manifest of {tree.url})",
+        name=fullname,
+    )
 
 
 class Importer:
@@ -71,35 +84,23 @@ class Importer:
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
+        parent = fullname.rpartition(".")[0]
+        exclusive = False
+        if parent:
+            if path is None or self.tree.file_url(parent.replace(".", "/")) not in path:
+                return None  # not a submodule of one of our packages
+            prefix = self.tree.url + "/"
+            exclusive = all(str(entry).startswith(prefix) for entry in path)
         if _refusable(fullname):
+            if exclusive:
+                raise _not_found(fullname, self.tree)
             return None
-        parent, _, _ = fullname.rpartition(".")
-        base = fullname.replace(".", "/")
-        if parent and not self._is_our_package(parent, path):
-            return None
-        manifest = _manifest_or_raise(self.tree, fullname, base)
-        if manifest is None:
-            return None
-        spec = make_spec(self.tree, fullname, base)
-        if spec is None and parent and self._only_our_locations(path):
-            # The parent package is wholly ours: the module does not exist.  Stop
-            # here, or PathFinder would read the URL in __path__ as a local
-            # relative directory ('./https:/host/pkg/') and import from disk.
-            raise ModuleNotFoundError(
-                f"No module named {fullname!r} (not in the signed manifest of "
-                f"{self.tree.url})",
-                name=fullname,
-            )
+        spec = lookup(self.tree, fullname, fullname.replace(".", "/"), exclusive=exclusive)
+        if spec is None and exclusive:
+            raise _not_found(fullname, self.tree)
         if spec is not None:
             log.debug("found %s in %s", fullname, self.tree.url)
         return spec
-
-    def _is_our_package(self, parent: str, path: Sequence[str] | None) -> bool:
-        return path is not None and self.tree.file_url(parent.replace(".", "/")) in path
-
-    def _only_our_locations(self, path: Sequence[str] | None) -> bool:
-        prefix = self.tree.url + "/"
-        return path is not None and all(str(p).startswith(prefix) for p in path)
 
     def invalidate_caches(self) -> None:
         self.tree.mark_stale()
@@ -142,10 +143,7 @@ class RemotePathFinder:
     def find_spec(self, fullname: str, target: ModuleType | None = None) -> ModuleSpec | None:
         if _refusable(fullname):
             return None
-        base = self._base(fullname)
-        if _manifest_or_raise(self.tree, fullname, base) is None:
-            return None
-        return make_spec(self.tree, fullname, base)
+        return lookup(self.tree, fullname, self._base(fullname), exclusive=False)
 
     def invalidate_caches(self) -> None:
         self.tree.mark_stale()
@@ -161,7 +159,7 @@ class RemotePathFinder:
             elif name.endswith(".py") and name != "__init__.py" and path in manifest.files:
                 found.setdefault(name[:-3], False)
         for name, is_package in sorted(found.items()):
-            if name.isidentifier():
+            if is_module_name(name) and not (not self.directory and name in STDLIB_NAMES):
                 yield prefix + name, is_package
 
 
@@ -187,6 +185,26 @@ class NullPathFinder:
 
     def iter_modules(self, prefix: str = "") -> Iterator[tuple[str, bool]]:
         return iter(())
+
+
+class FailingPathFinder(NullPathFinder):
+    """Claims a URL entry whose finder could not be set up; every lookup raises.
+
+    A path hook that raises ``ImportError`` passes the entry on to the next
+    hook — ``FileFinder``, which would import from ``./https:/host/...``.
+    """
+
+    def __init__(self, entry: str, error: SecureImportError) -> None:
+        super().__init__(entry)
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"<FailingPathFinder {self.entry}: {self.error}>"
+
+    def find_spec(self, fullname: str, target: ModuleType | None = None) -> None:
+        if _refusable(fullname):
+            return None
+        raise self.error.for_module(fullname)
 
 
 def meta_path_insert_index() -> int:

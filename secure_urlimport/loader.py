@@ -19,6 +19,7 @@ from types import CodeType, ModuleType
 from typing import TYPE_CHECKING
 
 from .errors import NotInManifestError, SecureImportError
+from .manifest import Manifest
 from .remote import RemoteTree
 
 if TYPE_CHECKING:
@@ -104,23 +105,31 @@ class VerifiedLoader(importlib.abc.Loader):
         return RemoteResourceReader(self.tree, directory)
 
 
-def make_spec(tree: RemoteTree, fullname: str, base: str) -> ModuleSpec | None:
-    """The spec for *fullname* stored at tree path *base* (no suffix), or None.
-
-    A module file wins over a package, which wins over a namespace directory,
-    as in ``FileFinder``: ``base/__init__.py`` > ``base.py`` > ``base/``.
-    """
-    manifest = tree.manifest()
+def locate(manifest: Manifest, base: str) -> tuple[str | None, bool] | None:
+    """Where a module stored at tree path *base* (no suffix) is, as in ``FileFinder``:
+    ``(base/__init__.py, True)`` > ``(base.py, False)`` > ``(None, True)`` for a
+    namespace directory; None if the manifest has none of them."""
     init = f"{base}/__init__.py"
     if init in manifest.files:
-        return _spec(tree, fullname, init, is_package=True)
+        return init, True
     if f"{base}.py" in manifest.files:
-        return _spec(tree, fullname, f"{base}.py", is_package=False)
+        return f"{base}.py", False
     if base in manifest.directories:
-        spec = ModuleSpec(fullname, None, is_package=True)
-        spec.submodule_search_locations = [tree.file_url(base)]
-        return spec
+        return None, True
     return None
+
+
+def make_spec(tree: RemoteTree, manifest: Manifest, fullname: str, base: str) -> ModuleSpec | None:
+    """The spec for *fullname* stored at tree path *base* in *manifest*, or None."""
+    found = locate(manifest, base)
+    if found is None:
+        return None
+    relpath, is_package = found
+    if relpath is not None:
+        return _spec(tree, fullname, relpath, is_package=is_package)
+    spec = ModuleSpec(fullname, None, is_package=True)
+    spec.submodule_search_locations = [tree.file_url(base)]
+    return spec
 
 
 def _spec(tree: RemoteTree, fullname: str, relpath: str, *, is_package: bool) -> ModuleSpec:

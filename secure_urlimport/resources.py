@@ -52,6 +52,8 @@ class RemoteTraversable(Traversable):
     def joinpath(self, *descendants: str | os.PathLike[str]) -> RemoteTraversable:
         node = self
         for descendant in descendants:
+            if os.fspath(descendant).startswith("/"):
+                raise ValueError(f"absolute path {descendant!r} given to joinpath")
             for part in os.fspath(descendant).split("/"):
                 if part in ("", "."):
                     continue

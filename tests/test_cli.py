@@ -310,3 +310,14 @@ def test_run_refuses_a_tampered_module(app_tree, keypair, serve, tls):
     assert "evil" not in result.stdout
     assert "TamperedFileError" not in result.stderr  # one clean line, no traceback
     assert "cannot import 'hello'" in result.stderr and "re-sign" in result.stderr
+
+
+def test_run_refuses_a_module_that_is_not_in_the_tree(app_tree, keypair, serve, tls, tmp_path):
+    # A same-named local module in the working directory must not run instead.
+    (tmp_path / "toool.py").write_text("print('LOCAL UNSIGNED RAN')\n")
+    server = serve(app_tree)
+    result = run("run", "--pubkey", keypair.with_suffix(".pub"), "--cafile", tls.cafile,
+                 server.url, "toool", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "LOCAL UNSIGNED RAN" not in result.stdout
+    assert "not a module of the signed tree" in result.stderr

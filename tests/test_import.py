@@ -395,8 +395,10 @@ def test_package_path_url_never_reads_local_relative_directory(
     monkeypatch.syspath_prepend("")
     install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
     if path_hook == "removed":
-        # Prove the meta-path finder's own defence, without the path hook's.
-        secure_urlimport.remove_path_hook()
+        # Prove the meta-path finder's own defence, without the path hook's
+        # (remove_path_hook() keeps it while install()ed trees remain).
+        sys.path_hooks.remove(secure_urlimport.api.path_hook)
+        sys.path_importer_cache.clear()
     import grok
 
     with pytest.raises(ModuleNotFoundError):
@@ -583,3 +585,177 @@ def test_default_excepthook_is_restored_when_the_last_tree_goes(testcode, serve,
         if sys.version_info < (3, 13):
             assert sys.excepthook is not sys.__excepthook__
     assert sys.excepthook is sys.__excepthook__
+
+
+def _two_releases(root: Path, signers: list, versions: tuple[int, int]) -> bytes:
+    """Sign release A (returns its manifest bytes), then release B in place."""
+    from secure_urlimport.signing import sign_tree
+
+    write_tree(root, {"mod.py": "release = 'old'\n"})
+    sign_tree(root, signers, version=versions[0])
+    old = (root / "secure-urlimport.manifest").read_bytes()
+    (root / "secure-urlimport.manifest").unlink()
+    write_tree(root, {"mod.py": "release = 'new'\n"})
+    sign_tree(root, signers, version=versions[1])
+    return old
+
+
+def test_pinning_an_extra_key_for_rotation_keeps_rollback_protection(
+    tmp_path, serve, tls, publisher, stranger
+):
+    root = tmp_path / "t"
+    old_manifest = _two_releases(root, [publisher.key], (1, 9))
+    server = serve(root)
+    install(server.url, pubkey=publisher.pub, cafile=tls.cafile).uninstall()  # saw v9
+    (root / "secure-urlimport.manifest").write_bytes(old_manifest)
+    (root / "mod.py").write_text("release = 'old'\n")
+    # Rotation step: the client now pins the old key and the new one.
+    with pytest.raises(RollbackError):
+        install(server.url, pubkey=[publisher.pub, stranger.pub], cafile=tls.cafile)
+
+
+def test_leaked_key_at_max_version_does_not_brick_clients_after_rotation(
+    tmp_path, serve, tls, publisher, stranger
+):
+    from secure_urlimport.manifest import MAX_VERSION
+    from secure_urlimport.signing import sign_tree
+
+    root = write_tree(tmp_path / "t", {"mod.py": "release = 'leaked'\n"})
+    sign_tree(root, [publisher.key], version=MAX_VERSION)  # the leaked key's release
+    server = serve(root)
+    install(server.url, pubkey=publisher.pub, cafile=tls.cafile).uninstall()
+    (root / "secure-urlimport.manifest").unlink()
+    write_tree(root, {"mod.py": "release = 'fresh'\n"})
+    sign_tree(root, [stranger.key], version=1)  # the publisher's new key
+    install(server.url, pubkey=stranger.pub, cafile=tls.cafile)  # old key no longer pinned
+    import mod
+
+    assert mod.release == "fresh"
+
+
+def test_rollback_refused_within_a_process_even_if_state_cannot_be_saved(
+    tmp_path, serve, tls, publisher
+):
+    root = tmp_path / "t"
+    old_manifest = _two_releases(root, [publisher.key], (1, 2))
+    server = serve(root)
+    config = Config(cache_dir=Path("/dev/null/not-a-directory"))
+    install(server.url, pubkey=publisher.pub, cafile=tls.cafile, config=config)
+    import mod
+
+    assert mod.release == "new"
+    (root / "secure-urlimport.manifest").write_bytes(old_manifest)
+    (root / "mod.py").write_text("release = 'old'\n")
+    importlib.invalidate_caches()
+    with pytest.raises(RollbackError):
+        importlib.reload(mod)
+    assert mod.release == "new"
+
+
+# -- regressions from the security review -------------------------------------
+
+
+def test_path_hook_failure_never_hands_the_url_to_the_local_file_finder(
+    testcode, serve, tls, publisher, tmp_path, marker, monkeypatch
+):
+    server = serve(testcode)
+    hostile = tmp_path / "cwd" / server.url.replace("https://", "https:/")
+    write_tree(hostile, {"fib.py": evil_source(marker)})
+    monkeypatch.chdir(tmp_path / "cwd")
+    trust(server.url, pubkey=publisher.pub, cafile=tls.cafile)
+    install_path_hook()
+
+    def broken(entry: str) -> None:
+        raise secure_urlimport.ConfigurationError("the finder could not be built")
+
+    monkeypatch.setattr(secure_urlimport.api, "_finder_for", broken)
+    sys.path.append(server.url)
+    with pytest.raises(secure_urlimport.ConfigurationError) as err:
+        import fib  # noqa: F401
+    assert err.value.name == "fib"
+    assert not marker.exists()
+
+
+def test_trust_with_missing_cafile_fails_at_once(publisher, tmp_path):
+    with pytest.raises(secure_urlimport.ConfigurationError):
+        trust("https://127.0.0.1:9/t", pubkey=publisher.pub, cafile=str(tmp_path / "none.pem"))
+
+
+def test_remove_path_hook_keeps_claiming_installed_package_paths(
+    testcode, serve, tls, publisher, tmp_path, marker, monkeypatch
+):
+    server = serve(testcode)
+    hostile = tmp_path / "cwd" / server.url.replace("https://", "https:/") / "grok"
+    write_tree(hostile, {"evil.py": evil_source(marker)})
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.syspath_prepend("")
+    install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
+    import grok
+
+    secure_urlimport.remove_path_hook()
+    assert secure_urlimport.api.path_hook in sys.path_hooks
+    server.stop()  # the manifest refresh fails from now on
+    importlib.invalidate_caches()
+    with pytest.raises(ImportError):
+        import grok.evil
+    assert not marker.exists()
+    assert grok.__file__.startswith("https://")
+
+
+def test_expired_manifest_is_refused_in_a_running_process(tmp_path, serve, tls, publisher):
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    root = write_tree(tmp_path / "t", {"a.py": "", "b.py": ""})
+    publisher.sign(root, now=datetime.now(UTC) - timedelta(seconds=58),
+                   expires_in=timedelta(seconds=60))
+    server = serve(root)
+    install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
+    import a  # noqa: F401
+
+    time.sleep(2.2)
+    with pytest.raises(ExpiredManifestError):
+        import b  # noqa: F401
+
+
+@pytest.mark.parametrize("url", [
+    "https://127.0.0.1:9/a/../b", "https://127.0.0.1:9/a/./b", "https://127.0.0.1:9/a//b",
+    "https://127.0.0.1:9/a/%2e%2e/b", "https://127.0.0.1:9/a%2fb", "https://127.0.0.1:9/a?x=1",
+])
+def test_tree_url_with_dot_or_escaped_segments_is_refused(url, publisher):
+    with pytest.raises(secure_urlimport.ConfigurationError):
+        trust(url, pubkey=publisher.pub)
+
+
+def test_default_port_is_the_same_tree():
+    from secure_urlimport.remote import normalize_url
+
+    assert normalize_url("https://Example.COM:443/t/") == "https://example.com/t"
+
+
+def test_get_data_does_not_unescape_into_another_file(tmp_path, serve, tls, publisher):
+    root = write_tree(tmp_path / "t", {"pkg/__init__.py": "", "pkg/dataA.txt": "OTHER\n"})
+    publisher.sign(root)
+    server = serve(root)
+    install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
+    import pkg
+
+    base = os.path.dirname(pkg.__file__)
+    with pytest.raises(FileNotFoundError):
+        pkg.__loader__.get_data(base + "/data%41.txt")
+    assert pkg.__loader__.get_data(base + "/dataA.txt") == b"OTHER\n"
+
+
+def test_server_chosen_key_ids_are_refused_before_reaching_messages(
+    tmp_path, serve, tls, publisher
+):
+    root = write_tree(tmp_path / "t", {"mod.py": ""})
+    publisher.sign(root)
+    path = root / "secure-urlimport.manifest"
+    data = path.read_bytes().replace(
+        b"signature ", b"signature \x1b[2JOK-all-verified ", 1)
+    path.write_bytes(data)
+    server = serve(root)
+    with pytest.raises(secure_urlimport.ManifestFormatError) as err:
+        install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
+    assert "\x1b" not in str(err.value)
