@@ -316,8 +316,35 @@ def path_hook(entry: str) -> RemotePathFinder | NullPathFinder | FailingPathFind
         return FailingPathFinder(entry, SecureImportError(f"cannot use {entry}: {exc!r}"))
 
 
+class _CacheInvalidator:
+    """A meta-path entry that finds nothing and passes ``invalidate_caches()`` on.
+
+    ``importlib.invalidate_caches()`` calls every meta-path finder's
+    ``invalidate_caches``, but ``PathFinder`` *drops* URL path finders from
+    ``sys.path_importer_cache`` instead of calling theirs, so path-hook trees
+    would never hear of it.
+    """
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        return None
+
+    def invalidate_caches(self) -> None:
+        with _lock:
+            trees = list(_trees.values())
+        for tree in trees:
+            tree.mark_stale()
+
+    def __repr__(self) -> str:
+        return "<secure_urlimport cache invalidator>"
+
+
+_invalidator = _CacheInvalidator()
+
+
 def _add_hook() -> None:
     install_excepthooks()
+    if _invalidator not in sys.meta_path:
+        sys.meta_path.append(_invalidator)
     if path_hook not in sys.path_hooks:
         # First: the standard FileFinder hook would accept the URL as a
         # relative directory name.
@@ -330,6 +357,8 @@ def _add_hook() -> None:
 
 def _remove_hook() -> None:
     remove_excepthooks()
+    while _invalidator in sys.meta_path:
+        sys.meta_path.remove(_invalidator)
     while path_hook in sys.path_hooks:
         sys.path_hooks.remove(path_hook)
     for entry, finder in list(sys.path_importer_cache.items()):

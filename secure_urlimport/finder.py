@@ -34,18 +34,13 @@ def _refusable(fullname: str) -> bool:
 def lookup(tree: RemoteTree, fullname: str, base: str, *, exclusive: bool) -> ModuleSpec | None:
     """The spec for *fullname* at tree path *base*, or None if the tree has no such module.
 
-    Runs under the global import lock, so it answers from the cached manifest
-    when it can: a stale manifest still answers for the names it lists (the
-    bytes are verified against a fresh manifest in ``exec_module``); only a
-    name it does not list costs a fetch, once per ``invalidate_caches()``.
-    If the manifest cannot be had, fail closed for names the tree owned (and
-    for everything when *exclusive*, i.e. the parent package is wholly ours).
+    Runs under the global import lock.  No I/O while the manifest is fresh;
+    after ``importlib.invalidate_caches()`` (or expiry) the first lookup
+    fetches it again — one request, as ``FileFinder`` re-lists its directory —
+    so moved, added and removed modules are seen exactly as locally.  If the
+    manifest cannot be had, fail closed for names the tree owned (and for
+    everything when *exclusive*: the parent package is wholly ours).
     """
-    cached = tree.cached_manifest()
-    if cached is not None:
-        spec = make_spec(tree, cached, fullname, base)
-        if spec is not None or tree.is_fresh:
-            return spec
     try:
         manifest = tree.manifest()
     except SecureImportError as exc:

@@ -90,23 +90,6 @@ class RemoteTree:
         """The newest manifest that verified, even if a later refresh failed."""
         return self._last_good
 
-    def cached_manifest(self) -> Manifest | None:
-        """The newest verified, unexpired manifest, without any I/O (None if none).
-
-        For ``find_spec``, which runs under the global import lock: a stale
-        manifest still answers for names it lists (their bytes are verified
-        against a fresh manifest when loaded).
-        """
-        with self._lock:
-            manifest = self._manifest or self._last_good
-        if manifest is None or datetime.now(UTC) >= manifest.expires:
-            return None
-        return manifest
-
-    @property
-    def is_fresh(self) -> bool:
-        return self._manifest is not None
-
     def manifest(self) -> Manifest:
         """The verified manifest, fetched once and again after :meth:`mark_stale`
         or when it expires.
