@@ -101,6 +101,7 @@ def trust(
     prefix = normalize_url(url)
     pin = _Pin(TrustedKeys.from_arg(pubkey, cfg.threshold), cfg, fetcher)
     _fetcher_of(pin)  # a bad cafile or client_cert fails here, not inside an import
+    _warm_transport()
     with _lock:
         _forget(prefix)
         _pins[prefix] = pin
@@ -184,6 +185,7 @@ def install_path_hook() -> None:
     Entries that are not pinned are claimed and ignored, with one warning each.
     """
     global _hook_requested
+    _warm_transport()
     with _lock:
         _hook_requested = True
         _add_hook()
@@ -206,6 +208,14 @@ def remove_path_hook() -> None:
 
 def _same_pin(a: _Pin, b: _Pin) -> bool:
     return a.trusted == b.trusted and a.config == b.config and b.fetcher in (None, a.fetcher)
+
+
+def _warm_transport() -> None:
+    """Import requests now, not during the first manifest fetch inside ``find_spec``,
+    where its own imports (and optional ones like chardet) would walk sys.path."""
+    from .transport import preload
+
+    preload()
 
 
 def _fetcher_of(pin: _Pin) -> Fetcher:

@@ -41,6 +41,9 @@ def lookup(tree: RemoteTree, fullname: str, base: str, *, exclusive: bool) -> Mo
     manifest cannot be had, fail closed for names the tree owned (and for
     everything when *exclusive*: the parent package is wholly ours).
     """
+    if tree.busy_in_this_thread():
+        # An import made by our own manifest download: not ours to answer.
+        return None
     try:
         manifest = tree.manifest()
     except SecureImportError as exc:
@@ -49,6 +52,12 @@ def lookup(tree: RemoteTree, fullname: str, base: str, *, exclusive: bool) -> Mo
             raise exc.for_module(fullname) from None
         return None
     return make_spec(tree, manifest, fullname, base)
+
+
+def _url_entries_claimed() -> bool:
+    from .api import path_hook  # already imported: api is what installs finders
+
+    return path_hook in sys.path_hooks
 
 
 def _not_found(fullname: str, tree: RemoteTree) -> ModuleNotFoundError:
@@ -86,12 +95,16 @@ class Importer:
                 return None  # not a submodule of one of our packages
             prefix = self.tree.url + "/"
             exclusive = all(str(entry).startswith(prefix) for entry in path)
+        # With our path hook claiming URL entries, None is safe (and what
+        # importlib.util.find_spec expects); without it, PathFinder would read
+        # the package's URL as a local directory, so stop the search here.
+        must_stop = exclusive and not _url_entries_claimed()
         if _refusable(fullname):
-            if exclusive:
+            if must_stop:
                 raise _not_found(fullname, self.tree)
             return None
         spec = lookup(self.tree, fullname, fullname.replace(".", "/"), exclusive=exclusive)
-        if spec is None and exclusive:
+        if spec is None and must_stop:
             raise _not_found(fullname, self.tree)
         if spec is not None:
             log.debug("found %s in %s", fullname, self.tree.url)

@@ -54,8 +54,11 @@ class VerifiedLoader(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         code = self.get_code(module.__name__)
         # A traceback or inspect.getsource() may have cached the previous
-        # text of this URL; after a reload it must show the new one.
+        # text of this URL; after a reload it must show the new one.  Then
+        # register the loader, so linecache.getline(url, n) without module
+        # globals (as the warnings formatter calls it) finds the source too.
         linecache.cache.pop(self.url, None)
+        linecache.lazycache(self.url, module.__dict__)
         exec(code, module.__dict__)  # noqa: S102 - verified bytes only
 
     # -- InspectLoader ------------------------------------------------------
@@ -96,6 +99,8 @@ class VerifiedLoader(importlib.abc.Loader):
         try:
             return self.tree.read(relpath)
         except NotInManifestError as exc:
+            if relpath.rstrip("/") in self.tree.manifest().directories:
+                raise IsADirectoryError(errno.EISDIR, "is a directory", str(path)) from None
             raise FileNotFoundError(errno.ENOENT, str(exc), str(path)) from None
 
     def get_resource_reader(self, fullname: str | None = None) -> TraversableResources:

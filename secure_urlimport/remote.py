@@ -77,6 +77,9 @@ class RemoteTree:
         self._last_good: Manifest | None = None
         self._failure: SecureImportError | None = None
         self._generation = 0  # bumped by mark_stale: older fetches are not current
+        # Set while this thread fetches the manifest: imports made meanwhile
+        # (requests' own lazy imports walk sys.path) must not recurse into us.
+        self._fetching = threading.local()
         # path -> (the manifest entry it was verified against, its bytes)
         self._verified: dict[str, tuple[FileEntry, bytes]] = {}
 
@@ -89,6 +92,10 @@ class RemoteTree:
     def last_good(self) -> Manifest | None:
         """The newest manifest that verified, even if a later refresh failed."""
         return self._last_good
+
+    def busy_in_this_thread(self) -> bool:
+        """True while this thread is fetching this tree's manifest."""
+        return bool(getattr(self._fetching, "active", False))
 
     def manifest(self) -> Manifest:
         """The verified manifest, fetched once and again after :meth:`mark_stale`
@@ -105,6 +112,7 @@ class RemoteTree:
         if failure is not None:
             # A fresh traceback each time, or it would grow with every raise.
             raise failure.with_traceback(None)
+        self._fetching.active = True
         try:
             manifest = self._load_manifest(now)
         except SecureImportError as exc:
@@ -112,6 +120,8 @@ class RemoteTree:
                 if self._generation == generation:
                     self._failure = exc
             raise
+        finally:
+            self._fetching.active = False
         with self._lock:
             if self._generation == generation:
                 self._manifest = manifest

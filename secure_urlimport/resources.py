@@ -6,8 +6,10 @@ from ``RemoteTree.read`` and so is verified.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import urllib.parse
 from collections.abc import Iterator
 from importlib.resources.abc import Traversable, TraversableResources
 from typing import IO, Any
@@ -32,7 +34,11 @@ class RemoteTraversable(Traversable):
 
     @property
     def name(self) -> str:
-        return self._relpath.rpartition("/")[2]
+        if self._relpath:
+            return self._relpath.rpartition("/")[2]
+        # The tree root: as_file() makes a directory of this name, so not "".
+        parts = urllib.parse.urlsplit(self._tree.url)
+        return parts.path.rpartition("/")[2] or parts.hostname or "tree"
 
     def is_dir(self) -> bool:
         return self._relpath in self._tree.manifest().directories
@@ -68,11 +74,15 @@ class RemoteTraversable(Traversable):
 
     def read_bytes(self) -> bytes:
         if not self.is_file():
-            raise FileNotFoundError(f"{self} is not a file of the signed tree")
+            if self.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "is a directory", str(self))
+            raise FileNotFoundError(errno.ENOENT, "not a file of the signed tree", str(self))
         return self._tree.read(self._relpath)
 
-    def read_text(self, encoding: str | None = None) -> str:
-        return self.read_bytes().decode(encoding or "utf-8")
+    def read_text(self, encoding: str | None = None, errors: str | None = None) -> str:
+        # Through open(): universal newlines, as Path.read_text() does.
+        with self.open("r", encoding=encoding, errors=errors) as handle:
+            return str(handle.read())
 
     def open(self, mode: str = "r", *args: Any, **kwargs: Any) -> IO[Any]:
         if mode not in ("r", "rb", "rt"):
@@ -80,7 +90,8 @@ class RemoteTraversable(Traversable):
         data = io.BytesIO(self.read_bytes())
         if "b" in mode:
             return data
-        kwargs.setdefault("encoding", "utf-8")
+        if kwargs.get("encoding") is None:
+            kwargs["encoding"] = "utf-8"
         return io.TextIOWrapper(data, *args, **kwargs)
 
 

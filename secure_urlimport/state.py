@@ -51,7 +51,8 @@ class StateStore:
             }
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError,
+                RecursionError) as exc:
             log.warning("ignoring unreadable rollback state %s: %s", path, exc)
             return {}
 

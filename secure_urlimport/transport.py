@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import requests
     from requests.adapters import HTTPAdapter
 
-__all__ = ["Fetcher", "RequestsFetcher", "require_https"]
+__all__ = ["Fetcher", "RequestsFetcher", "preload", "require_https"]
 
 log = logging.getLogger("secure_urlimport")
 
@@ -239,6 +239,11 @@ def _net() -> _Net:
         timeouts=(exc.Timeout, urllib3.exceptions.TimeoutError, TimeoutError),
         errors=(exc.RequestException, urllib3.exceptions.HTTPError, OSError, HTTPException),
     )
+
+
+def preload() -> None:
+    """Import requests and urllib3 now (they are otherwise imported on first use)."""
+    _net()
 
 
 @functools.cache
