@@ -359,18 +359,40 @@ def _add_hook() -> None:
         # First: the standard FileFinder hook would accept the URL as a
         # relative directory name.
         sys.path_hooks.insert(0, path_hook)
-    for entry, finder in list(sys.path_importer_cache.items()):
-        # Entries seen before the hook existed are cached as None forever.
-        if finder is None and isinstance(entry, str) and "://" in entry:
+    for entry in list(sys.path_importer_cache):
+        # Entries seen before the hook existed are cached as None forever, or
+        # as a FileFinder reading './https:/host/...' from disk: drop both.
+        if _is_url(entry):
             del sys.path_importer_cache[entry]
+
+
+def _is_url(entry: object) -> bool:
+    return isinstance(entry, str) and entry[:8].lower().startswith(("https://", "http://"))
+
+
+def _urls_still_referenced() -> bool:
+    """Is a URL on sys.path, or in the __path__ of an imported package?"""
+    if any(_is_url(entry) for entry in sys.path):
+        return True
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__path__", None)
+        if path is not None and any(_is_url(entry) for entry in list(path)):
+            return True
+    return False
 
 
 def _remove_hook() -> None:
     remove_excepthooks()
     while _invalidator in sys.meta_path:
         sys.meta_path.remove(_invalidator)
-    while path_hook in sys.path_hooks:
-        sys.path_hooks.remove(path_hook)
+    if _urls_still_referenced():
+        # Without the hook, FileFinder would take those URLs for local
+        # directories ('./https:/host/pkg/'); it stays, claiming them, and
+        # (nothing being pinned or requested) finds nothing.
+        log.debug("path hook kept: URLs remain on sys.path or in a package __path__")
+    else:
+        while path_hook in sys.path_hooks:
+            sys.path_hooks.remove(path_hook)
     for entry, finder in list(sys.path_importer_cache.items()):
         if isinstance(finder, RemotePathFinder | NullPathFinder | FailingPathFinder):
             del sys.path_importer_cache[entry]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests  # noqa: F401 - imported once for the session, see below
 import trustme
 
 from secure_urlimport import api
@@ -40,6 +41,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SECURE_URLIMPORT_CACHE_DIR", str(tmp_path / "client-state"))
 
 
+# requests and urllib3 are imported here, for the whole session: the cleanup
+# below removes modules a test imported, and the transport caches their
+# exception classes on first use.
 @pytest.fixture(autouse=True)
 def clean_import_system() -> Iterator[None]:
     modules = dict(sys.modules)
