@@ -38,6 +38,7 @@ from .errors import (
     UntrustedKeyError,
     VerificationError,
     WrongPassphraseError,
+    WrongTreeError,
 )
 from .finder import Importer
 from .transport import Fetcher
@@ -68,6 +69,7 @@ __all__ = [
     "UntrustedKeyError",
     "VerificationError",
     "WrongPassphraseError",
+    "WrongTreeError",
     "__version__",
     "install",
     "install_path_hook",

@@ -75,9 +75,11 @@ def _config(
     headers: dict[str, str] | None,
     timeout: float | None,
     threshold: int | None,
+    name: str | None,
 ) -> Config:
     base = config if config is not None else Config()
-    return base.replace(cafile=cafile, headers=headers, timeout=timeout, threshold=threshold)
+    return base.replace(cafile=cafile, headers=headers, timeout=timeout, threshold=threshold,
+                        tree_name=name)
 
 
 def trust(
@@ -88,6 +90,7 @@ def trust(
     headers: dict[str, str] | None = None,
     timeout: float | None = None,
     threshold: int | None = None,
+    name: str | None = None,
     config: Config | None = None,
     fetcher: Fetcher | None = None,
 ) -> None:
@@ -97,7 +100,8 @@ def trust(
     entries on ``sys.path`` under *url* become importable; each entry is the
     root of a signed tree.  Takes the same options as :func:`install`.
     """
-    cfg = _config(config, cafile=cafile, headers=headers, timeout=timeout, threshold=threshold)
+    cfg = _config(config, cafile=cafile, headers=headers, timeout=timeout, threshold=threshold,
+                  name=name)
     prefix = normalize_url(url)
     pin = _Pin(TrustedKeys.from_arg(pubkey, cfg.threshold), cfg, fetcher)
     _fetcher_of(pin)  # a bad cafile or client_cert fails here, not inside an import
@@ -116,6 +120,7 @@ def install(
     headers: dict[str, str] | None = None,
     timeout: float | None = None,
     threshold: int | None = None,
+    name: str | None = None,
     config: Config | None = None,
     fetcher: Fetcher | None = None,
 ) -> Importer:
@@ -130,12 +135,15 @@ def install(
     - *headers*: extra request headers (e.g. an ``Authorization`` token).
     - *timeout*: seconds for each whole download.
     - *threshold*: how many distinct pinned keys must sign (default 1).
+    - *name*: the tree name the manifest must carry (``sign --name``); pin it
+      when one key signs several trees.
     - *config*: a :class:`Config` for everything else; the keywords above win.
     - *fetcher*: the network interface (tests inject hostile servers here).
 
     Calling it again for the same URL returns the existing importer.
     """
-    cfg = _config(config, cafile=cafile, headers=headers, timeout=timeout, threshold=threshold)
+    cfg = _config(config, cafile=cafile, headers=headers, timeout=timeout, threshold=threshold,
+                  name=name)
     prefix = normalize_url(url)
     pin = _Pin(TrustedKeys.from_arg(pubkey, cfg.threshold), cfg, fetcher)
     with _lock:

@@ -28,7 +28,7 @@ from .manifest import FileEntry, Manifest
 from .paths import MANIFEST_NAME
 from .signing import scan_tree
 from .transport import Fetcher
-from .verify import check_expiry, verify_file, verify_manifest_signatures
+from .verify import check_expiry, check_name, verify_file, verify_manifest_signatures
 
 __all__ = ["PROBLEM_KINDS", "Problem", "Report", "audit_directory", "audit_url"]
 
@@ -36,7 +36,8 @@ log = logging.getLogger("secure_urlimport")
 
 #: Every kind of problem, as it appears in text and JSON output.
 PROBLEM_KINDS = {
-    "invalid-manifest": "the manifest is missing, malformed or not signed by the pinned keys",
+    "invalid-manifest": "the manifest is missing, malformed, not signed by the pinned keys, "
+    "or names another tree than --name",
     "stale": "the manifest has expired; re-sign the tree",
     "unsigned": "a file in the tree is not in the signed manifest",
     "missing": "a file in the manifest is not in the tree",
@@ -91,10 +92,12 @@ class Report:
 
 
 def _check_manifest(
-    report: Report, data: bytes, trusted: TrustedKeys, now: datetime, where: str
+    report: Report, data: bytes, trusted: TrustedKeys, *, now: datetime, where: str,
+    name: str | None,
 ) -> Manifest | None:
     try:
         manifest = verify_manifest_signatures(data, trusted, url=where)
+        check_name(manifest, name, url=where)
     except SecureImportError as exc:
         report.add("invalid-manifest", MANIFEST_NAME, str(exc))
         return None
@@ -122,7 +125,9 @@ def _check_file(
         report.add("bad-signature", entry.path, str(exc))
 
 
-def audit_directory(root: Path, trusted: TrustedKeys, *, now: datetime) -> Report:
+def audit_directory(
+    root: Path, trusted: TrustedKeys, *, now: datetime, name: str | None = None
+) -> Report:
     """Check a signed tree on disk: manifest, every listed file, and no unsigned extras."""
     root = Path(root)
     report = Report(str(root))
@@ -135,7 +140,9 @@ def audit_directory(root: Path, trusted: TrustedKeys, *, now: datetime) -> Repor
     except OSError as exc:
         report.add("invalid-manifest", MANIFEST_NAME, f"cannot read the manifest: {exc}")
         data = None
-    manifest = None if data is None else _check_manifest(report, data, trusted, now, str(root))
+    manifest = None
+    if data is not None:
+        manifest = _check_manifest(report, data, trusted, now=now, where=str(root), name=name)
     listed = manifest.files if manifest is not None else {}
     for rel in scan.files:
         if rel not in listed:
@@ -165,6 +172,7 @@ def audit_url(
     now: datetime,
     max_manifest_bytes: int,
     file_url: Callable[[str], str],
+    name: str | None = None,
 ) -> Report:
     """Check a published tree over https: manifest and every listed file.
 
@@ -178,7 +186,7 @@ def audit_url(
     except SecureImportError as exc:
         report.add("invalid-manifest", MANIFEST_NAME, str(exc))
         return report
-    manifest = _check_manifest(report, data, trusted, now, manifest_url)
+    manifest = _check_manifest(report, data, trusted, now=now, where=manifest_url, name=name)
     if manifest is None:
         return report
     for rel, entry in manifest.files.items():

@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="tree version (default: the previous version + 1)")
     p.add_argument("--expires", default="90d", metavar="DURATION",
                    help="validity from now, e.g. 90d, 12h, 30s (default 90d)")
+    p.add_argument("--name", metavar="NAME",
+                   help="the tree's name, which clients may pin (default: DIR's name)")
 
     p = sub.add_parser(
         "verify", parents=[common], help="check a signed tree (directory or URL): the CI gate")
@@ -70,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=int, default=1, metavar="N",
                    help="distinct pinned keys that must sign (default 1)")
     p.add_argument("--cafile", metavar="CA", help="PEM CA bundle for an https TARGET")
+    p.add_argument("--name", metavar="NAME", help="the tree name the manifest must carry")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
     p = sub.add_parser(
@@ -88,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="pinned public key (.pub); repeat for several")
     p.add_argument("--threshold", type=int, default=1, metavar="N")
     p.add_argument("--cafile", metavar="CA", help="PEM CA bundle for the server")
+    p.add_argument("--name", metavar="NAME", help="the tree name the manifest must carry")
     p.add_argument("url", metavar="URL", help="https URL of the signed tree")
     p.add_argument("module", metavar="MODULE", help="module or package to run")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
@@ -151,7 +155,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
         load_private_key(path, functools.partial(passphrase_from_env_or_prompt, path))
         for path in args.key
     ]
-    result = sign_tree(args.directory, keys, version=args.version, expires_in=expires_in)
+    result = sign_tree(args.directory, keys, version=args.version, expires_in=expires_in,
+                       name=args.name)
     ids = ", ".join(k.keyid for k in keys)
     print(
         f"signed {result.files} file(s) in {args.directory} as version {result.version} "
@@ -171,9 +176,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     target: str = args.target
     if "://" in target:
-        report = _audit_remote(target, trusted, args.cafile, now)
+        report = _audit_remote(target, trusted, args.cafile, now, args.name)
     elif Path(target).is_dir():
-        report = audit_directory(Path(target), trusted, now=now)
+        report = audit_directory(Path(target), trusted, now=now, name=args.name)
     else:
         raise UsageError(f"TARGET {target!r} is neither a directory nor an https:// URL")
     if args.format == "json":
@@ -186,7 +191,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _audit_remote(
-    target: str, trusted: TrustedKeys, cafile: str | None, now: datetime
+    target: str, trusted: TrustedKeys, cafile: str | None, now: datetime, name: str | None
 ) -> Report:
     from .audit import audit_url
     from .config import Config
@@ -199,7 +204,7 @@ def _audit_remote(
         raise UsageError(str(exc)) from None
     try:
         return audit_url(
-            tree.url, trusted, tree.fetcher, now=now,
+            tree.url, trusted, tree.fetcher, now=now, name=name,
             max_manifest_bytes=config.max_manifest_bytes, file_url=tree.file_url,
         )
     finally:
@@ -253,7 +258,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .api import install
 
     pubkeys = [Path(p) for p in args.pubkey]
-    importer = install(args.url, pubkey=pubkeys, cafile=args.cafile, threshold=args.threshold)
+    importer = install(args.url, pubkey=pubkeys, cafile=args.cafile, threshold=args.threshold,
+                       name=args.name)
     _require_signed_module(importer, args.module)
     # As with python -m, the module sees only its own arguments (runpy then
     # puts the module's location, its URL, in argv[0]).

@@ -35,6 +35,9 @@ class Config:
     timeout: float = 30.0
     #: How many distinct pinned keys must sign the manifest and each file.
     threshold: int = 1
+    #: The tree name the manifest must carry (``sign --name``); None accepts any.
+    #: Pin it when one key signs several trees, so one cannot stand in for another.
+    tree_name: str | None = None
     #: Client certificate for mutual TLS: a PEM file with cert and key, or a
     #: ``(certfile, keyfile)`` pair.
     client_cert: str | tuple[str, str] | None = None

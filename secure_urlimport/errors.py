@@ -20,6 +20,7 @@ never leak.
     │   ├── NotInManifestError      the file is not in the signed manifest
     │   ├── TamperedFileError       size or SHA-256 differs from the manifest
     │   ├── ExpiredManifestError    the manifest's expiry time has passed
+    │   ├── WrongTreeError          the manifest names another tree than pinned
     │   └── RollbackError           older (or rewritten) release than one seen
     └── DownloadError               the bytes could not be fetched
         ├── HTTPStatusError         non-200 answer (``.status``)
@@ -53,6 +54,7 @@ __all__ = [
     "UntrustedKeyError",
     "VerificationError",
     "WrongPassphraseError",
+    "WrongTreeError",
 ]
 
 
@@ -123,6 +125,10 @@ class TamperedFileError(VerificationError):
 
 class ExpiredManifestError(VerificationError):
     """The manifest's expiry time has passed: the publisher must re-sign."""
+
+
+class WrongTreeError(VerificationError):
+    """The manifest is validly signed, but for another tree than the one pinned by name."""
 
 
 class RollbackError(VerificationError):

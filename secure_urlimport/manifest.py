@@ -51,6 +51,7 @@ MANIFEST_TAG = b"secure-urlimport/manifest/v1"
 MAX_SIGNATURE_LINES = 64
 MAX_FILES = 1_000_000
 MAX_VERSION = 2**63 - 1
+MAX_NAME_CHARS = 200
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -108,6 +109,8 @@ class Manifest:
     expires: datetime
     keyids: tuple[str, ...]
     files: Mapping[str, FileEntry]
+    #: The tree's name, chosen by the signer; clients may pin it (``name=``).
+    name: str = ""
     digest: str = field(default="", compare=False)
     #: Pinned key ids whose signature over the body verified (set by ``verify``).
     signers: frozenset[str] = field(default=frozenset(), compare=False)
@@ -243,8 +246,13 @@ def parse_manifest_body(body: bytes) -> Manifest:
     """Parse a body (after its signatures verified) into a :class:`Manifest`."""
     obj = _load_json(body)
     expected = {"created", "expires", "files", "format", "keyids", "type", "version"}
-    if set(obj) != expected:
-        raise ManifestFormatError(f"manifest body keys {sorted(obj)} are not {sorted(expected)}")
+    if set(obj) - {"name"} != expected:
+        raise ManifestFormatError(
+            f"manifest body keys {sorted(obj)} are not {sorted(expected)} (and optional 'name')"
+        )
+    name = obj.get("name", "")
+    if not isinstance(name, str) or len(name) > MAX_NAME_CHARS or not name.isprintable():
+        raise ManifestFormatError("manifest name is not a printable string of at most 200 chars")
     fmt = obj["format"]
     if obj["type"] != BODY_TYPE or type(fmt) is not int or fmt != FORMAT_VERSION:
         raise ManifestFormatError("manifest body is not a secure-urlimport v1 manifest")
@@ -268,6 +276,7 @@ def parse_manifest_body(body: bytes) -> Manifest:
         expires=_parse_time(obj["expires"], "expiry time"),
         keyids=tuple(keyids),
         files=files,
+        name=name,
         digest=hashlib.sha256(body).hexdigest(),
     )
 
@@ -289,6 +298,7 @@ def encode_body(manifest: Manifest) -> bytes:
         "expires": format_time(manifest.expires),
         "format": FORMAT_VERSION,
         "keyids": list(manifest.keyids),
+        "name": manifest.name,
         "type": BODY_TYPE,
         "version": manifest.version,
     }

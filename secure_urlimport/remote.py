@@ -150,7 +150,8 @@ class RemoteTree:
         data = self.fetcher.fetch(url, max_bytes=self.config.max_manifest_bytes)
         try:
             manifest = verify_manifest(
-                data, self.trusted, now=now, previous=self._rollback_floor(), url=url
+                data, self.trusted, now=now, previous=self._rollback_floor(), url=url,
+                name=self.config.tree_name,
             )
         except SecureImportError as exc:
             exc.path = url

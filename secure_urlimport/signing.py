@@ -20,6 +20,7 @@ from pathlib import Path
 from .errors import ConfigurationError, ManifestFormatError, SecureImportError
 from .keys import PrivateKey
 from .manifest import (
+    MAX_NAME_CHARS,
     MAX_VERSION,
     FileEntry,
     Manifest,
@@ -166,8 +167,13 @@ def sign_tree(
     version: int | None = None,
     expires_in: timedelta = DEFAULT_EXPIRY,
     now: datetime | None = None,
+    name: str | None = None,
 ) -> SignResult:
-    """Sign every file under *root* with every key and write the manifest atomically."""
+    """Sign every file under *root* with every key and write the manifest atomically.
+
+    *name* labels the tree (default: the directory's name); clients that pin it
+    refuse manifests of other trees signed by the same key.
+    """
     root = Path(root)
     if not keys:
         raise ConfigurationError("sign needs at least one private key")
@@ -189,7 +195,10 @@ def sign_tree(
         expires=now + expires_in,
         keyids=tuple(k.keyid for k in keys),
         files=entries,
+        name=root.resolve().name if name is None else name,
     )
+    if len(manifest.name) > MAX_NAME_CHARS or not manifest.name.isprintable():
+        raise ConfigurationError("--name must be printable and at most 200 characters")
     body = encode_body(manifest)
     sigs = [(k.keyid, k.sign(manifest_message(k.keyid, body))) for k in keys]
     path = root / MANIFEST_NAME

@@ -18,6 +18,7 @@ from .errors import (
     RollbackError,
     TamperedFileError,
     UntrustedKeyError,
+    WrongTreeError,
 )
 from .keys import TrustedKeys
 from .manifest import (
@@ -33,6 +34,7 @@ from .manifest import (
 __all__ = [
     "TrustedState",
     "check_expiry",
+    "check_name",
     "check_threshold",
     "verify_file",
     "verify_manifest",
@@ -94,6 +96,15 @@ def verify_manifest_signatures(data: bytes, trusted: TrustedKeys, *, url: str) -
     return dataclasses.replace(parse_manifest_body(signed.body), signers=signers)
 
 
+def check_name(manifest: Manifest, expected: str | None, *, url: str) -> None:
+    """Raise if the client pinned a tree name and the manifest names another tree."""
+    if expected is not None and manifest.name != expected:
+        raise WrongTreeError(
+            f"manifest {url} is for the tree {manifest.name!r}, not {expected!r}: the server "
+            "serves another tree signed by the same key; fix the server or the URL"
+        )
+
+
 def check_expiry(manifest: Manifest, *, now: datetime, url: str) -> None:
     if now >= manifest.expires:
         raise ExpiredManifestError(
@@ -110,13 +121,15 @@ def verify_manifest(
     now: datetime,
     previous: TrustedState | None,
     url: str,
+    name: str | None = None,
 ) -> Manifest:
     """Verify a manifest file and return its contents.
 
-    Checks, in order: format, signatures (before parsing the body), expiry,
-    rollback against *previous*.
+    Checks, in order: format, signatures (before parsing the body), the tree
+    name if one is pinned, expiry, rollback against *previous*.
     """
     manifest = verify_manifest_signatures(data, trusted, url=url)
+    check_name(manifest, name, url=url)
     check_expiry(manifest, now=now, url=url)
     _check_rollback(manifest, previous, url)
     return manifest

@@ -321,3 +321,13 @@ def test_run_refuses_a_module_that_is_not_in_the_tree(app_tree, keypair, serve, 
     assert result.returncode == 1
     assert "LOCAL UNSIGNED RAN" not in result.stdout
     assert "not a module of the signed tree" in result.stderr
+
+
+def test_sign_names_the_tree_and_verify_checks_a_pinned_name(keypair: Path, tree: Path):
+    assert run("sign", tree, "--key", keypair.with_suffix(".key"), "--name", "stable"
+               ).returncode == 0
+    pub = keypair.with_suffix(".pub")
+    assert run("verify", tree, "--pubkey", pub, "--name", "stable").returncode == 0
+    wrong = run("verify", tree, "--pubkey", pub, "--name", "dev")
+    assert wrong.returncode == 1
+    assert "invalid-manifest" in wrong.stdout and "'stable', not 'dev'" in wrong.stdout

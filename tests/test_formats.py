@@ -176,7 +176,7 @@ def test_sign_tree_output_is_reproducible_and_matches_the_documented_format(
     # Ed25519 is deterministic: the same tree, key, version and time give the
     # same bytes, and they equal an independent in-memory build of the format.
     root = write_tree(tmp_path / "tree", FILES)
-    sign_tree(root, [K1], now=SIGNED_AT)
+    sign_tree(root, [K1], now=SIGNED_AT, name="")
     assert (root / MANIFEST_NAME).read_bytes() == VALID
 
 
@@ -1321,3 +1321,28 @@ def test_ordinary_pinned_key_does_not_accept_the_keyless_forgery() -> None:
     forged = encode_manifest(BODY, [(K1.keyid, IDENTITY + bytes(32))])
     with pytest.raises(BadSignatureError):
         verify(forged)
+
+
+@pytest.mark.parametrize("name", [123, None, "x" * 201, "tab\there", ["list"]])
+def test_signed_body_with_malformed_tree_name_is_rejected(name: object) -> None:
+    body = json.loads(build_body())
+    body["name"] = name
+    data = sign_body(json.dumps(body).encode(), K1)
+    with pytest.raises(ManifestFormatError):
+        verify_manifest(data, pinned(K1), now=SIGNED_AT, previous=None, url="u")
+
+
+def test_manifest_without_tree_name_parses_with_an_empty_name() -> None:
+    body = json.loads(build_body())
+    body.pop("name")
+    data = sign_body(json.dumps(body).encode(), K1)
+    assert verify_manifest(data, pinned(K1), now=SIGNED_AT, previous=None, url="u").name == ""
+
+
+def test_pinned_tree_name_must_match() -> None:
+    from secure_urlimport.errors import WrongTreeError
+
+    data = sign_body(build_body(), K1)
+    verify_manifest(data, pinned(K1), now=SIGNED_AT, previous=None, url="u", name="")
+    with pytest.raises(WrongTreeError):
+        verify_manifest(data, pinned(K1), now=SIGNED_AT, previous=None, url="u", name="prod")

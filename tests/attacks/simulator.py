@@ -110,6 +110,7 @@ def sign_release(
     version: int = 1,
     expires_in: timedelta = DAY,
     now: datetime | None = None,
+    name: str = "tree",
 ) -> Release:
     """Write *files* to a fresh temporary tree, sign it with the real ``sign_tree``."""
     with tempfile.TemporaryDirectory(prefix="sim-release-") as tmp:
@@ -118,7 +119,7 @@ def sign_release(
             path = root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(_as_bytes(content))
-        sign_tree(root, keys, version=version, expires_in=expires_in, now=now)
+        sign_tree(root, keys, version=version, expires_in=expires_in, now=now, name=name)
         manifest_bytes = (root / MANIFEST_NAME).read_bytes()
     return Release(version, {rel: _as_bytes(c) for rel, c in files.items()}, manifest_bytes)
 
@@ -215,11 +216,13 @@ class RepositorySimulator:
         version: int | None = None,
         expires_in: timedelta = DAY,
         now: datetime | None = None,
+        name: str = "tree",
     ) -> Release:
         """Sign *files* as the next release (or *version*) and serve it."""
         if version is None:
             version = self.releases[-1].version + 1 if self.releases else 1
-        release = sign_release(files, keys, version=version, expires_in=expires_in, now=now)
+        release = sign_release(files, keys, version=version, expires_in=expires_in, now=now,
+                               name=name)
         self.serve(release)
         return release
 

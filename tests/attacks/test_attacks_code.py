@@ -23,6 +23,7 @@ from secure_urlimport import (
     ManifestFormatError,
     TamperedFileError,
     UntrustedKeyError,
+    WrongTreeError,
     install,
 )
 from secure_urlimport.keys import PrivateKey
@@ -288,23 +289,30 @@ def test_data_file_served_as_a_module_is_rejected(sim, key, marker, how):
     assert_never_ran(marker, "pkg.payload")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (format design): the signed manifest does not name the tree it belongs to, so "
-    "a server can serve another tree signed by the same key (e.g. /dev instead of "
-    "/stable) at this tree's URL; its code runs and its version becomes the rollback "
-    "floor of this URL"))
 def test_another_tree_signed_by_the_same_key_served_at_this_url_is_rejected(key, marker):
+    """One key signs /stable and /dev; the host serves /dev under /stable's URL.
+
+    Every byte is validly signed, so only the signed tree name (pinned with
+    ``name=``) tells them apart -- and the refused manifest must not become
+    /stable's rollback floor.
+    """
     stable = RepositorySimulator(url="https://code.example.test/stable")
-    stable.publish({"tool.py": "MODE = 'stable'\n"}, [key], version=3)
+    stable_release = stable.publish({"tool.py": "MODE = 'stable'\n"}, [key], version=3,
+                                    name="stable")
     dev = RepositorySimulator(url="https://code.example.test/dev")
     dev_release = dev.publish({"tool.py": evil_source(marker) + "MODE = 'dev'\n"}, [key],
-                              version=7)
-    # The host serves the dev tree under the stable URL: every byte validly signed.
+                              version=7, name="dev")
     stable.serve(dev_release)
-    with pytest.raises(secure_urlimport.VerificationError):
-        install(stable.url, pubkey=key.public.raw, fetcher=stable)
+    with pytest.raises(WrongTreeError) as err:
+        install(stable.url, pubkey=key.public.raw, fetcher=stable, name="stable")
+    assert "'dev'" in str(err.value) and "'stable'" in str(err.value)
+    with pytest.raises(ModuleNotFoundError):
         importlib.import_module("tool")
     assert_never_ran(marker, "tool")
+    # The twin: the real stable release (version 3 < 7) still installs.
+    stable.serve(stable_release)
+    install(stable.url, pubkey=key.public.raw, fetcher=stable, name="stable")
+    assert importlib.import_module("tool").MODE == "stable"
 
 
 # -- mix-and-match -----------------------------------------------------------------
