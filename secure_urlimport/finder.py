@@ -14,8 +14,8 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType, TracebackType
 
 from .errors import SecureImportError
-from .loader import STDLIB_NAMES, locate, make_spec
-from .paths import is_module_name
+from .loader import locate, make_spec
+from .paths import STDLIB_NAMES, is_module_name
 from .remote import RemoteTree
 
 __all__ = ["Importer", "NullPathFinder", "RemotePathFinder"]

@@ -13,7 +13,6 @@ import errno
 import importlib.abc
 import importlib.util
 import linecache
-import sys
 from importlib.machinery import ModuleSpec
 from types import CodeType, ModuleType
 from typing import TYPE_CHECKING
@@ -145,11 +144,3 @@ def _spec(tree: RemoteTree, fullname: str, relpath: str, *, is_package: bool) ->
     if is_package:
         spec.submodule_search_locations = [tree.file_url(relpath.rpartition("/")[0])]
     return spec
-
-
-def _stdlib_names() -> frozenset[str]:
-    return frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
-
-
-#: Top-level names a remote tree may never provide (see README "Shadowing policy").
-STDLIB_NAMES = _stdlib_names()

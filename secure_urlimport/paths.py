@@ -7,12 +7,13 @@ importer before any request is made.
 
 from __future__ import annotations
 
+import sys
 import unicodedata
 
 __all__ = [
     "MANIFEST_NAME",
+    "STDLIB_NAMES",
     "is_module_name",
-    "module_paths",
     "path_problem",
 ]
 
@@ -21,6 +22,10 @@ __all__ = [
 MANIFEST_NAME = "secure-urlimport.manifest"
 
 MAX_PATH_CHARS = 1024
+
+#: Top-level names a remote tree may never provide: the standard library's
+#: (see README, "Shadowing").
+STDLIB_NAMES = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
 
 
 def is_module_name(fullname: str) -> bool:
@@ -32,13 +37,6 @@ def is_module_name(fullname: str) -> bool:
     """
     parts = fullname.split(".")
     return all(part.isascii() and part.isidentifier() for part in parts)
-
-
-def module_paths(fullname: str) -> tuple[str, str, str]:
-    """The tree paths that could hold *fullname*: module file, package
-    ``__init__.py``, and the directory (for a namespace package)."""
-    base = fullname.replace(".", "/")
-    return f"{base}.py", f"{base}/__init__.py", base
 
 
 def path_problem(path: str) -> str | None:

@@ -10,12 +10,9 @@ reach messages, logs or reprs.  requests is imported on first use, to keep
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from .config import Config
+from .deadline import Watchdog, current_watchdog
 from .errors import (
     ConfigurationError,
     DownloadError,
@@ -109,75 +107,6 @@ def _origin(url: str) -> _Origin:
     return (parts.scheme, parts.hostname or "", parts.port or 443)
 
 
-class _Watchdog:
-    """Enforces one download's deadline, whatever the server does.
-
-    Socket timeouts bound each ``recv``, not the sum: a server dripping a byte
-    every 0.2 s into the headers never trips them.  So when the deadline
-    passes, a timer shuts down every socket the download uses, and the blocked
-    read returns at once.  It shuts down a private ``dup`` of each socket, so a
-    descriptor number closed and reused meanwhile can never be hit.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
-        self.fired = False
-        self._done = False
-        self._lock = threading.Lock()
-        self._dups: list[socket.socket] = []
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Watchdog:
-        self._token = _current.set(self)
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-        _current.reset(self._token)
-        with self._lock:
-            self._done = True
-            for dup in self._dups:
-                dup.close()
-            self._dups.clear()
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def watch(self, sock: socket.socket | None) -> None:
-        """Shut ``sock`` down too when the deadline passes."""
-        with self._lock:
-            if sock is None or self._done:
-                return
-            try:
-                dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
-            except (OSError, ValueError):
-                return  # already closed: nothing left to interrupt
-            self._dups.append(dup)
-            if self.fired:
-                _shutdown(dup)
-
-    def _fire(self) -> None:
-        with self._lock:
-            if not self._done:
-                self.fired = True
-                for dup in self._dups:
-                    _shutdown(dup)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # already gone, which is what we wanted
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-# The download running in this thread: the connection hook below finds it
-# here, since requests has no way to pass it through.
-_current: contextvars.ContextVar[_Watchdog | None] = contextvars.ContextVar(
-    "secure_urlimport_watchdog", default=None
-)
-
-
 class _Net(NamedTuple):
     """The parts of requests/urllib3 this module uses, imported on first use."""
 
@@ -207,7 +136,7 @@ def _net() -> _Net:
         """
 
         def getresponse(self) -> Any:  # urllib3's return type varies by version
-            watchdog = _current.get()
+            watchdog = current_watchdog()
             if watchdog is not None:
                 watchdog.watch(self.sock)
             return super().getresponse()
@@ -300,7 +229,7 @@ class RequestsFetcher:
         require_https(url)
         log.debug("fetch %s", url)
         started = time.monotonic()
-        with _Watchdog(self.config.timeout) as watchdog:
+        with Watchdog(self.config.timeout) as watchdog:
             body = _Download(self, url, max_bytes, watchdog).run()
         elapsed_ms = (time.monotonic() - started) * 1000
         log.debug("fetched %s (%d bytes, %.0f ms)", url, len(body), elapsed_ms)
@@ -339,7 +268,7 @@ class _Download:
     """One fetch: the URL asked for, where redirects have led, and one deadline."""
 
     def __init__(
-        self, fetcher: RequestsFetcher, url: str, max_bytes: int, watchdog: _Watchdog
+        self, fetcher: RequestsFetcher, url: str, max_bytes: int, watchdog: Watchdog
     ) -> None:
         self.fetcher = fetcher
         self.url = self.current = url

@@ -48,7 +48,7 @@ from secure_urlimport.manifest import (
     manifest_message,
     split_manifest_file,
 )
-from secure_urlimport.paths import MANIFEST_NAME, is_module_name, module_paths, path_problem
+from secure_urlimport.paths import MANIFEST_NAME, is_module_name, path_problem
 from secure_urlimport.signing import sign_tree
 from secure_urlimport.state import StateStore
 from secure_urlimport.verify import TrustedState, verify_file, verify_manifest
@@ -967,9 +967,6 @@ def test_is_module_name_table(name: str, ok: bool) -> None:
     assert is_module_name(name) is ok
 
 
-def test_module_paths_for_a_dotted_name() -> None:
-    assert module_paths("pkg.sub") == ("pkg/sub.py", "pkg/sub/__init__.py", "pkg/sub")
-    assert module_paths("mod") == ("mod.py", "mod/__init__.py", "mod")
 
 
 # --------------------------------------------------------------------------- StateStore
