@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,7 +44,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TrustedState:
-    """The newest manifest accepted before for a URL and key set."""
+    """A release accepted before: its version and the SHA-256 of its manifest body."""
 
     version: int
     digest: str
@@ -52,16 +52,19 @@ class TrustedState:
 
 def check_threshold(
     signatures: Iterable[tuple[str, bytes]],
-    message_for: dict[str, bytes],
+    message_for: Callable[[str], bytes],
     trusted: TrustedKeys,
     *,
     what: str,
+    all_signers: bool = False,
 ) -> frozenset[str]:
     """The pinned key ids that signed; raise unless there are ``trusted.threshold``.
 
-    *message_for* maps each pinned key id to the message that key must have
-    signed (the key id is part of the message).
-    A key that signs twice counts once.
+    *message_for(keyid)* is the message that key must have signed (the key id
+    is part of it); it is built only for pinned keys that did sign.  A key that
+    signs twice counts once.  Verification stops once the threshold is met,
+    unless *all_signers* asks for every valid pinned signer (rollback records
+    are kept per signer).
     """
     good: set[str] = set()
     bad: set[str] = set()
@@ -71,7 +74,11 @@ def check_threshold(
         if key is None:
             unknown.add(keyid)
             continue
-        (good if key.verifies(sig, message_for[keyid]) else bad).add(keyid)
+        if keyid in good:
+            continue
+        (good if key.verifies(sig, message_for(keyid)) else bad).add(keyid)
+        if not all_signers and len(good) >= trusted.threshold:
+            break
     if len(good) >= trusted.threshold:
         return frozenset(good)
     need = f"{trusted.threshold} of the pinned key(s) {', '.join(trusted.keyids)}"
@@ -91,8 +98,10 @@ def check_threshold(
 def verify_manifest_signatures(data: bytes, trusted: TrustedKeys, *, url: str) -> Manifest:
     """Check the format and the signatures (before parsing the body); parse it."""
     signed = split_manifest_file(data)
-    messages = {keyid: manifest_message(keyid, signed.body) for keyid in trusted.keys}
-    signers = check_threshold(signed.signatures, messages, trusted, what=f"manifest {url}")
+    signers = check_threshold(
+        signed.signatures, lambda keyid: manifest_message(keyid, signed.body), trusted,
+        what=f"manifest {url}", all_signers=True,
+    )
     return dataclasses.replace(parse_manifest_body(signed.body), signers=signers)
 
 
@@ -165,9 +174,10 @@ def verify_file(entry: FileEntry, data: bytes, manifest: Manifest, trusted: Trus
             f"{url} does not match the SHA-256 in the signed manifest: the file was "
             "changed after signing; re-sign and re-publish the tree"
         )
-    messages = {
-        keyid: file_message(keyid, manifest.version, entry.path, entry.sha256, entry.size)
-        for keyid in trusted.keys
-    }
-    check_threshold(entry.signatures.items(), messages, trusted, what=url)
+    check_threshold(
+        entry.signatures.items(),
+        lambda keyid: file_message(keyid, manifest.version, entry.path, entry.sha256, entry.size),
+        trusted,
+        what=url,
+    )
 
