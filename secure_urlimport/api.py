@@ -68,18 +68,16 @@ _installed: set[str] = set()  # prefixes with a meta-path Importer (install())
 _hook_requested = False
 
 
-def _config(
+def _new_pin(
+    url: str,
+    pubkey: object,
     config: Config | None,
-    *,
-    cafile: str | None,
-    headers: dict[str, str] | None,
-    timeout: float | None,
-    threshold: int | None,
-    name: str | None,
-) -> Config:
-    base = config if config is not None else Config()
-    return base.replace(cafile=cafile, headers=headers, timeout=timeout, threshold=threshold,
-                        tree_name=name)
+    fetcher: Fetcher | None,
+    **options: object,
+) -> tuple[str, _Pin]:
+    """The normalised URL and a pin for it; keyword *options* override *config*."""
+    cfg = (config if config is not None else Config()).replace(**options)
+    return normalize_url(url), _Pin(TrustedKeys.from_arg(pubkey, cfg.threshold), cfg, fetcher)
 
 
 def trust(
@@ -100,10 +98,8 @@ def trust(
     entries on ``sys.path`` under *url* become importable; each entry is the
     root of a signed tree.  Takes the same options as :func:`install`.
     """
-    cfg = _config(config, cafile=cafile, headers=headers, timeout=timeout, threshold=threshold,
-                  name=name)
-    prefix = normalize_url(url)
-    pin = _Pin(TrustedKeys.from_arg(pubkey, cfg.threshold), cfg, fetcher)
+    prefix, pin = _new_pin(url, pubkey, config, fetcher, cafile=cafile, headers=headers,
+                           timeout=timeout, threshold=threshold, tree_name=name)
     _fetcher_of(pin)  # a bad cafile or client_cert fails here, not inside an import
     _warm_transport()
     with _lock:
@@ -142,27 +138,23 @@ def install(
 
     Calling it again for the same URL returns the existing importer.
     """
-    cfg = _config(config, cafile=cafile, headers=headers, timeout=timeout, threshold=threshold,
-                  name=name)
-    prefix = normalize_url(url)
-    pin = _Pin(TrustedKeys.from_arg(pubkey, cfg.threshold), cfg, fetcher)
+    prefix, pin = _new_pin(url, pubkey, config, fetcher, cafile=cafile, headers=headers,
+                           timeout=timeout, threshold=threshold, tree_name=name)
     with _lock:
-        existing = _importer_for(prefix)
-        current = _pins.get(prefix)
-        if existing is not None and current is not None and _same_pin(current, pin):
-            return existing
+        existing = _installed_importer(prefix, pin)
+    if existing is not None:
+        return existing
     # Network I/O outside _lock: the path hook takes _lock while the import
     # system holds its global lock, and this thread may need that lock.
-    tree = RemoteTree(prefix, pin.trusted, cfg, _fetcher_of(pin))
+    tree = RemoteTree(prefix, pin.trusted, pin.config, _fetcher_of(pin))
     try:
         tree.manifest()  # fail now, before anything is installed
     except SecureImportError:
         tree.close()
         raise
     with _lock:
-        existing = _importer_for(prefix)
-        current = _pins.get(prefix)
-        if existing is not None and current is not None and _same_pin(current, pin):
+        existing = _installed_importer(prefix, pin)
+        if existing is not None:
             tree.close()  # another thread installed the same tree meanwhile
             return existing
         _forget(prefix)
@@ -214,8 +206,13 @@ def remove_path_hook() -> None:
 # -- internals --------------------------------------------------------------
 
 
-def _same_pin(a: _Pin, b: _Pin) -> bool:
-    return a.trusted == b.trusted and a.config == b.config and b.fetcher in (None, a.fetcher)
+def _installed_importer(prefix: str, pin: _Pin) -> Importer | None:
+    """The importer already installed for *prefix* with the same keys and options."""
+    current = _pins.get(prefix)
+    same = current is not None and current.trusted == pin.trusted and (
+        current.config == pin.config and pin.fetcher in (None, current.fetcher)
+    )
+    return _importer_for(prefix) if same else None
 
 
 def _warm_transport() -> None:
@@ -265,7 +262,7 @@ def _under(entry: str, prefix: str) -> bool:
 def _drop_path_cache(prefix: str) -> None:
     """Forget cached finders (or cached ``None``) for entries under *prefix*."""
     for entry in list(sys.path_importer_cache):
-        if isinstance(entry, str) and entry[:8].lower().startswith(("https://", "http://")):
+        if _is_url(entry):
             try:
                 if _under(normalize_url(entry), prefix):
                     del sys.path_importer_cache[entry]
@@ -324,7 +321,7 @@ def _warn_once(entry: str, message: str) -> None:
 
 def path_hook(entry: str) -> RemotePathFinder | NullPathFinder | FailingPathFinder:
     """The ``sys.path_hooks`` callable: claims every ``https://`` and ``http://`` entry."""
-    if not isinstance(entry, str) or not entry[:8].lower().startswith(("https://", "http://")):
+    if not _is_url(entry):
         raise ImportError("not a URL", path=str(entry))
     try:
         return _finder_for(entry)
