@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import heapq
+import itertools
 import socket
 import threading
 import time
@@ -24,9 +26,11 @@ class Watchdog:
 
     Socket timeouts bound each ``recv``, not the sum: a server dripping a byte
     every 0.2 s into the headers never trips them.  So when the deadline
-    passes, a timer shuts down every socket the download uses, and the blocked
-    read returns at once.  It shuts down a private ``dup`` of each socket, so a
-    descriptor number closed and reused meanwhile can never be hit.
+    passes, every socket the download uses is shut down, and the blocked read
+    returns at once.  It shuts down a private ``dup`` of each socket, so a
+    descriptor number closed and reused meanwhile can never be hit.  One
+    shared timer thread serves every watchdog: starting a thread per download
+    would cost more than a small download itself.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -35,16 +39,13 @@ class Watchdog:
         self._done = False
         self._lock = threading.Lock()
         self._dups: list[socket.socket] = []
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
 
     def __enter__(self) -> Watchdog:
         self._token = _current.set(self)
-        self._timer.start()
+        _timer.add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
         _current.reset(self._token)
         with self._lock:
             self._done = True
@@ -68,12 +69,62 @@ class Watchdog:
             if self.fired:
                 _shutdown(dup)
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
+        """The deadline has passed: cut every watched socket (no-op once done)."""
         with self._lock:
             if not self._done:
                 self.fired = True
                 for dup in self._dups:
                     _shutdown(dup)
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+
+class _Timer:
+    """One daemon thread that fires watchdogs whose deadline has passed.
+
+    Watchdogs that finish in time stay in the heap until their deadline and
+    are then dropped unfired; with one timeout per client, a new deadline is
+    never the earliest, so adding one rarely wakes the thread.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Watchdog]] = []
+        self._count = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watchdog: Watchdog) -> None:
+        with self._cond:
+            entry = (watchdog.deadline, next(self._count), watchdog)
+            heapq.heappush(self._heap, entry)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="secure_urlimport-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0] is entry:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)  # finished in time: forget it
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                watchdog = heapq.heappop(self._heap)[2]
+            watchdog.fire()  # outside the condition: it takes the watchdog's lock
+
+
+_timer = _Timer()
 
 
 def _shutdown(sock: socket.socket) -> None:
