@@ -89,6 +89,9 @@ def trust(
     timeout: float | None = None,
     threshold: int | None = None,
     name: str | None = None,
+    auth: tuple[str, str] | None = None,
+    proxy: str | None = None,
+    client_cert: str | tuple[str, str] | None = None,
     config: Config | None = None,
     fetcher: Fetcher | None = None,
 ) -> None:
@@ -99,7 +102,8 @@ def trust(
     root of a signed tree.  Takes the same options as :func:`install`.
     """
     prefix, pin = _new_pin(url, pubkey, config, fetcher, cafile=cafile, headers=headers,
-                           timeout=timeout, threshold=threshold, tree_name=name)
+                           timeout=timeout, threshold=threshold, tree_name=name, auth=auth,
+                           proxy=proxy, client_cert=client_cert)
     _fetcher_of(pin)  # a bad cafile or client_cert fails here, not inside an import
     _warm_transport()
     with _lock:
@@ -117,6 +121,9 @@ def install(
     timeout: float | None = None,
     threshold: int | None = None,
     name: str | None = None,
+    auth: tuple[str, str] | None = None,
+    proxy: str | None = None,
+    client_cert: str | tuple[str, str] | None = None,
     config: Config | None = None,
     fetcher: Fetcher | None = None,
 ) -> Importer:
@@ -133,13 +140,19 @@ def install(
     - *threshold*: how many distinct pinned keys must sign (default 1).
     - *name*: the tree name the manifest must carry (``sign --name``); pin it
       when one key signs several trees.
+    - *auth*: ``(user, password)`` for HTTP basic authentication.
+    - *proxy*: ``http://host:port`` of a proxy to tunnel through, instead of
+      ``HTTPS_PROXY``/``NO_PROXY`` from the environment.
+    - *client_cert*: a PEM file with certificate and key, or a ``(cert, key)``
+      pair, for servers that require mutual TLS.
     - *config*: a :class:`Config` for everything else; the keywords above win.
     - *fetcher*: the network interface (tests inject hostile servers here).
 
     Calling it again for the same URL returns the existing importer.
     """
     prefix, pin = _new_pin(url, pubkey, config, fetcher, cafile=cafile, headers=headers,
-                           timeout=timeout, threshold=threshold, tree_name=name)
+                           timeout=timeout, threshold=threshold, tree_name=name, auth=auth,
+                           proxy=proxy, client_cert=client_cert)
     with _lock:
         existing = _installed_importer(prefix, pin)
     if existing is not None:

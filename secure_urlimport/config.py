@@ -41,7 +41,13 @@ class Config:
     #: Client certificate for mutual TLS: a PEM file with cert and key, or a
     #: ``(certfile, keyfile)`` pair.
     client_cert: str | tuple[str, str] | None = None
-    #: Where rollback state (and any cache) lives; default: see default_cache_dir().
+    #: HTTP basic credentials ``(user, password)``; sent to this tree's origin only.
+    auth: tuple[str, str] | None = None
+    #: Proxy for every request (``http://host:port``, CONNECT tunnel), instead
+    #: of ``HTTPS_PROXY``/``NO_PROXY`` from the environment.
+    proxy: str | None = None
+    #: Where rollback state and the verified-file cache live; default: see
+    #: default_cache_dir().
     cache_dir: Path | None = None
     #: Upper bound on the manifest's size.
     max_manifest_bytes: int = 16 * MiB
@@ -49,6 +55,12 @@ class Config:
     max_file_bytes: int = 64 * MiB
     #: Same-origin redirects followed before giving up.
     max_redirects: int = 3
+    #: Downloads run in parallel when a package's modules are fetched ahead
+    #: of their import; 0 fetches each file only when it is imported.
+    parallel_downloads: int = 8
+    #: Keep downloaded files in ``<cache_dir>/files`` (verified again on every
+    #: use) and revalidate the manifest with ``If-None-Match``.
+    file_cache: bool = True
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
@@ -59,8 +71,22 @@ class Config:
             raise ConfigurationError(f"threshold must be at least 1, not {self.threshold!r}")
         if self.max_redirects < 0:
             raise ConfigurationError("max_redirects cannot be negative")
+        if self.parallel_downloads < 0:
+            raise ConfigurationError("parallel_downloads cannot be negative")
+        if self.auth is not None and (
+            len(self.auth) != 2 or not all(isinstance(part, str) for part in self.auth)
+        ):
+            raise ConfigurationError("auth must be a (user, password) pair of strings")
+        if self.auth is not None and any(k.lower() == "authorization" for k in self.headers):
+            raise ConfigurationError("give auth= or an Authorization header, not both")
+        if self.proxy is not None and not self.proxy.startswith(("http://", "https://")):
+            raise ConfigurationError(
+                "proxy must be an http:// or https:// URL such as 'http://proxy:3128'"
+            )
         # A private copy, so a caller mutating its dict cannot change a live config.
         object.__setattr__(self, "headers", dict(self.headers))
+        if self.auth is not None:
+            object.__setattr__(self, "auth", tuple(self.auth))
 
     def replace(self, **changes: object) -> Config:
         """A copy with some fields changed (None values are ignored)."""
@@ -75,8 +101,18 @@ class Config:
         return (
             f"Config(cafile={self.cafile!r}, headers={sorted(self.headers)!r}, "
             f"timeout={self.timeout!r}, threshold={self.threshold!r}, "
-            f"client_cert={self.client_cert!r}, cache_dir={self.cache_dir!r})"
+            f"client_cert={self.client_cert!r}, cache_dir={self.cache_dir!r}, "
+            f"auth={'(…)' if self.auth else None}, proxy={_without_userinfo(self.proxy)!r})"
         )
+
+
+def _without_userinfo(url: str | None) -> str | None:
+    """``url`` with any ``user:password@`` replaced, for reprs and logs."""
+    if url is None or "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}{sep}…@{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def default_cache_dir() -> Path:

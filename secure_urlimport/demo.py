@@ -107,10 +107,12 @@ def run_demo(say: Callable[[str], None] = print) -> int:
                 _session(say, "import grok.blah",
                          lambda: importlib.import_module("grok.blah") and None)
                 _session(say, "grok.blah.__file__", lambda: sys.modules["grok.blah"].__file__)
-            say("# 4. now an attacker on the server flips one byte of fib.py ...")
+            say("# 4. now an attacker on the server flips one byte of fib.py,")
+            say("#    and a new client (empty cache) imports it ...")
             _flip_one_byte(tree / "fib.py")
             sys.modules.pop("fib", None)
-            with install(server.url, pubkey=tmp / "demo.pub", config=config):
+            new_client = config.replace(cache_dir=tmp / "new-client")
+            with install(server.url, pubkey=tmp / "demo.pub", config=new_client):
                 say(">>> import fib")
                 try:
                     importlib.import_module("fib")

@@ -51,6 +51,10 @@ class VerifiedLoader(importlib.abc.Loader):
         return None
 
     def exec_module(self, module: ModuleType) -> None:
+        # What a package's code imports is most likely its own modules, and a
+        # plain module's its siblings: download those while this one runs.
+        directory = self.relpath.rpartition("/")[0]
+        self.tree.prefetch(directory, recursive=self._is_package, skip=self.relpath)
         code = self.get_code(module.__name__)
         # A traceback or inspect.getsource() may have cached the previous
         # text of this URL; after a reload it must show the new one.  Then

@@ -9,17 +9,21 @@ finders away.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import threading
 import time
 import urllib.parse
 from datetime import UTC, datetime
 
+from .cache import FileCache
 from .config import Config
 from .errors import ConfigurationError, NotInManifestError, SecureImportError
 from .keys import TrustedKeys
 from .manifest import FileEntry, Manifest
 from .paths import MANIFEST_NAME
+from .prefetch import Prefetcher
 from .state import StateStore
 from .transport import Fetcher, require_https
 from .verify import TrustedState, verify_file, verify_manifest
@@ -82,6 +86,9 @@ class RemoteTree:
         self._fetching = threading.local()
         # path -> (the manifest entry it was verified against, its bytes)
         self._verified: dict[str, tuple[FileEntry, bytes]] = {}
+        self._cache = FileCache(config.state_dir())
+        self._prefetcher = Prefetcher(config.parallel_downloads)
+        self._prefetched_dirs: set[tuple[str, bool]] = set()
 
     def __repr__(self) -> str:
         return f"<RemoteTree {self.url} keys={','.join(self.trusted.keyids)}>"
@@ -147,9 +154,52 @@ class RemoteTree:
     def _load_manifest(self, now: datetime) -> Manifest:
         url = f"{self.url}/{MANIFEST_NAME}"
         started = time.perf_counter()
-        data = self.fetcher.fetch(url, max_bytes=self.config.max_manifest_bytes)
+        data, etag, from_cache = self._download_manifest(url)
         try:
-            manifest = verify_manifest(
+            manifest = self._verify_manifest(data, now, url)
+        except SecureImportError:
+            if not from_cache:
+                raise
+            # The cached copy no longer verifies (edited, expired, superseded):
+            # forget it and ask the server for the whole file.
+            log.debug("cached manifest for %s does not verify; downloading it", url)
+            self._cache.discard_manifest(url)
+            data, etag, from_cache = self._download_manifest(url, use_cache=False)
+            manifest = self._verify_manifest(data, now, url)
+        self._state.record(
+            self.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
+        )
+        if etag is not None and not from_cache and self.config.file_cache:
+            self._cache.put_manifest(url, etag, data)
+        log.debug(
+            "verified manifest %s: version %d, %d files, %.1f ms%s",
+            url, manifest.version, len(manifest.files), (time.perf_counter() - started) * 1e3,
+            " (not modified since cached)" if from_cache else "",
+        )
+        return manifest
+
+    def _download_manifest(
+        self, url: str, *, use_cache: bool = True
+    ) -> tuple[bytes, str | None, bool]:
+        """``(bytes, etag, from_cache)``: the server's manifest, or our cached
+        copy when the server answers 304 Not Modified to its ETag."""
+        limit = self.config.max_manifest_bytes
+        conditional = getattr(self.fetcher, "fetch_if_changed", None)
+        cached = None
+        if use_cache and self.config.file_cache and conditional is not None:
+            cached = self._cache.get_manifest(url, limit)
+        if conditional is None:
+            return self.fetcher.fetch(url, max_bytes=limit), None, False
+        data, etag = conditional(url, max_bytes=limit, etag=cached[0] if cached else None)
+        if data is None and cached is not None:
+            return cached[1], etag, True
+        if data is None:  # 304 to a request that was not conditional
+            data = self.fetcher.fetch(url, max_bytes=limit)
+        return data, etag, False
+
+    def _verify_manifest(self, data: bytes, now: datetime, url: str) -> Manifest:
+        try:
+            return verify_manifest(
                 data, self.trusted, now=now, previous=self._rollback_floor(), url=url,
                 name=self.config.tree_name,
             )
@@ -157,14 +207,6 @@ class RemoteTree:
             exc.path = url
             log.debug("refused manifest %s: %s", url, exc)
             raise
-        self._state.record(
-            self.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
-        )
-        log.debug(
-            "verified manifest %s: version %d, %d files, %.1f ms",
-            url, manifest.version, len(manifest.files), (time.perf_counter() - started) * 1e3,
-        )
-        return manifest
 
     # -- files --------------------------------------------------------------
 
@@ -172,7 +214,9 @@ class RemoteTree:
         return f"{self.url}/{urllib.parse.quote(relpath)}" if relpath else self.url
 
     def read(self, relpath: str) -> bytes:
-        """The bytes of *relpath*, downloaded once and verified against the manifest."""
+        """The bytes of *relpath*, verified against the manifest before they are
+        returned, whether they come from memory, a prefetch, the disk cache or
+        a download."""
         manifest = self.manifest()
         url = self.file_url(relpath)
         entry = manifest.files.get(relpath)
@@ -185,8 +229,16 @@ class RemoteTree:
         hit = self._verified.get(relpath)
         if hit is not None and hit[0] == entry:
             return hit[1]
-        limit = min(entry.size, self.config.max_file_bytes)
-        data = self.fetcher.fetch(url, max_bytes=limit)
+        data = self._cached_copy(entry, manifest, url)
+        if data is None:
+            data = self._prefetched_or_downloaded(entry, url)
+            self._verify(entry, data, manifest, url)
+            if self.config.file_cache:
+                self._cache.put(entry.sha256, data)
+        self._verified[relpath] = (entry, data)
+        return data
+
+    def _verify(self, entry: FileEntry, data: bytes, manifest: Manifest, url: str) -> None:
         try:
             verify_file(entry, data, manifest, self.trusted, url=url)
         except SecureImportError as exc:
@@ -194,7 +246,89 @@ class RemoteTree:
             log.debug("refused %s: %s", url, exc)
             raise
         log.debug("verified %s (%d bytes)", url, len(data))
-        self._verified[relpath] = (entry, data)
+
+    def _cached_copy(self, entry: FileEntry, manifest: Manifest, url: str) -> bytes | None:
+        """The disk cache's copy of *entry*, if there is one and it verifies."""
+        if not self.config.file_cache:
+            return None
+        data = self._cache.get(entry.sha256, self._limit(entry))
+        if data is None:
+            return None
+        try:
+            verify_file(entry, data, manifest, self.trusted, url=url)
+        except SecureImportError as exc:
+            # The cache is untrusted input: a bad copy is dropped, never run.
+            log.warning("discarding the cached copy of %s, which does not verify: %s", url, exc)
+            self._cache.discard(entry.sha256)
+            return None
+        log.debug("verified cached copy of %s", url)
+        return data
+
+    def _limit(self, entry: FileEntry) -> int:
+        return min(entry.size, self.config.max_file_bytes)
+
+    def _prefetched_or_downloaded(self, entry: FileEntry, url: str) -> bytes:
+        future = self._prefetcher.take(entry.sha256)
+        if future is not None:
+            try:
+                return future.result(timeout=self.config.timeout * 2)
+            except SecureImportError as exc:
+                # The download's own error (already past its deadline): asking
+                # a failing server again would only double the wait.
+                raise exc.with_traceback(None) from None
+            except Exception as exc:  # not a download error: try once more here
+                log.debug("prefetch of %s failed (%r); downloading it again", url, exc)
+        return self.fetcher.fetch(url, max_bytes=self._limit(entry))
+
+    def prefetch(self, directory: str, *, recursive: bool, skip: str = "") -> None:
+        """Start downloading the modules in *directory* (tree-relative, '' for
+        the root) that are neither verified nor cached yet, except *skip*
+        (the caller's own file, which it is about to download itself)."""
+        if self.config.parallel_downloads < 1:
+            return
+        key = (directory, recursive)
+        if key in self._prefetched_dirs:
+            return
+        self._prefetched_dirs.add(key)
+        try:
+            manifest = self.manifest()
+        except SecureImportError:
+            return
+        jobs = [
+            (entry.sha256, functools.partial(self._download_for_cache, entry))
+            for entry in self._prefetchable(manifest, directory, recursive)
+            if entry.path != skip
+        ]
+        started = self._prefetcher.start(jobs)
+        if started:
+            log.debug("prefetching %d module(s) of %s/%s", started, self.url, directory)
+
+    def _prefetchable(
+        self, manifest: Manifest, directory: str, recursive: bool
+    ) -> list[FileEntry]:
+        prefix = f"{directory}/" if directory else ""
+        budget = self.config.max_file_bytes
+        found = []
+        for path, entry in manifest.files.items():
+            if not path.startswith(prefix) or not path.endswith(".py"):
+                continue
+            if not recursive and "/" in path[len(prefix):]:
+                continue
+            if path in self._verified or entry.size > budget:
+                continue
+            if self._prefetcher.scheduled(entry.sha256):
+                continue
+            if self.config.file_cache and self._cache.has(entry.sha256):
+                continue
+            budget -= entry.size
+            found.append(entry)
+        return found
+
+    def _download_for_cache(self, entry: FileEntry) -> bytes:
+        """Runs on a prefetch thread: download, and cache if the digest matches."""
+        data = self.fetcher.fetch(self.file_url(entry.path), max_bytes=self._limit(entry))
+        if self.config.file_cache and hashlib.sha256(data).hexdigest() == entry.sha256:
+            self._cache.put(entry.sha256, data)
         return data
 
     def relpath_of(self, location: str) -> str | None:
@@ -214,4 +348,5 @@ class RemoteTree:
         return rest
 
     def close(self) -> None:
+        self._prefetcher.close()
         self.fetcher.close()

@@ -92,18 +92,31 @@ class _TreeHandler(SimpleHTTPRequestHandler):
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
             return None
         try:
-            self._send_file_headers(handle, rel)
+            info = os.fstat(handle.fileno())
+            # nginx's ETag recipe: mtime and size, enough to revalidate the manifest.
+            etag = f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
+            if etag in self.headers.get("If-None-Match", "").split(", "):
+                handle.close()
+                self._send_not_modified(etag)
+                return None
+            self._send_file_headers(info, rel, etag)
         except BaseException:
             handle.close()
             raise
         return handle
 
-    def _send_file_headers(self, handle: BinaryIO, rel: str) -> None:
-        info = os.fstat(handle.fileno())
+    def _send_not_modified(self, etag: str) -> None:
+        self.send_response(HTTPStatus.NOT_MODIFIED)
+        self.send_header("ETag", etag)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _send_file_headers(self, info: os.stat_result, rel: str, etag: str) -> None:
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", self.guess_type(rel))
         self.send_header("Content-Length", str(info.st_size))
         self.send_header("Last-Modified", self.date_time_string(int(info.st_mtime)))
+        self.send_header("ETag", etag)
         if self.close_connection:
             # The client asked to close (or spoke HTTP/1.0): say so, or it may
             # try to reuse a connection we are about to shut (RFC 9112 9.6).

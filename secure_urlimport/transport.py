@@ -10,6 +10,7 @@ reach messages, logs or reprs.  requests is imported on first use, to keep
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 import os
@@ -226,14 +227,27 @@ class RequestsFetcher:
             session.close()
 
     def fetch(self, url: str, *, max_bytes: int) -> bytes:
+        body, _ = self.fetch_if_changed(url, max_bytes=max_bytes, etag=None)
+        assert body is not None  # only a conditional request can come back empty
+        return body
+
+    def fetch_if_changed(
+        self, url: str, *, max_bytes: int, etag: str | None
+    ) -> tuple[bytes | None, str | None]:
+        """``(body, etag)``, or ``(None, etag)`` if the server answers 304 Not
+        Modified to ``If-None-Match: etag``."""
         require_https(url)
-        log.debug("fetch %s", url)
+        log.debug("fetch %s%s", url, " (if changed)" if etag else "")
         started = time.monotonic()
         with Watchdog(self.config.timeout) as watchdog:
-            body = _Download(self, url, max_bytes, watchdog).run()
+            download = _Download(self, url, max_bytes, watchdog, etag)
+            body = download.run()
         elapsed_ms = (time.monotonic() - started) * 1000
-        log.debug("fetched %s (%d bytes, %.0f ms)", url, len(body), elapsed_ms)
-        return body
+        if body is None:
+            log.debug("not modified: %s (%.0f ms)", url, elapsed_ms)
+        else:
+            log.debug("fetched %s (%d bytes, %.0f ms)", url, len(body), elapsed_ms)
+        return body, download.etag
 
     def session(self, url: str) -> requests.Session:
         """The session for ``url``'s origin, made on first use."""
@@ -243,6 +257,12 @@ class RequestsFetcher:
                 self._sessions[origin] = self._new_session()
             return self._sessions[origin]
 
+    def proxies_for(self, url: str) -> dict[str, str]:
+        """``config.proxy`` if given, else what HTTPS_PROXY/NO_PROXY say for ``url``."""
+        if self.config.proxy is not None:
+            return {"https": self.config.proxy}
+        return _net().environ_proxies(url)
+
     def _new_session(self) -> requests.Session:
         net = _net()
         session = net.session()
@@ -250,17 +270,24 @@ class RequestsFetcher:
         session.verify = self.verify
         session.headers["User-Agent"] = _user_agent()
         session.headers.update(self.config.headers)
+        if self.config.auth is not None:
+            session.headers["Authorization"] = _basic_auth(*self.config.auth)
         # Always identity, whatever headers= says: never inflate (decompression bombs).
         session.headers["Accept-Encoding"] = "identity"
         session.mount("https://", net.adapter(pool_connections=1, pool_maxsize=_POOL_SIZE))
         return session
 
 
+def _basic_auth(user: str, password: str) -> str:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
 _E = TypeVar("_E", bound=DownloadError)
 _ADVICE = {
     404: "the file is listed but not on the server; re-publish the release",
-    401: "check the credentials passed as headers=",
-    403: "check the credentials passed as headers=",
+    401: "check the credentials passed as headers= or auth=",
+    403: "check the credentials passed as headers= or auth=",
 }
 
 
@@ -268,22 +295,33 @@ class _Download:
     """One fetch: the URL asked for, where redirects have led, and one deadline."""
 
     def __init__(
-        self, fetcher: RequestsFetcher, url: str, max_bytes: int, watchdog: Watchdog
+        self,
+        fetcher: RequestsFetcher,
+        url: str,
+        max_bytes: int,
+        watchdog: Watchdog,
+        etag: str | None = None,
     ) -> None:
         self.fetcher = fetcher
         self.url = self.current = url
         self.max_bytes = max_bytes
         self.watchdog = watchdog
+        self.etag = etag  # sent as If-None-Match; then the one the server gave
 
-    def run(self) -> bytes:
-        """GET the URL, following at most max_redirects same-origin redirects."""
+    def run(self) -> bytes | None:
+        """GET the URL, following at most max_redirects same-origin redirects;
+        None if the server says the copy we hold (``etag``) is current."""
         limit = self.fetcher.config.max_redirects
         for hop in range(limit + 1):
             response = self._get()
             try:
+                if response.status_code == 304 and self.etag is not None:
+                    return None
                 target = self._redirect_target(response)
                 if target is None:
-                    return self._body(response)
+                    body = self._body(response)
+                    self.etag = _etag_of(response)
+                    return body
             finally:
                 response.close()  # on error this drops the connection mid-body
             log.debug("redirect %d: %s -> %s", hop + 1, self.current, target)
@@ -301,12 +339,13 @@ class _Download:
                 raise TimeoutError  # spent on earlier redirects; translated below
             response = fetcher.session(self.current).get(
                 self.current,
+                headers={"If-None-Match": self.etag} if self.etag else None,
                 stream=True,
                 allow_redirects=False,
                 timeout=(remaining, remaining),
                 verify=fetcher.verify,
                 cert=fetcher.config.client_cert,
-                proxies=net.environ_proxies(self.current),
+                proxies=fetcher.proxies_for(self.current),
             )
         except net.errors as exc:
             raise self._translate(exc) from None
@@ -419,6 +458,14 @@ class _Download:
                 "hostname (or client_cert=, if the server requires one)",
             )
         return self._error(DownloadError, cause)
+
+
+def _etag_of(response: requests.Response) -> str | None:
+    """The response's ETag if it is a sane one to send back (ASCII, short)."""
+    value = response.headers.get("ETag")
+    if value and len(value) <= 200 and value.isascii() and value.isprintable():
+        return value
+    return None
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -466,8 +466,9 @@ def test_server_supplied_bytecode_is_never_requested(testcode, serve, tls, publi
 
     assert fib.fib(3) == 3
     assert not any("__pycache__" in u or u.endswith(".pyc") for u in recorder.urls)
-    # One request per file: the manifest and each module, fetched once.
-    assert len(recorder.urls) == len(set(recorder.urls)) == 4
+    # One request per file: the manifest and each module (spam.py is
+    # prefetched as fib's sibling), fetched once.
+    assert len(recorder.urls) == len(set(recorder.urls)) == 5
 
 
 def test_debug_trail_logs_fetch_and_verify_but_no_secrets(testcode, serve, tls, publisher, caplog):

@@ -4,8 +4,7 @@ The simulator serves the signed bytes on the first request and the attacker's
 on every later one, then the tests walk every path that could fetch again:
 ``inspect.getsource``, ``linecache``, tracebacks, ``reload`` (with and without
 ``invalidate_caches``), ``get_code``/``get_source``/``get_data``, resources and
-``runpy``.  There is no on-disk code cache yet (issue #5): verified bytes live
-in memory only, so tampering with a cache on disk cannot be staged.
+``runpy``.  Attacks on the on-disk cache are in ``test_attacks_disk_cache.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import pytest
 from conftest import evil_source
 from simulator import RepositorySimulator, assert_never_ran
 
-from secure_urlimport import TamperedFileError, install, uninstall
+from secure_urlimport import Config, TamperedFileError, install, uninstall
 from secure_urlimport.keys import PrivateKey
 
 GOOD = "def boom():\n    raise ValueError('the signed line')\n"
@@ -96,7 +95,8 @@ def test_refetch_after_reinstall_is_verified_again(key, marker):
     old = importlib.import_module("mod")
     uninstall(sim.url)
     del sys.modules["mod"]
-    install(sim.url, pubkey=key.public.raw, fetcher=sim)  # a new tree: nothing verified yet
+    # A new tree, on a client without the disk cache: nothing verified yet.
+    install(sim.url, pubkey=key.public.raw, fetcher=sim, config=Config(file_cache=False))
     with pytest.raises(TamperedFileError) as err:
         importlib.import_module("mod")
     assert type(err.value) is TamperedFileError

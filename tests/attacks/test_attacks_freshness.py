@@ -230,11 +230,11 @@ def test_state_edited_to_a_lower_version_reopens_rollback_but_never_unsigned_cod
     state["keys"][key.keyid] = {"version": 1, "digest": first.manifest.digest}
     path.write_text(json.dumps(state))
     sim.serve(first)
-    install(sim.url, pubkey=key.public.raw, fetcher=sim)
-    assert importlib.import_module("mod").RELEASE == 1  # documented: the state is trusted
     # ... but it re-opens rollback only to releases the key signed: bytes still verify.
     sim.put("evil.py", evil_source(marker))
     sim.put("other.py", "SAFE = 0\n")
+    install(sim.url, pubkey=key.public.raw, fetcher=sim)
+    assert importlib.import_module("mod").RELEASE == 1  # documented: the state is trusted
     with pytest.raises(TamperedFileError):
         importlib.import_module("other")
     with pytest.raises(ModuleNotFoundError):

@@ -187,7 +187,8 @@ def test_module_redirected_off_origin_is_rejected_and_credentials_stay_home(
     error, _ = import_fails(RedirectError)
     assert "same-origin https" in str(error)
     assert elsewhere.seen == []  # not even a connection carrying the request
-    assert [h.get("Authorization") for _, h in tree.seen] == [SECRET, SECRET]  # home only
+    assert len(tree.seen) >= 2  # the manifest and mod.py, each with the token: home only
+    assert {h.get("Authorization") for _, h in tree.seen} == {SECRET}
     assert SECRET not in str(error)
     assert_never_ran(marker, "mod")
 
@@ -198,7 +199,8 @@ def test_redirect_carrying_userinfo_is_rejected_without_echoing_it(tree, tls, ke
     install(tree.url, pubkey=key.public.raw, cafile=tls.cafile)
     error, _ = import_fails(RedirectError)
     assert "hunter2" not in str(error) and "admin" not in str(error)
-    assert [p for p, _ in tree.seen] == [f"/{MANIFEST_NAME}", "/mod.py"]
+    # (other.py may be prefetched as mod's sibling; mod.py is asked for once.)
+    assert [p for p, _ in tree.seen if p != "/other.py"] == [f"/{MANIFEST_NAME}", "/mod.py"]
     assert_never_ran(marker, "mod")
 
 

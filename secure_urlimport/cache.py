@@ -1,0 +1,126 @@
+"""The on-disk cache: downloaded files by SHA-256, and the last manifest per URL.
+
+Everything here is untrusted input.  The cache only saves downloads: a file
+read back is verified against the signed manifest (size, SHA-256 and the
+Ed25519 signatures) exactly like a fresh download before anything compiles
+it, and a cached manifest is verified again like a downloaded one.  An edited,
+truncated or swapped entry is therefore discarded and downloaded again, never
+run.  That is also why writes are not fsynced: a torn write is just a miss.
+
+Layout under ``<cache dir>``::
+
+    files/ab/cdef...        the bytes whose SHA-256 is abcdef...
+    manifests/<url hash>    {"etag": ..., "url": ...} + NUL + the manifest bytes
+
+Every operation is best effort: an unreadable or read-only cache is logged
+and otherwise ignored, so a full disk never fails an import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+__all__ = ["FileCache"]
+
+log = logging.getLogger("secure_urlimport")
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class FileCache:
+    """Content-addressed bytes and per-URL manifests under one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._files = self.directory / "files"
+        self._manifests = self.directory / "manifests"
+
+    def __repr__(self) -> str:
+        return f"FileCache({str(self.directory)!r})"
+
+    # -- files --------------------------------------------------------------
+
+    def _file_path(self, sha256: str) -> Path:
+        if not _SHA256.fullmatch(sha256):  # the manifest parser checks this too
+            raise ValueError(f"not a SHA-256 hex digest: {sha256[:80]!r}")
+        return self._files / sha256[:2] / sha256[2:]
+
+    def get(self, sha256: str, max_bytes: int) -> bytes | None:
+        """The cached bytes filed under *sha256*, unverified, or None."""
+        path = self._file_path(sha256)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(max_bytes + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.debug("cache: cannot read %s: %s", path, exc)
+            return None
+        return data if len(data) <= max_bytes else None
+
+    def has(self, sha256: str) -> bool:
+        return self._file_path(sha256).is_file()
+
+    def put(self, sha256: str, data: bytes) -> None:
+        """File *data* under *sha256*, which the caller has checked it hashes to."""
+        path = self._file_path(sha256)
+        if not path.exists():
+            _write_atomically(path, data)
+
+    def discard(self, sha256: str) -> None:
+        """Remove a cached file that failed verification."""
+        with contextlib.suppress(OSError):
+            self._file_path(sha256).unlink()
+
+    # -- manifests ----------------------------------------------------------
+
+    def _manifest_path(self, url: str) -> Path:
+        return self._manifests / hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+
+    def get_manifest(self, url: str, max_bytes: int) -> tuple[str, bytes] | None:
+        """The ETag and bytes of the manifest last accepted from *url*, or None."""
+        path = self._manifest_path(url)
+        try:
+            with open(path, "rb") as handle:
+                blob = handle.read(max_bytes + 4096)
+            header, sep, data = blob.partition(b"\0")
+            meta = json.loads(header)
+            if not sep or meta["url"] != url or not isinstance(meta["etag"], str):
+                raise ValueError("malformed entry")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            log.debug("cache: ignoring manifest entry %s: %s", path, exc)
+            return None
+        return meta["etag"], data
+
+    def put_manifest(self, url: str, etag: str, data: bytes) -> None:
+        header = json.dumps({"url": url, "etag": etag}).encode("utf-8")
+        _write_atomically(self._manifest_path(url), header + b"\0" + data)
+
+    def discard_manifest(self, url: str) -> None:
+        with contextlib.suppress(OSError):
+            self._manifest_path(url).unlink()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so readers never see half a file."""
+    tmp = None
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        log.debug("cache: cannot write %s: %s", path, exc)
