@@ -10,6 +10,7 @@ run.  That is also why writes are not fsynced: a torn write is just a miss.
 Layout under ``<cache dir>``::
 
     files/ab/cdef...        the bytes whose SHA-256 is abcdef...
+    bundles/<digest>        the bundle of the release whose manifest body has that SHA-256
     manifests/<url hash>    {"etag": ..., "url": ...} + NUL + the manifest bytes
 
 Every operation is best effort: an unreadable or read-only cache is logged
@@ -78,6 +79,29 @@ class FileCache:
         """Remove a cached file that failed verification."""
         with contextlib.suppress(OSError):
             self._file_path(sha256).unlink()
+
+    # -- bundles ------------------------------------------------------------
+
+    def _bundle_path(self, manifest_digest: str) -> Path:
+        if not _SHA256.fullmatch(manifest_digest):
+            raise ValueError(f"not a SHA-256 hex digest: {manifest_digest[:80]!r}")
+        return self.directory / "bundles" / manifest_digest
+
+    def get_bundle(self, manifest_digest: str, size: int) -> bytes | None:
+        """The cached bundle of the release with this manifest digest, unverified."""
+        try:
+            with open(self._bundle_path(manifest_digest), "rb") as handle:
+                data = handle.read(size + 1)
+        except OSError:
+            return None
+        return data if len(data) == size else None
+
+    def put_bundle(self, manifest_digest: str, data: bytes) -> None:
+        _write_atomically(self._bundle_path(manifest_digest), data)
+
+    def discard_bundle(self, manifest_digest: str) -> None:
+        with contextlib.suppress(OSError):
+            self._bundle_path(manifest_digest).unlink()
 
     # -- manifests ----------------------------------------------------------
 

@@ -61,6 +61,10 @@ class Config:
     #: Keep downloaded files in ``<cache_dir>/files`` (verified again on every
     #: use) and revalidate the manifest with ``If-None-Match``.
     file_cache: bool = True
+    #: Download the tree's bundle (all its modules in one file) on the first
+    #: module not cached yet, unless its modules add up to more than this;
+    #: 0 never uses the bundle.
+    max_bundle_bytes: int = 32 * MiB
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:

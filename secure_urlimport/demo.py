@@ -81,6 +81,7 @@ def run_demo(say: Callable[[str], None] = print) -> int:
     from . import Config, SecureImportError, install
     from .keyfile import write_public_key
     from .keys import PrivateKey
+    from .paths import BUNDLE_NAME
     from .server import TreeServer, make_local_ca
     from .signing import sign_tree
 
@@ -107,9 +108,10 @@ def run_demo(say: Callable[[str], None] = print) -> int:
                 _session(say, "import grok.blah",
                          lambda: importlib.import_module("grok.blah") and None)
                 _session(say, "grok.blah.__file__", lambda: sys.modules["grok.blah"].__file__)
-            say("# 4. now an attacker on the server flips one byte of fib.py,")
-            say("#    and a new client (empty cache) imports it ...")
+            say("# 4. now an attacker on the server flips one byte of fib.py (and of the")
+            say("#    bundle that holds every module), and a new client imports it ...")
             _flip_one_byte(tree / "fib.py")
+            _flip_one_byte(tree / BUNDLE_NAME)  # fib.py comes first in it
             sys.modules.pop("fib", None)
             new_client = config.replace(cache_dir=tmp / "new-client")
             with install(server.url, pubkey=tmp / "demo.pub", config=new_client):

@@ -11,6 +11,7 @@ import sys
 import unicodedata
 
 __all__ = [
+    "BUNDLE_NAME",
     "MANIFEST_NAME",
     "STDLIB_NAMES",
     "is_module_name",
@@ -20,6 +21,8 @@ __all__ = [
 #: The manifest's file name at the root of every signed tree.  The hyphen makes
 #: it impossible to confuse with a module.
 MANIFEST_NAME = "secure-urlimport.manifest"
+#: Every module of the tree in one file (see ``bundle.py``); not signed itself.
+BUNDLE_NAME = "secure-urlimport.bundle"
 
 MAX_PATH_CHARS = 1024
 
@@ -67,6 +70,8 @@ def path_problem(path: str) -> str | None:
             return f"hidden component {part!r} not allowed"
     if path == MANIFEST_NAME:
         return "the manifest's own name"
+    if path == BUNDLE_NAME:
+        return "the bundle's own name"
     if path.endswith(".py"):
         module_parts = [*parts[:-1], parts[-1][: -len(".py")]]
         if not all(p.isascii() and p.isidentifier() for p in module_parts):

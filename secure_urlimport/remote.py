@@ -17,12 +17,13 @@ import time
 import urllib.parse
 from datetime import UTC, datetime
 
+from .bundle import Bundle, bundle_members
 from .cache import FileCache
 from .config import Config
 from .errors import ConfigurationError, NotInManifestError, SecureImportError
 from .keys import TrustedKeys
 from .manifest import FileEntry, Manifest
-from .paths import MANIFEST_NAME
+from .paths import BUNDLE_NAME, MANIFEST_NAME
 from .prefetch import Prefetcher
 from .state import StateStore
 from .transport import Fetcher, require_https
@@ -89,6 +90,8 @@ class RemoteTree:
         self._cache = FileCache(config.state_dir())
         self._prefetcher = Prefetcher(config.parallel_downloads)
         self._prefetched_dirs: set[tuple[str, bool]] = set()
+        # (manifest digest, its bundle or None, whether that answer is final)
+        self._bundle_state: tuple[str, Bundle | None, bool] | None = None
 
     def __repr__(self) -> str:
         return f"<RemoteTree {self.url} keys={','.join(self.trusted.keyids)}>"
@@ -229,7 +232,13 @@ class RemoteTree:
         hit = self._verified.get(relpath)
         if hit is not None and hit[0] == entry:
             return hit[1]
-        data = self._cached_copy(entry, manifest, url)
+        # Cheapest first: the bundle if already at hand, the file's cached
+        # copy, then the bundle from the server, then the file on its own.
+        data = self._from_bundle(entry, manifest, url, download=False)
+        if data is None:
+            data = self._cached_copy(entry, manifest, url)
+        if data is None:
+            data = self._from_bundle(entry, manifest, url, download=True)
         if data is None:
             data = self._prefetched_or_downloaded(entry, url)
             self._verify(entry, data, manifest, url)
@@ -246,6 +255,71 @@ class RemoteTree:
             log.debug("refused %s: %s", url, exc)
             raise
         log.debug("verified %s (%d bytes)", url, len(data))
+
+    def _from_bundle(
+        self, entry: FileEntry, manifest: Manifest, url: str, *, download: bool
+    ) -> bytes | None:
+        """*entry*'s bytes from the tree's bundle, if it has one and they verify."""
+        bundle = self._bundle(manifest, download=download)
+        if bundle is None or entry.path not in bundle:
+            return None
+        data = bundle.member(entry.path)
+        try:
+            verify_file(entry, data, manifest, self.trusted, url=url)
+        except SecureImportError as exc:
+            # Stale or tampered: only speed is lost.  Stop using it.
+            log.warning("the bundle of %s does not match its manifest (%s); downloading "
+                        "files one by one (re-publish the bundle with the manifest)",
+                        self.url, exc)
+            self._bundle_state = (manifest.digest, None, True)
+            self._cache.discard_bundle(manifest.digest)
+            return None
+        log.debug("verified %s (from the bundle)", url)
+        return data
+
+    def _bundle(self, manifest: Manifest, *, download: bool) -> Bundle | None:
+        """The bundle of this release, from memory or the disk cache, or with
+        *download* from the server (tried once per release); None if there is
+        none to use."""
+        digest = manifest.digest
+        state = self._bundle_state
+        if state is not None and state[0] == digest and (state[2] or not download):
+            return state[1]
+        members = bundle_members(manifest.files)
+        size = sum(entry.size for entry in members)
+        if not members or size > self.config.max_bundle_bytes:
+            self._bundle_state = (digest, None, True)
+            return None
+        if state is None or state[0] != digest:  # first look: the disk cache only
+            data = self._cache.get_bundle(digest, size) if self.config.file_cache else None
+            if data is not None:
+                log.debug("using the cached bundle of %s", self.url)
+            self._bundle_state = (digest, Bundle(data, members) if data else None, bool(data))
+            if data is not None or not download:
+                return self._bundle_state[1]
+        bundle = self._download_bundle(digest, members, size)
+        self._bundle_state = (digest, bundle, True)
+        return bundle
+
+    def _download_bundle(
+        self, digest: str, members: list[FileEntry], size: int
+    ) -> Bundle | None:
+        url = self.file_url(BUNDLE_NAME)
+        try:
+            data = self.fetcher.fetch(url, max_bytes=size)
+        except SecureImportError as exc:
+            log.debug("no usable bundle at %s (%s); downloading files one by one", url, exc)
+            return None
+        bundle = Bundle(data, members)
+        if not bundle.complete:
+            log.warning("the bundle at %s is %d bytes, not the %d its manifest implies; "
+                        "downloading files one by one", url, len(data), size)
+            return None
+        if self.config.file_cache:
+            self._cache.put_bundle(digest, data)
+        log.debug("downloaded the bundle of %s: %d modules, %d bytes",
+                  self.url, len(members), size)
+        return bundle
 
     def _cached_copy(self, entry: FileEntry, manifest: Manifest, url: str) -> bytes | None:
         """The disk cache's copy of *entry*, if there is one and it verifies."""
@@ -294,11 +368,10 @@ class RemoteTree:
             manifest = self.manifest()
         except SecureImportError:
             return
-        jobs = [
-            (entry.sha256, functools.partial(self._download_for_cache, entry))
-            for entry in self._prefetchable(manifest, directory, recursive)
-            if entry.path != skip
-        ]
+        wanted = [e for e in self._prefetchable(manifest, directory, recursive) if e.path != skip]
+        if not wanted or self._bundle(manifest, download=True) is not None:
+            return  # nothing to fetch, or every module is in the bundle
+        jobs = [(e.sha256, functools.partial(self._download_for_cache, e)) for e in wanted]
         started = self._prefetcher.start(jobs)
         if started:
             log.debug("prefetching %d module(s) of %s/%s", started, self.url, directory)

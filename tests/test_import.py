@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import Signer, evil_source, write_tree
+from conftest import Signer, evil_source, rebuild_bundle, write_tree
 
 import secure_urlimport
 from secure_urlimport import (
@@ -36,6 +36,7 @@ from secure_urlimport import (
     trust,
     uninstall,
 )
+from secure_urlimport.paths import BUNDLE_NAME, MANIFEST_NAME
 from secure_urlimport.transport import RequestsFetcher
 
 # -- the recipe's two interactive examples -----------------------------------
@@ -129,6 +130,7 @@ def test_one_flipped_byte_is_refused_and_never_runs(tmp_path, serve, tls, publis
     data = bytearray((root / "evil.py").read_bytes())
     data[-2] ^= 0x01
     (root / "evil.py").write_bytes(bytes(data))
+    rebuild_bundle(root)
     server = serve(root)
     install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
     with pytest.raises(TamperedFileError) as err:
@@ -466,9 +468,8 @@ def test_server_supplied_bytecode_is_never_requested(testcode, serve, tls, publi
 
     assert fib.fib(3) == 3
     assert not any("__pycache__" in u or u.endswith(".pyc") for u in recorder.urls)
-    # One request per file: the manifest and each module (spam.py is
-    # prefetched as fib's sibling), fetched once.
-    assert len(recorder.urls) == len(set(recorder.urls)) == 5
+    # Two requests: the manifest, and the bundle that holds every module.
+    assert [u.rpartition("/")[2] for u in recorder.urls] == [MANIFEST_NAME, BUNDLE_NAME]
 
 
 def test_debug_trail_logs_fetch_and_verify_but_no_secrets(testcode, serve, tls, publisher, caplog):

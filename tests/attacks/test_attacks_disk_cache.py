@@ -30,7 +30,7 @@ from secure_urlimport import (
     uninstall,
 )
 from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import MANIFEST_NAME
+from secure_urlimport.paths import BUNDLE_NAME, MANIFEST_NAME
 
 GOOD = "SIGNED = True\n" + "#" * 64 + "\n"
 
@@ -228,11 +228,14 @@ print(json.dumps(pkg.mod.SIGNED))
 """
 
 
+@pytest.mark.parametrize("cached", ["file", "bundle"])
 def test_edited_cache_is_detected_by_the_next_process_and_never_executed(
-    tmp_path, serve, tls, publisher, marker
+    tmp_path, serve, tls, publisher, marker, cached
 ):
     root = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": GOOD})
     publisher.sign(root)
+    if cached == "file":
+        (root / BUNDLE_NAME).unlink()  # so modules are downloaded and cached one by one
     server = serve(root)
     env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE",)}
     env["SECURE_URLIMPORT_CACHE_DIR"] = str(tmp_path / "cache")
@@ -246,11 +249,16 @@ def test_edited_cache_is_detected_by_the_next_process_and_never_executed(
 
     first = run()
     assert first.returncode == 0, first.stderr
-    slot = tmp_path / "cache" / "files" / hashlib.sha256(GOOD.encode()).hexdigest()[:2]
-    [cached] = slot.iterdir()
-    cached.write_text(evil_source(marker))
+    if cached == "file":
+        slot = tmp_path / "cache" / "files" / hashlib.sha256(GOOD.encode()).hexdigest()[:2]
+        [copy] = slot.iterdir()
+        copy.write_text(evil_source(marker))
+    else:
+        [copy] = (tmp_path / "cache" / "bundles").iterdir()
+        copy.write_text(same_size(evil_source(marker), GOOD))  # pkg/__init__.py is empty
     second = run()
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "true"
-    assert "discarding the cached copy" in second.stderr
+    assert ("discarding the cached copy" if cached == "file"
+            else "does not match its manifest") in second.stderr
     assert_never_ran(marker)

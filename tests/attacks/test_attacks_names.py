@@ -16,7 +16,7 @@ from simulator import RepositorySimulator, assert_never_ran
 import secure_urlimport
 from secure_urlimport import install, install_path_hook, trust
 from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import MANIFEST_NAME
+from secure_urlimport.paths import BUNDLE_NAME, MANIFEST_NAME
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_hostile_module_name_is_refused_before_any_request(sim, key, marker, mod
             # __path__ entry, which reads the manifest again: at most that one
             # request, whatever the name, and never a URL made from the name.
             assert new in ([], [MANIFEST_NAME]), new
-    assert set(sim.requested_paths()) <= {MANIFEST_NAME, "pkg/__init__.py"}
+    assert set(sim.requested_paths()) <= {MANIFEST_NAME, BUNDLE_NAME, "pkg/__init__.py"}
     assert_never_ran(marker, name)
 
 
