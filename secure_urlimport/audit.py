@@ -26,6 +26,7 @@ from .errors import (
 from .keys import TrustedKeys
 from .manifest import FileEntry, Manifest
 from .paths import MANIFEST_NAME
+from .progress import ProgressFn
 from .signing import scan_tree
 from .transport import Fetcher
 from .verify import check_expiry, check_name, verify_file, verify_manifest_signatures
@@ -71,11 +72,18 @@ class Report:
         self.problems.append(Problem(kind, path, message))
 
     def summary(self) -> str:
+        """One line: ``OK|FAILED: N files checked, M problems (…); tree T, version V``.
+
+        The CLI prefixes it with ``secure-urlimport verify: ``; docs/ci.md
+        documents the format, so keep the two in step.
+        """
         counts = Counter(p.kind for p in self.problems)
         detail = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
-        verdict = "OK" if self.ok else f"FAILED: {len(self.problems)} problem(s) ({detail})"
-        version = f"version {self.version}, " if self.version is not None else ""
-        return f"{self.target}: {version}{self.files_checked} file(s) checked, {verdict}"
+        verdict = "OK" if self.ok else "FAILED"
+        checked = _count(self.files_checked, "file")
+        problems = _count(len(self.problems), "problem") + (f" ({detail})" if detail else "")
+        version = f", version {self.version}" if self.version is not None else ""
+        return f"{verdict}: {checked} checked, {problems}; tree {self.target}{version}"
 
     def to_json(self) -> dict[str, Any]:
         """The stable ``verify --format json`` document (schema version 1)."""
@@ -89,6 +97,10 @@ class Report:
                 {"kind": p.kind, "path": p.path, "message": p.message} for p in self.problems
             ],
         }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _check_manifest(
@@ -126,19 +138,25 @@ def _check_file(
 
 
 def audit_directory(
-    root: Path, trusted: TrustedKeys, *, now: datetime, name: str | None = None
+    root: Path, trusted: TrustedKeys, *, now: datetime, name: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> Report:
-    """Check a signed tree on disk: manifest, every listed file, and no unsigned extras."""
+    """Check a signed tree on disk: manifest, every listed file, and no unsigned extras.
+
+    *progress(done, total)* is called after each listed file is checked.
+    """
     root = Path(root)
     report = Report(str(root))
     scan = scan_tree(root)
     for problem in scan.problems:
         path, _, why = problem.partition(": ")
-        report.add("unpublishable", path, why)
+        report.add("unpublishable", path, f"{why}; fix or remove it, then re-sign the tree")
     try:
         data = (root / MANIFEST_NAME).read_bytes()
     except OSError as exc:
-        report.add("invalid-manifest", MANIFEST_NAME, f"cannot read the manifest: {exc}")
+        report.add("invalid-manifest", MANIFEST_NAME,
+                   f"cannot read the manifest ({exc.strerror or exc}); sign the tree first: "
+                   f"secure-urlimport sign {root} --key KEY")
         data = None
     manifest = None
     if data is not None:
@@ -148,20 +166,25 @@ def audit_directory(
         if rel not in listed:
             report.add("unsigned", rel, f"{rel} is not in the signed manifest; re-sign the tree")
     if manifest is not None:
-        _check_listed_files(report, root, manifest, trusted)
+        _check_listed_files(report, root, manifest, trusted, progress)
     return report
 
 
 def _check_listed_files(
-    report: Report, root: Path, manifest: Manifest, trusted: TrustedKeys
+    report: Report, root: Path, manifest: Manifest, trusted: TrustedKeys,
+    progress: ProgressFn | None,
 ) -> None:
-    for rel, entry in manifest.files.items():
+    total = len(manifest.files)
+    for done, (rel, entry) in enumerate(manifest.files.items(), 1):
         path = root / rel
         if path.is_symlink() or not path.is_file():
-            report.add("missing", rel, f"{rel} is in the manifest but not in {root}")
-            continue
-        _check_file(report, entry, path.read_bytes(), manifest=manifest, trusted=trusted,
-                    where=str(path))
+            report.add("missing", rel, f"{rel} is in the manifest but not in {root}; "
+                       "restore it, or re-sign the tree without it")
+        else:
+            _check_file(report, entry, path.read_bytes(), manifest=manifest, trusted=trusted,
+                        where=str(path))
+        if progress is not None:
+            progress(done, total)
 
 
 def audit_url(
@@ -173,11 +196,13 @@ def audit_url(
     max_manifest_bytes: int,
     file_url: Callable[[str], str],
     name: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> Report:
     """Check a published tree over https: manifest and every listed file.
 
     Files the server has but the manifest does not list cannot be seen (there
-    is no listing); they are never imported either.
+    is no listing); they are never imported either.  *progress(done, total)* is
+    called after each listed file.
     """
     report = Report(url)
     manifest_url = file_url(MANIFEST_NAME)
@@ -189,20 +214,31 @@ def audit_url(
     manifest = _check_manifest(report, data, trusted, now=now, where=manifest_url, name=name)
     if manifest is None:
         return report
-    for rel, entry in manifest.files.items():
-        where = file_url(rel)
-        try:
-            body = fetcher.fetch(where, max_bytes=entry.size)
-        except HTTPStatusError as exc:
-            kind = "missing" if exc.status == 404 else "download"
-            report.add(kind, rel, str(exc))
-            continue
-        except ResponseTooLargeError as exc:
-            report.add("tampered", rel, str(exc))  # longer than the signed size
-            continue
-        except SecureImportError as exc:
-            report.add("download", rel, str(exc))
-            continue
-        _check_file(report, entry, body, manifest=manifest, trusted=trusted, where=where)
+    total = len(manifest.files)
+    for done, (rel, entry) in enumerate(manifest.files.items(), 1):
+        _check_remote_file(report, entry, fetcher, where=file_url(rel), manifest=manifest,
+                           trusted=trusted)
+        if progress is not None:
+            progress(done, total)
     return report
+
+
+def _check_remote_file(
+    report: Report, entry: FileEntry, fetcher: Fetcher, *, where: str,
+    manifest: Manifest, trusted: TrustedKeys,
+) -> None:
+    rel = entry.path
+    try:
+        body = fetcher.fetch(where, max_bytes=entry.size)
+    except HTTPStatusError as exc:
+        kind = "missing" if exc.status == 404 else "download"
+        report.add(kind, rel, str(exc))
+        return
+    except ResponseTooLargeError as exc:
+        report.add("tampered", rel, str(exc))  # longer than the signed size
+        return
+    except SecureImportError as exc:
+        report.add("download", rel, str(exc))
+        return
+    _check_file(report, entry, body, manifest=manifest, trusted=trusted, where=where)
 

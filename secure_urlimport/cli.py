@@ -1,7 +1,8 @@
 """The ``secure-urlimport`` command: keygen, sign, verify, serve, demo.
 
 Exit codes: 0 success; 1 the operation failed (verification problems, wrong
-passphrase, unsignable tree); 2 usage errors (argparse's own convention).
+passphrase, unsignable tree, ``sign --check`` found changes); 2 usage errors
+(argparse's own convention) and gates that cannot run (a bad key file).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .audit import Report
     from .finder import Importer
     from .keys import TrustedKeys
+    from .progress import ProgressFn
 
 __all__ = ["main"]
 
@@ -55,14 +57,19 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sign", parents=[common], help="sign every file of a tree and write its manifest")
     p.add_argument("directory", metavar="DIR", type=Path)
-    p.add_argument("--key", action="append", required=True, type=Path, metavar="KEY",
+    p.add_argument("--key", action="append", type=Path, metavar="KEY",
                    help="private key file; repeat for several signers")
     p.add_argument("--version", type=int, metavar="N",
                    help="tree version (default: the previous version + 1)")
-    p.add_argument("--expires", default="90d", metavar="DURATION",
+    p.add_argument("--expires", metavar="DURATION",
                    help="validity from now, e.g. 90d, 12h, 30s (default 90d)")
     p.add_argument("--name", metavar="NAME",
                    help="the tree's name, which clients may pin (default: DIR's name)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; list what signing would change (exit 1 if anything); "
+                        "needs only the key ids of --key (no passphrase) or --pubkey")
+    p.add_argument("--pubkey", action="append", type=Path, metavar="PUB",
+                   help="with --check: a signer's public key, to also check the signatures")
 
     p = sub.add_parser(
         "verify", parents=[common], help="check a signed tree (directory or URL): the CI gate")
@@ -73,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="distinct pinned keys that must sign (default 1)")
     p.add_argument("--cafile", metavar="CA", help="PEM CA bundle for an https TARGET")
     p.add_argument("--name", metavar="NAME", help="the tree name the manifest must carry")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json", "github"), default="text",
+                   help="text (default), json (schema 1) or github (workflow annotations); "
+                        "see docs/ci.md")
 
     p = sub.add_parser(
         "serve", parents=[common], help="serve a directory over HTTPS for development")
@@ -145,18 +154,28 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     from .keyfile import load_private_key, passphrase_from_env_or_prompt
+    from .progress import terminal_progress
     from .signing import parse_duration, sign_tree
 
+    if args.check:
+        return _sign_check(args)
+    if args.pubkey:
+        raise UsageError("--pubkey goes with --check (sign --check DIR --pubkey PUB); "
+                         "to sign, give the private key: --key KEY")
+    if not args.key:
+        raise UsageError("sign needs --key KEY, a private key file made by "
+                         f"'{PROG} keygen PREFIX' (PREFIX.key)")
     try:
-        expires_in = parse_duration(args.expires)
+        expires_in = parse_duration(args.expires or "90d")
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
     keys = [
         load_private_key(path, functools.partial(passphrase_from_env_or_prompt, path))
         for path in args.key
     ]
-    result = sign_tree(args.directory, keys, version=args.version, expires_in=expires_in,
-                       name=args.name)
+    with terminal_progress(f"{PROG} sign") as progress:
+        result = sign_tree(args.directory, keys, version=args.version, expires_in=expires_in,
+                           name=args.name, progress=progress)
     ids = ", ".join(k.keyid for k in keys)
     print(
         f"signed {result.files} file(s) in {args.directory} as version {result.version} "
@@ -165,9 +184,41 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sign_check(args: argparse.Namespace) -> int:
+    """``sign --check``: what signing would change; reads key ids, never a private key."""
+    from .gate_output import one_line
+    from .keyfile import read_key_id
+    from .keys import load_public_keys
+    from .progress import terminal_progress
+    from .signcheck import check_tree
+
+    if not (args.key or args.pubkey):
+        raise UsageError("sign --check needs the signers' --key KEY (only its key id is read) "
+                         "or --pubkey PUB")
+    for option, value in (("--version", args.version), ("--expires", args.expires)):
+        if value is not None:
+            raise UsageError(f"{option} has no effect with --check; leave it out")
+    if not args.directory.is_dir():
+        raise UsageError(f"{args.directory} is not a directory; give the tree you sign")
+    try:
+        keyids = [read_key_id(path) for path in args.key or ()]
+        pubkeys = load_public_keys(list(args.pubkey)) if args.pubkey else []
+    except SecureImportError as exc:
+        raise UsageError(str(exc)) from None
+    with terminal_progress(f"{PROG} sign --check") as progress:
+        check = check_tree(args.directory, keyids, pubkeys, now=datetime.now(UTC),
+                           name=args.name, progress=progress)
+    for change in check.changes:
+        print(one_line(f"{change.kind}: {change.path}: {change.message}"))
+    print(one_line(f"{PROG} sign --check: {check.summary()}"))
+    return EXIT_OK if check.up_to_date else EXIT_FAILED
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from .audit import audit_directory
+    from .gate_output import github_lines, text_lines
     from .keys import TrustedKeys
+    from .progress import terminal_progress
 
     try:
         trusted = TrustedKeys.from_arg([Path(p) for p in args.pubkey], args.threshold)
@@ -175,24 +226,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     now = datetime.now(UTC)
     target: str = args.target
-    if "://" in target:
-        report = _audit_remote(target, trusted, args.cafile, now, args.name)
-    elif Path(target).is_dir():
-        report = audit_directory(Path(target), trusted, now=now, name=args.name)
-    else:
-        raise UsageError(f"TARGET {target!r} is neither a directory nor an https:// URL")
+    root, file_url = None, None
+    with terminal_progress(f"{PROG} verify") as progress:
+        if "://" in target:
+            report, file_url = _audit_remote(target, trusted, cafile=args.cafile, now=now,
+                                             name=args.name, progress=progress)
+        elif Path(target).is_dir():
+            root = Path(target)
+            report = audit_directory(root, trusted, now=now, name=args.name, progress=progress)
+        else:
+            raise UsageError(f"TARGET {target!r} is neither a directory nor an https:// URL; "
+                             "give the signed tree's directory or its https:// URL")
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
+    elif args.format == "github":
+        print("\n".join(github_lines(report, root=root, file_url=file_url)))
     else:
-        for problem in report.problems:
-            print(f"{problem.kind}: {problem.path}: {problem.message}")
-        print(report.summary())
+        print("\n".join(text_lines(report)))
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def _audit_remote(
-    target: str, trusted: TrustedKeys, cafile: str | None, now: datetime, name: str | None
-) -> Report:
+    target: str, trusted: TrustedKeys, *, cafile: str | None, now: datetime,
+    name: str | None, progress: ProgressFn,
+) -> tuple[Report, Callable[[str], str]]:
+    """The report for an https tree, and how its files' URLs are spelled."""
     from .audit import audit_url
     from .config import Config
     from .remote import RemoteTree
@@ -203,12 +261,14 @@ def _audit_remote(
     except SecureImportError as exc:
         raise UsageError(str(exc)) from None
     try:
-        return audit_url(
+        report = audit_url(
             tree.url, trusted, tree.fetcher, now=now, name=name,
             max_manifest_bytes=config.max_manifest_bytes, file_url=tree.file_url,
+            progress=progress,
         )
     finally:
         tree.close()
+    return report, tree.file_url
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

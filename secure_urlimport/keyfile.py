@@ -31,6 +31,7 @@ import binascii
 import getpass
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -47,6 +48,7 @@ __all__ = [
     "PASSPHRASE_ENV",
     "load_private_key",
     "passphrase_from_env_or_prompt",
+    "read_key_id",
     "save_private_key",
     "write_public_key",
 ]
@@ -184,6 +186,18 @@ def load_private_key(path: Path, passphrase: PassphraseArg) -> PrivateKey:
             "the file is damaged"
         )
     return key
+
+
+def read_key_id(path: Path) -> str:
+    """The key id a key file stores in clear; nothing is decrypted, no passphrase asked.
+
+    Public information, enough for ``sign --check`` to tell which key signed.
+    """
+    path = Path(path)
+    keyid: str = _read_document(path)["keyid"]
+    if not re.fullmatch(r"[0-9a-f]{16}", keyid):
+        raise _bad_format(path, "the key id is not 16 hex digits")
+    return keyid
 
 
 def _read_document(path: Path) -> dict[str, Any]:

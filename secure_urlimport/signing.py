@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from .bundle import build_bundle, bundle_members
 from .errors import ConfigurationError, ManifestFormatError, SecureImportError
 from .keys import PrivateKey
 from .manifest import (
@@ -31,7 +32,8 @@ from .manifest import (
     parse_manifest_body,
     split_manifest_file,
 )
-from .paths import MANIFEST_NAME, path_problem
+from .paths import BUNDLE_NAME, MANIFEST_NAME, path_problem
+from .progress import ProgressFn
 
 __all__ = [
     "DEFAULT_EXPIRY",
@@ -41,6 +43,7 @@ __all__ = [
     "parse_duration",
     "scan_tree",
     "sign_tree",
+    "tree_name",
 ]
 
 #: Manifests expire 90 days after signing unless ``--expires`` says otherwise.
@@ -113,7 +116,7 @@ def scan_tree(root: Path) -> TreeScan:
         dirnames[:] = kept_dirs
         for name in sorted(filenames):
             rel = prefix + name
-            if name.startswith(".") or rel == MANIFEST_NAME:
+            if name.startswith(".") or rel in (MANIFEST_NAME, BUNDLE_NAME):
                 continue
             problem = _file_problem(Path(dirpath, name), rel)
             if problem is None:
@@ -168,42 +171,58 @@ def sign_tree(
     expires_in: timedelta = DEFAULT_EXPIRY,
     now: datetime | None = None,
     name: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> SignResult:
     """Sign every file under *root* with every key and write the manifest atomically.
 
     *name* labels the tree (default: the directory's name); clients that pin it
-    refuse manifests of other trees signed by the same key.
+    refuse manifests of other trees signed by the same key.  *progress(done,
+    total)* is called after each file is signed.
     """
     root = Path(root)
     if not keys:
         raise ConfigurationError("sign needs at least one private key")
     if not root.is_dir():
-        raise SigningError(f"{root} is not a directory")
+        raise SigningError(f"{root} is not a directory; give the tree to sign")
     scan = scan_tree(root)
     if scan.problems:
         raise SigningError(
-            f"cannot sign {root}: {len(scan.problems)} problem(s)", scan.problems
+            f"cannot sign {root}: {len(scan.problems)} problem(s); fix or remove these entries "
+            "and sign again (only regular files with publishable names are signed)",
+            scan.problems,
         )
     version = _choose_version(root, version)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     if expires_in > MAX_EXPIRY or expires_in <= timedelta(0):
         raise ConfigurationError("the validity must be positive and at most 3660 days")
-    entries = {rel: _sign_file(root, rel, keys, version) for rel in scan.files}
+    entries = {}
+    for done, rel in enumerate(scan.files, 1):
+        entries[rel] = _sign_file(root, rel, keys, version)
+        if progress is not None:
+            progress(done, len(scan.files))
     manifest = Manifest(
         version=version,
         created=now,
         expires=now + expires_in,
         keyids=tuple(k.keyid for k in keys),
         files=entries,
-        name=root.resolve().name if name is None else name,
+        name=tree_name(root, name),
     )
     if len(manifest.name) > MAX_NAME_CHARS or not manifest.name.isprintable():
         raise ConfigurationError("--name must be printable and at most 200 characters")
     body = encode_body(manifest)
     sigs = [(k.keyid, k.sign(manifest_message(k.keyid, body))) for k in keys]
+    # The bundle first: a client that sees the new manifest with the old
+    # bundle only falls back to downloading files one by one.
+    write_atomically(root / BUNDLE_NAME, build_bundle(root, bundle_members(entries)))
     path = root / MANIFEST_NAME
     write_atomically(path, encode_manifest(body, sigs))
     return SignResult(path, version, len(entries), manifest.expires)
+
+
+def tree_name(root: Path, name: str | None) -> str:
+    """The name ``sign`` gives the tree: *name*, or the directory's own name."""
+    return Path(root).resolve().name if name is None else name
 
 
 def _choose_version(root: Path, requested: int | None) -> int:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TESTCODE, write_tree
+from conftest import REPO, TESTCODE, rebuild_bundle, write_tree
 
 from secure_urlimport import install
 from secure_urlimport.keys import PublicKey
@@ -145,7 +145,8 @@ def signed(keypair: Path, tree: Path) -> Path:
 def test_verify_clean_tree_exits_0_with_summary(signed: Path, keypair: Path):
     result = run("verify", signed, "--pubkey", keypair.with_suffix(".pub"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip().splitlines()[-1].endswith("4 file(s) checked, OK")
+    assert result.stdout.strip().splitlines()[-1].startswith(
+        "secure-urlimport verify: OK: 4 files checked, 0 problems;")
 
 
 def test_verify_lists_every_problem_and_exits_1(signed: Path, keypair: Path):
@@ -158,7 +159,8 @@ def test_verify_lists_every_problem_and_exits_1(signed: Path, keypair: Path):
     assert any(line.startswith("tampered: fib.py") for line in lines)
     assert any(line.startswith("missing: spam.py") for line in lines)
     assert any(line.startswith("unsigned: grok/unsigned.py") for line in lines)
-    assert "3 problem(s)" in lines[-1]
+    assert lines[-1].startswith("secure-urlimport verify: FAILED: 3 files checked, 3 problems "
+                                "(1 missing, 1 tampered, 1 unsigned);")
 
 
 def test_verify_json_format_is_machine_readable(signed: Path, keypair: Path):
@@ -304,6 +306,7 @@ def test_run_traceback_shows_remote_source(app_tree, keypair, serve, tls):
 
 def test_run_refuses_a_tampered_module(app_tree, keypair, serve, tls):
     (app_tree / "hello.py").write_text("print('evil')\n")
+    rebuild_bundle(app_tree)
     server = serve(app_tree)
     result = _run_remote(server, tls, keypair, "hello")
     assert result.returncode == 1

@@ -1,0 +1,204 @@
+"""``sign --check``: what signing a tree would change, from public information only.
+
+Compares the tree on disk with the manifest already in it: files added,
+removed or changed, an expired manifest, other signers, another tree name.
+Key ids come from private key files' clear-text headers (nothing is decrypted)
+or from ``.pub`` files; with public keys the existing signatures are checked
+too.  Nothing is written.  This is the publisher's diff, not the gate:
+``verify`` is the gate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from .errors import ManifestFormatError
+from .keys import PublicKey
+from .manifest import (
+    FileEntry,
+    Manifest,
+    SignedManifestFile,
+    file_message,
+    format_time,
+    manifest_message,
+    parse_manifest_body,
+    split_manifest_file,
+)
+from .paths import MANIFEST_NAME
+from .progress import ProgressFn
+from .signing import scan_tree, tree_name
+
+__all__ = ["CHANGE_KINDS", "Change", "SignCheck", "check_tree"]
+
+#: Every kind of change ``sign --check`` reports (docs/ci.md lists them too).
+CHANGE_KINDS = {
+    "added": "a file in the tree is not in the manifest",
+    "removed": "a file in the manifest is no longer in the tree",
+    "changed": "a file's size or SHA-256 differs from the manifest",
+    "expired": "the manifest has expired",
+    "signers": "the manifest is signed by other keys than the ones given",
+    "name": "the manifest names another tree than --name (default: the directory's name)",
+    "bad-signature": "a signature by a key given with --pubkey does not verify",
+    "manifest": "there is no manifest, or it cannot be read",
+    "unpublishable": "an entry signing would refuse: symlink, special file, bad name",
+}
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    path: str
+    message: str
+
+
+@dataclass
+class SignCheck:
+    """What ``sign`` would change in *root*; empty ``changes`` means up to date."""
+
+    root: Path
+    files: int = 0
+    version: int | None = None
+    expires: datetime | None = None
+    signatures_checked: bool = False
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.changes
+
+    def add(self, kind: str, path: str, message: str) -> None:
+        self.changes.append(Change(kind, path, message))
+
+    def summary(self) -> str:
+        """One line: ``UP TO DATE: …`` or ``WOULD CHANGE: N changes (…); …``."""
+        version = f", version {self.version}" if self.version is not None else ""
+        tree = f"tree {self.root}{version}"
+        if self.up_to_date:
+            expires = format_time(self.expires) if self.expires else "?"
+            checked = ("signatures checked" if self.signatures_checked
+                       else "signatures not checked (give --pubkey to check them)")
+            return f"UP TO DATE: {tree}, {_count(self.files, 'file')}, expires {expires}; {checked}"
+        counts = Counter(c.kind for c in self.changes)
+        detail = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+        return (f"WOULD CHANGE: {_count(len(self.changes), 'change')} ({detail}); {tree}; "
+                f"to update it: secure-urlimport sign {self.root} --key KEY")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def check_tree(
+    root: Path,
+    keyids: Sequence[str],
+    pubkeys: Sequence[PublicKey],
+    *,
+    now: datetime,
+    name: str | None = None,
+    progress: ProgressFn | None = None,
+) -> SignCheck:
+    """Compare *root* with its manifest as ``sign --key`` (*keyids*, *pubkeys*) would.
+
+    Reads only; *progress(done, total)* is called after each file compared.
+    """
+    root = Path(root)
+    check = SignCheck(root, signatures_checked=bool(pubkeys))
+    scan = scan_tree(root)
+    check.files = len(scan.files)
+    for problem in scan.problems:
+        path, _, why = problem.partition(": ")
+        check.add("unpublishable", path, f"{why}; signing would refuse the tree: fix or remove it")
+    signed, manifest = _read_manifest(check)
+    if signed is None or manifest is None:
+        for rel in scan.files:
+            check.add("added", rel, "signing would add it")
+        return check
+    check.version, check.expires = manifest.version, manifest.expires
+    signing = _compare_signers(check, signed, keyids, pubkeys)
+    if now >= manifest.expires:
+        check.add("expired", MANIFEST_NAME,
+                  f"expired at {format_time(manifest.expires)}; signing renews it")
+    wanted = tree_name(root, name)
+    if manifest.name != wanted:
+        check.add("name", MANIFEST_NAME, f"the manifest names the tree {manifest.name!r}; "
+                  f"signing would name it {wanted!r}")
+    _compare_files(check, scan.files, manifest, signing, progress)
+    return check
+
+
+def _read_manifest(check: SignCheck) -> tuple[SignedManifestFile | None, Manifest | None]:
+    path = check.root / MANIFEST_NAME
+    try:
+        signed = split_manifest_file(path.read_bytes())
+        return signed, parse_manifest_body(signed.body)
+    except FileNotFoundError:
+        check.add("manifest", MANIFEST_NAME, "no manifest yet; signing would create one")
+    except OSError as exc:
+        check.add("manifest", MANIFEST_NAME, f"cannot read the manifest ({exc.strerror or exc})")
+    except ManifestFormatError as exc:
+        check.add("manifest", MANIFEST_NAME, f"the manifest cannot be read ({exc}); "
+                  "signing needs --version N to replace it")
+    return None, None
+
+
+def _compare_signers(
+    check: SignCheck, signed: SignedManifestFile, keyids: Sequence[str],
+    pubkeys: Sequence[PublicKey],
+) -> list[PublicKey]:
+    """Report other signers and bad manifest signatures; the pubkeys that did sign."""
+    present = {keyid for keyid, _ in signed.signatures}
+    wanted = set(keyids) | {key.keyid for key in pubkeys}
+    if present != wanted:
+        check.add("signers", MANIFEST_NAME, f"signed by {', '.join(sorted(present))}; "
+                  f"signing would sign with {', '.join(sorted(wanted))}")
+    signing = [key for key in pubkeys if key.keyid in present]
+    for key in signing:
+        message = manifest_message(key.keyid, signed.body)
+        if not any(key.verifies(sig, message) for kid, sig in signed.signatures
+                   if kid == key.keyid):
+            check.add("bad-signature", MANIFEST_NAME, f"the signature by key {key.keyid} does "
+                      "not verify: the manifest was edited after signing; signing replaces it")
+    return signing
+
+
+def _compare_files(
+    check: SignCheck, files: Sequence[str], manifest: Manifest,
+    signing: Sequence[PublicKey], progress: ProgressFn | None,
+) -> None:
+    on_disk = set(files)
+    for rel in files:
+        if rel not in manifest.files:
+            check.add("added", rel, "not in the manifest; signing would add it")
+    for rel in sorted(manifest.files.keys() - on_disk):
+        check.add("removed", rel, "in the manifest but not in the tree; signing would drop it")
+    common = [rel for rel in files if rel in manifest.files]
+    for done, rel in enumerate(common, 1):
+        _compare_file(check, manifest.files[rel], manifest, signing)
+        if progress is not None:
+            progress(done, len(common))
+
+
+def _compare_file(
+    check: SignCheck, entry: FileEntry, manifest: Manifest, signing: Sequence[PublicKey]
+) -> None:
+    try:
+        data = (check.root / entry.path).read_bytes()
+    except OSError as exc:
+        check.add("unpublishable", entry.path, f"cannot be read ({exc.strerror or exc}); "
+                  "signing would fail: fix its permissions")
+        return
+    if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+        check.add("changed", entry.path, "differs from the manifest (size or SHA-256); "
+                  "signing would sign the new content")
+        return
+    for key in signing:
+        sig = entry.signatures.get(key.keyid)
+        message = file_message(key.keyid, manifest.version, entry.path, entry.sha256, entry.size)
+        if sig is None or not key.verifies(sig, message):
+            check.add("bad-signature", entry.path, f"no valid signature by key {key.keyid} "
+                      f"for version {manifest.version}; signing would sign it again")
