@@ -4,23 +4,32 @@ Every test gets a clean environment (no CA-bundle or proxy variables from the
 machine, its own client-state directory) and leaves ``sys.modules``,
 ``sys.meta_path``, ``sys.path``, ``sys.path_hooks`` and
 ``sys.path_importer_cache`` as it found them.
+
+``nginx`` starts a real nginx (tests/nginx.py); without nginx those tests are
+skipped, unless ``SECURE_URLIMPORT_REQUIRE_NGINX=1`` (set by .ci/run) makes
+that a failure.
 """
 
 from __future__ import annotations
 
 import linecache
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests  # noqa: F401 - imported once for the session, see below
 import trustme
+from nginx import REQUIRE_ENV as NGINX_REQUIRED
+from nginx import Nginx, NginxError, find_nginx, start_nginx
 
 from secure_urlimport import api
 from secure_urlimport.keys import PrivateKey
+from secure_urlimport.paths import BUNDLE_NAME
 from secure_urlimport.server import TreeServer
 from secure_urlimport.signing import sign_tree
 
@@ -184,6 +193,61 @@ def marker(tmp_path: Path) -> Path:
     return tmp_path / "attacker-code-ran"
 
 
+def rebuild_bundle(root: Path) -> None:
+    """What an attacker who edits modules on the server also does: keep the
+    tree's bundle (every .py file, concatenated in path order) in step."""
+    bundle = root / BUNDLE_NAME
+    if bundle.exists():
+        names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")
+                       if "__pycache__" not in p.parts)
+        bundle.write_bytes(b"".join((root / name).read_bytes() for name in names))
+
+
 def evil_source(marker: Path) -> str:
     """Module source that leaves *marker* behind if it is ever executed."""
     return f"open({str(marker)!r}, 'w').write('ran')\n"
+
+
+# -- a real nginx (tests/nginx.py) ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def nginx_binary() -> str:
+    """The nginx executable; skipped when absent, unless CI requires it."""
+    found = find_nginx()
+    if found is not None:
+        return found
+    if os.environ.get(NGINX_REQUIRED) == "1":
+        pytest.fail(
+            f"nginx is not installed, but {NGINX_REQUIRED}=1 says these tests must run: "
+            "install it (Debian/Ubuntu: apt-get install nginx; .ci/run does) "
+            f"or unset {NGINX_REQUIRED}",
+            pytrace=False,
+        )
+    pytest.skip(f"nginx is not installed (with {NGINX_REQUIRED}=1 this is a failure)")
+
+
+@pytest.fixture
+def nginx(nginx_binary: str, tls: TLSFiles, tmp_path: Path) -> Iterator[Callable[..., Nginx]]:
+    """Start a real nginx serving a directory over TLS: ``nginx(root, **options) -> Nginx``.
+
+    Options are :func:`nginx.start_nginx`'s (``bearer=``, ``basic=``,
+    ``client_ca=``, ``extra=``, ``server_template=``); the server certificate is
+    ``tls``'s unless ``certfile``/``keyfile`` are given.  Stopped after the test.
+    """
+    servers: list[Nginx] = []
+
+    def start(root: Path | None, **options: Any) -> Nginx:
+        options.setdefault("certfile", tls.certfile)
+        options.setdefault("keyfile", tls.keyfile)
+        directory = tmp_path / f"nginx-{len(servers)}"
+        try:
+            server = start_nginx(nginx_binary, directory, root, **options)
+        except NginxError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
