@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import threading
 import time
 import urllib.parse
@@ -32,6 +33,10 @@ from .verify import TrustedState, verify_file, verify_manifest
 __all__ = ["RemoteTree", "normalize_url"]
 
 log = logging.getLogger("secure_urlimport")
+
+
+# What urllib.parse.quote() leaves as it is (with safe="/").
+_NEEDS_NO_QUOTING = re.compile(r"[A-Za-z0-9_.\-~/]*")
 
 
 def normalize_url(url: str) -> str:
@@ -214,7 +219,11 @@ class RemoteTree:
     # -- files --------------------------------------------------------------
 
     def file_url(self, relpath: str) -> str:
-        return f"{self.url}/{urllib.parse.quote(relpath)}" if relpath else self.url
+        if not relpath:
+            return self.url
+        if _NEEDS_NO_QUOTING.fullmatch(relpath):  # the usual case, without quote()'s cost
+            return f"{self.url}/{relpath}"
+        return f"{self.url}/{urllib.parse.quote(relpath)}"
 
     def read(self, relpath: str) -> bytes:
         """The bytes of *relpath*, verified against the manifest before they are
@@ -368,6 +377,8 @@ class RemoteTree:
             manifest = self.manifest()
         except SecureImportError:
             return
+        if self._bundle(manifest, download=False) is not None:
+            return  # every module is at hand already
         wanted = [e for e in self._prefetchable(manifest, directory, recursive) if e.path != skip]
         if not wanted or self._bundle(manifest, download=True) is not None:
             return  # nothing to fetch, or every module is in the bundle

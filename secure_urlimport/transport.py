@@ -115,6 +115,7 @@ class _Net(NamedTuple):
     adapter: Callable[..., HTTPAdapter]
     environ_proxies: Callable[[str], dict[str, str]]
     ssl_error: type[Exception]
+    proxy_error: type[Exception]
     timeouts: tuple[type[Exception], ...]
     errors: tuple[type[Exception], ...]
 
@@ -166,6 +167,7 @@ def _net() -> _Net:
         adapter=WatchedAdapter,
         environ_proxies=requests.utils.get_environ_proxies,
         ssl_error=exc.SSLError,
+        proxy_error=exc.ProxyError,
         timeouts=(exc.Timeout, urllib3.exceptions.TimeoutError, TimeoutError),
         errors=(exc.RequestException, urllib3.exceptions.HTTPError, OSError, HTTPException),
     )
@@ -285,6 +287,8 @@ def _basic_auth(user: str, password: str) -> str:
 
 _E = TypeVar("_E", bound=DownloadError)
 _ADVICE = {
+    400: "the server refused the request; if it requires a client certificate "
+         "(mutual TLS), pass client_cert= with one it accepts",
     404: "the file is listed but not on the server; re-publish the release",
     401: "check the credentials passed as headers= or auth=",
     403: "check the credentials passed as headers= or auth=",
@@ -450,6 +454,14 @@ class _Download:
         cause = _root_cause(exc)
         if received is not None:
             return self._error(DownloadError, f"broke off after {received} bytes: {cause}")
+        if isinstance(exc, net.proxy_error):
+            proxy = self.fetcher.proxies_for(self.current).get("https", "?")
+            source = "proxy=" if self.fetcher.config.proxy else "HTTPS_PROXY"
+            return self._error(
+                DownloadError,
+                f"the proxy {_redact(proxy)} (from {source}) failed: {cause}; check that "
+                "it runs and accepts the credentials, or set NO_PROXY for this host",
+            )
         if isinstance(exc, net.ssl_error):
             return self._error(
                 TLSError,

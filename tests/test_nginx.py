@@ -366,10 +366,6 @@ def test_mutual_tls_nginx_refuses_client_without_acceptable_certificate(
             if which == "no-certificate" else "client SSL certificate verify error" in errors)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a mutual-TLS server refusing the client (nginx answers 400) gives "
-    "'HTTP 400 Bad Request; the server must answer 200', with no hint that "
-    "client_cert= is missing or not accepted"))
 def test_mutual_tls_refusal_message_suggests_client_cert(
     nginx, shop_tree, tls, publisher, client_certs
 ):

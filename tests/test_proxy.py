@@ -154,10 +154,6 @@ def test_dead_explicit_proxy_fails_with_download_error_hiding_its_password(
     assert _installed() == [] and _nothing_imported()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a dead proxy is reported as 'cannot download <origin URL>: "
-    "ConnectionRefusedError: ... Connection refused', which blames the server; "
-    "the message does not say that the proxy (and which one) could not be reached"))
 def test_dead_proxy_error_names_the_proxy(nginx, tree, tls, publisher):
     server = nginx(tree)
     dead = _dead_proxy()
