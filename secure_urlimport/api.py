@@ -17,11 +17,12 @@ import logging
 import sys
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .errors import SecureImportError
+from .errors import ConfigurationError, SecureImportError
 from .excepthook import install_excepthooks, remove_excepthooks
 from .finder import (
     FailingPathFinder,
@@ -58,6 +59,12 @@ class _Pin:
     config: Config
     fetcher: Fetcher | None = None
     trees: list[RemoteTree] = field(default_factory=list)
+    #: Mirrors of the pinned URL, tried in turn when it fails (mirrors.py).
+    mirrors: tuple[str, ...] = ()
+
+    def mirrors_of(self, prefix: str, url: str) -> tuple[str, ...]:
+        """The mirror URLs of *url*, a URL at or under the pinned *prefix*."""
+        return tuple(mirror + url[len(prefix):] for mirror in self.mirrors)
 
 
 _lock = threading.RLock()
@@ -69,19 +76,27 @@ _hook_requested = False
 
 
 def _new_pin(
-    url: str,
+    url: str | Sequence[str],
     pubkey: object,
     config: Config | None,
     fetcher: Fetcher | None,
     **options: object,
 ) -> tuple[str, _Pin]:
-    """The normalised URL and a pin for it; keyword *options* override *config*."""
+    """The normalised URL and a pin for it; keyword *options* override *config*.
+
+    *url* may be a list: the first is the tree's URL, the others its mirrors.
+    """
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ConfigurationError("give at least one https:// URL")
+    primary, *mirrors = (normalize_url(u) for u in urls)
     cfg = (config if config is not None else Config()).replace(**options)
-    return normalize_url(url), _Pin(TrustedKeys.from_arg(pubkey, cfg.threshold), cfg, fetcher)
+    trusted = TrustedKeys.from_arg(pubkey, cfg.threshold)
+    return primary, _Pin(trusted, cfg, fetcher, mirrors=tuple(mirrors))
 
 
 def trust(
-    url: str,
+    url: str | Sequence[str],
     pubkey: object,
     *,
     cafile: str | None = None,
@@ -113,7 +128,7 @@ def trust(
 
 
 def install(
-    url: str,
+    url: str | Sequence[str],
     pubkey: object,
     *,
     cafile: str | None = None,
@@ -132,6 +147,9 @@ def install(
     The manifest is fetched and verified now, so a wrong key, URL or CA fails
     here rather than at the first import.  Options:
 
+    - *url*: the tree's https URL, or a list of URLs: the tree and its mirrors,
+      tried in turn (the first one that serves valid content is used; the
+      first URL names the modules).
     - *pubkey*: a ``.pub`` path, its text, 32 raw bytes, an ``Ed25519PublicKey``,
       or a list of these (any listed key may sign; see *threshold*).
     - *cafile*: PEM CA bundle trusted instead of the default store.
@@ -159,7 +177,7 @@ def install(
         return existing
     # Network I/O outside _lock: the path hook takes _lock while the import
     # system holds its global lock, and this thread may need that lock.
-    tree = RemoteTree(prefix, pin.trusted, pin.config, _fetcher_of(pin))
+    tree = RemoteTree(prefix, pin.trusted, pin.config, _fetcher_of(pin), pin.mirrors)
     try:
         tree.manifest()  # fail now, before anything is installed
     except SecureImportError:
@@ -224,6 +242,7 @@ def _installed_importer(prefix: str, pin: _Pin) -> Importer | None:
     current = _pins.get(prefix)
     same = current is not None and current.trusted == pin.trusted and (
         current.config == pin.config and pin.fetcher in (None, current.fetcher)
+        and current.mirrors == pin.mirrors
     )
     return _importer_for(prefix) if same else None
 
@@ -313,7 +332,8 @@ def _finder_for(entry: str) -> RemotePathFinder | NullPathFinder:
             )
             return NullPathFinder(entry)
         pin = _pins[pin_url]
-        tree = RemoteTree(url, pin.trusted, pin.config, _fetcher_of(pin))
+        tree = RemoteTree(url, pin.trusted, pin.config, _fetcher_of(pin),
+                          pin.mirrors_of(pin_url, url))
         pin.trees.append(tree)
         _trees[url] = tree
         return RemotePathFinder(tree, "")

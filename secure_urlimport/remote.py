@@ -16,6 +16,8 @@ import re
 import threading
 import time
 import urllib.parse
+from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 
 from .bundle import Bundle, bundle_members
@@ -24,6 +26,7 @@ from .config import Config
 from .errors import ConfigurationError, NotInManifestError, SecureImportError
 from .keys import TrustedKeys
 from .manifest import FileEntry, Manifest
+from .mirrors import Mirrors
 from .paths import BUNDLE_NAME, MANIFEST_NAME
 from .prefetch import Prefetcher
 from .state import StateStore
@@ -70,8 +73,11 @@ class RemoteTree:
         trusted: TrustedKeys,
         config: Config,
         fetcher: Fetcher | None = None,
+        mirrors: Sequence[str] = (),
     ) -> None:
         self.url = normalize_url(url)
+        #: Where the bytes come from: this URL, then any mirrors (mirrors.py).
+        self.sources = Mirrors([self.url, *(normalize_url(m) for m in mirrors)])
         self.trusted = trusted
         self.config = config
         if fetcher is None:
@@ -160,7 +166,12 @@ class RemoteTree:
         return max(seen, key=lambda state: state.version, default=None)
 
     def _load_manifest(self, now: datetime) -> Manifest:
-        url = f"{self.url}/{MANIFEST_NAME}"
+        return self.sources.first_success(
+            lambda base: self._load_manifest_from(base, now), what=f"{self.url}/{MANIFEST_NAME}"
+        )
+
+    def _load_manifest_from(self, base: str, now: datetime) -> Manifest:
+        url = f"{base}/{MANIFEST_NAME}"
         started = time.perf_counter()
         data, etag, from_cache = self._download_manifest(url)
         try:
@@ -218,12 +229,14 @@ class RemoteTree:
 
     # -- files --------------------------------------------------------------
 
-    def file_url(self, relpath: str) -> str:
+    def file_url(self, relpath: str, base: str | None = None) -> str:
+        """The URL of *relpath* in this tree (or at the mirror *base*)."""
+        base = base or self.url
         if not relpath:
-            return self.url
+            return base
         if _NEEDS_NO_QUOTING.fullmatch(relpath):  # the usual case, without quote()'s cost
-            return f"{self.url}/{relpath}"
-        return f"{self.url}/{urllib.parse.quote(relpath)}"
+            return f"{base}/{relpath}"
+        return f"{base}/{urllib.parse.quote(relpath)}"
 
     def read(self, relpath: str) -> bytes:
         """The bytes of *relpath*, verified against the manifest before they are
@@ -249,8 +262,7 @@ class RemoteTree:
         if data is None:
             data = self._from_bundle(entry, manifest, url, download=True)
         if data is None:
-            data = self._prefetched_or_downloaded(entry, url)
-            self._verify(entry, data, manifest, url)
+            data = self._download_verified(entry, manifest)
             if self.config.file_cache:
                 self._cache.put(entry.sha256, data)
         self._verified[relpath] = (entry, data)
@@ -313,7 +325,7 @@ class RemoteTree:
     def _download_bundle(
         self, digest: str, members: list[FileEntry], size: int
     ) -> Bundle | None:
-        url = self.file_url(BUNDLE_NAME)
+        url = self.file_url(BUNDLE_NAME, self.sources.active)
         try:
             data = self.fetcher.fetch(url, max_bytes=size)
         except SecureImportError as exc:
@@ -350,8 +362,23 @@ class RemoteTree:
     def _limit(self, entry: FileEntry) -> int:
         return min(entry.size, self.config.max_file_bytes)
 
-    def _prefetched_or_downloaded(self, entry: FileEntry, url: str) -> bytes:
+    def _download_verified(self, entry: FileEntry, manifest: Manifest) -> bytes:
+        """Download *entry* and verify it, from each mirror in turn if need be."""
         future = self._prefetcher.take(entry.sha256)
+
+        def attempt(base: str) -> bytes:
+            nonlocal future
+            url = self.file_url(entry.path, base)
+            data = self._prefetched_or_downloaded(future, entry, url)
+            future = None  # a prefetch serves one attempt only
+            self._verify(entry, data, manifest, url)
+            return data
+
+        return self.sources.first_success(attempt, what=self.file_url(entry.path))
+
+    def _prefetched_or_downloaded(
+        self, future: Future[bytes] | None, entry: FileEntry, url: str
+    ) -> bytes:
         if future is not None:
             try:
                 return future.result(timeout=self.config.timeout * 2)
@@ -410,7 +437,8 @@ class RemoteTree:
 
     def _download_for_cache(self, entry: FileEntry) -> bytes:
         """Runs on a prefetch thread: download, and cache if the digest matches."""
-        data = self.fetcher.fetch(self.file_url(entry.path), max_bytes=self._limit(entry))
+        url = self.file_url(entry.path, self.sources.active)
+        data = self.fetcher.fetch(url, max_bytes=self._limit(entry))
         if self.config.file_cache and hashlib.sha256(data).hexdigest() == entry.sha256:
             self._cache.put(entry.sha256, data)
         return data
