@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TypeAlias
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import ConfigurationError, KeyFileError
@@ -58,6 +57,10 @@ def key_id(raw_public: bytes) -> str:
 
 
 def _raw(key: Ed25519PublicKey) -> bytes:
+    # Imported here: cryptography's serialization package (SSH, PKCS#12, ...)
+    # costs ~20 ms to import, and keys given as bytes or .pub files never need it.
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -157,6 +160,8 @@ class PrivateKey:
         return self.public.keyid
 
     def seed(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization  # see _raw
+
         return self._key.private_bytes(
             serialization.Encoding.Raw,
             serialization.PrivateFormat.Raw,

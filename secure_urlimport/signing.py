@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .bundle import build_bundle, bundle_members
+from .bundle import bundle_members
 from .errors import ConfigurationError, ManifestFormatError, SecureImportError
 from .keys import PrivateKey
 from .manifest import (
@@ -118,7 +118,7 @@ def scan_tree(root: Path) -> TreeScan:
             rel = prefix + name
             if name.startswith(".") or rel in (MANIFEST_NAME, BUNDLE_NAME):
                 continue
-            problem = _file_problem(Path(dirpath, name), rel)
+            problem = _file_problem(os.path.join(dirpath, name), rel)
             if problem is None:
                 other = folded.setdefault(rel.casefold(), rel)
                 if other != rel:
@@ -131,8 +131,8 @@ def scan_tree(root: Path) -> TreeScan:
     return scan
 
 
-def _file_problem(path: Path, rel: str) -> str | None:
-    mode = path.lstat().st_mode
+def _file_problem(path: str, rel: str) -> str | None:
+    mode = os.lstat(path).st_mode
     if stat.S_ISLNK(mode):
         return "symlink (publish real files only)"
     if not stat.S_ISREG(mode):
@@ -196,8 +196,11 @@ def sign_tree(
     if expires_in > MAX_EXPIRY or expires_in <= timedelta(0):
         raise ConfigurationError("the validity must be positive and at most 3660 days")
     entries = {}
+    modules: dict[str, bytes] = {}  # the bundle's members, read once
     for done, rel in enumerate(scan.files, 1):
-        entries[rel] = _sign_file(root, rel, keys, version)
+        entries[rel], data = _sign_file(root, rel, keys, version)
+        if rel.endswith(".py"):
+            modules[rel] = data
         if progress is not None:
             progress(done, len(scan.files))
     manifest = Manifest(
@@ -214,7 +217,8 @@ def sign_tree(
     sigs = [(k.keyid, k.sign(manifest_message(k.keyid, body))) for k in keys]
     # The bundle first: a client that sees the new manifest with the old
     # bundle only falls back to downloading files one by one.
-    write_atomically(root / BUNDLE_NAME, build_bundle(root, bundle_members(entries)))
+    bundle = b"".join(modules[entry.path] for entry in bundle_members(entries))
+    write_atomically(root / BUNDLE_NAME, bundle)
     path = root / MANIFEST_NAME
     write_atomically(path, encode_manifest(body, sigs))
     return SignResult(path, version, len(entries), manifest.expires)
@@ -246,13 +250,16 @@ def _choose_version(root: Path, requested: int | None) -> int:
     return requested
 
 
-def _sign_file(root: Path, rel: str, keys: Sequence[PrivateKey], version: int) -> FileEntry:
-    data = (root / rel).read_bytes()
+def _sign_file(
+    root: Path, rel: str, keys: Sequence[PrivateKey], version: int
+) -> tuple[FileEntry, bytes]:
+    with open(os.path.join(root, rel), "rb") as handle:  # not pathlib: thousands of files
+        data = handle.read()
     digest = hashlib.sha256(data).hexdigest()
     sigs = {
         k.keyid: k.sign(file_message(k.keyid, version, rel, digest, len(data))) for k in keys
     }
-    return FileEntry(rel, len(data), digest, sigs)
+    return FileEntry(rel, len(data), digest, sigs), data
 
 
 def write_atomically(path: Path, data: bytes) -> None:
