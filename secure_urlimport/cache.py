@@ -25,10 +25,11 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["FileCache"]
+__all__ = ["FileCache", "is_sane_etag"]
 
 log = logging.getLogger("secure_urlimport")
 
@@ -54,26 +55,21 @@ class FileCache:
         return self._files / sha256[:2] / sha256[2:]
 
     def get(self, sha256: str, max_bytes: int) -> bytes | None:
-        """The cached bytes filed under *sha256*, unverified, or None."""
-        path = self._file_path(sha256)
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read(max_bytes + 1)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            log.debug("cache: cannot read %s: %s", path, exc)
-            return None
-        return data  # at most max_bytes + 1: an oversized copy fails verification
+        """The cached bytes filed under *sha256*, unverified, or None.
+
+        At most max_bytes + 1 bytes: an oversized copy fails verification."""
+        return _read_regular_file(self._file_path(sha256), max_bytes + 1)
 
     def has(self, sha256: str) -> bool:
-        return self._file_path(sha256).is_file()
+        try:
+            return self._file_path(sha256).is_file()
+        except OSError:  # e.g. a directory this user cannot enter
+            return False
 
     def put(self, sha256: str, data: bytes) -> None:
         """File *data* under *sha256*, which the caller has checked it hashes to."""
-        path = self._file_path(sha256)
-        if not path.exists():
-            _write_atomically(path, data)
+        if not self.has(sha256):
+            _write_atomically(self._file_path(sha256), data)
 
     def discard(self, sha256: str) -> None:
         """Remove a cached file that failed verification."""
@@ -89,12 +85,8 @@ class FileCache:
 
     def get_bundle(self, manifest_digest: str, size: int) -> bytes | None:
         """The cached bundle of the release with this manifest digest, unverified."""
-        try:
-            with open(self._bundle_path(manifest_digest), "rb") as handle:
-                data = handle.read(size + 1)
-        except OSError:
-            return None
-        return data if len(data) == size else None
+        data = _read_regular_file(self._bundle_path(manifest_digest), size + 1)
+        return data if data is not None and len(data) == size else None
 
     def put_bundle(self, manifest_digest: str, data: bytes) -> None:
         _write_atomically(self._bundle_path(manifest_digest), data)
@@ -111,16 +103,15 @@ class FileCache:
     def get_manifest(self, url: str, max_bytes: int) -> tuple[str, bytes] | None:
         """The ETag and bytes of the manifest last accepted from *url*, or None."""
         path = self._manifest_path(url)
+        blob = _read_regular_file(path, max_bytes + 4096)
+        if blob is None:
+            return None
         try:
-            with open(path, "rb") as handle:
-                blob = handle.read(max_bytes + 4096)
             header, sep, data = blob.partition(b"\0")
             meta = json.loads(header)
-            if not sep or meta["url"] != url or not isinstance(meta["etag"], str):
+            if not sep or meta["url"] != url or not is_sane_etag(meta["etag"]):
                 raise ValueError("malformed entry")
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             log.debug("cache: ignoring manifest entry %s: %s", path, exc)
             return None
         return meta["etag"], data
@@ -132,6 +123,41 @@ class FileCache:
     def discard_manifest(self, url: str) -> None:
         with contextlib.suppress(OSError):
             self._manifest_path(url).unlink()
+
+
+def is_sane_etag(value: object) -> bool:
+    """True for an ETag fit to send back in If-None-Match: short printable ASCII."""
+    return isinstance(value, str) and 0 < len(value) <= 200 and value.isascii() and (
+        value.isprintable()
+    )
+
+
+# Never block on a FIFO or device planted in the cache, never follow a symlink.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _read_regular_file(path: Path, limit: int) -> bytes | None:
+    """Up to *limit* bytes of the regular file at *path*, or None (missing,
+    unreadable, or not a regular file)."""
+    try:
+        fd = os.open(path, _READ_FLAGS | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        if not isinstance(exc, FileNotFoundError):
+            log.debug("cache: cannot open %s: %s", path, exc)
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            log.debug("cache: ignoring %s, which is not a regular file", path)
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1  # the file object closes it now
+            return handle.read(limit)
+    except OSError as exc:
+        log.debug("cache: cannot read %s: %s", path, exc)
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -15,6 +15,7 @@ __all__ = ["CACHE_DIR_ENV", "Config", "default_cache_dir"]
 CACHE_DIR_ENV = "SECURE_URLIMPORT_CACHE_DIR"
 
 MiB = 1024 * 1024
+MAX_TIMEOUT = 86_400
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,10 @@ class Config:
     max_bundle_bytes: int = 32 * MiB
 
     def __post_init__(self) -> None:
-        if not self.timeout > 0:
+        if not 0 < self.timeout <= MAX_TIMEOUT:  # also refuses NaN and infinity
             raise ConfigurationError(
-                f"timeout must be a positive number of seconds, not {self.timeout!r}"
+                f"timeout must be a positive number of seconds up to {MAX_TIMEOUT} "
+                f"(a day), not {self.timeout!r}"
             )
         if self.threshold < 1:
             raise ConfigurationError(f"threshold must be at least 1, not {self.threshold!r}")

@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
@@ -91,6 +92,9 @@ class _Timer:
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Watchdog]] = []
         self._count = itertools.count()
@@ -125,6 +129,10 @@ class _Timer:
 
 
 _timer = _Timer()
+if hasattr(os, "register_at_fork"):
+    # A child starts with one thread: the timer's lock may be held by a
+    # thread that does not exist there, so it gets a fresh timer.
+    os.register_at_fork(after_in_child=_timer.reset)
 
 
 def _shutdown(sock: socket.socket) -> None:

@@ -144,9 +144,14 @@ class RemoteTree:
         finally:
             self._fetching.active = False
         with self._lock:
+            newest = self._last_good
+            if newest is not None and newest.version > manifest.version and now < newest.expires:
+                # Another thread accepted a newer release while this one
+                # verified an older one: never go back to it.
+                manifest = newest
             if self._generation == generation:
                 self._manifest = manifest
-            if self._last_good is None or manifest.version >= self._last_good.version:
+            if newest is None or manifest.version >= newest.version:
                 self._last_good = manifest
         return manifest
 
@@ -282,8 +287,8 @@ class RemoteTree:
     ) -> bytes | None:
         """*entry*'s bytes from the tree's bundle, if it has one and they verify."""
         bundle = self._bundle(manifest, download=download)
-        if bundle is None or entry.path not in bundle:
-            return None
+        if bundle is None or entry.path not in bundle or entry.size > self.config.max_file_bytes:
+            return None  # (an oversized file is refused by the download that follows)
         data = bundle.member(entry.path)
         try:
             verify_file(entry, data, manifest, self.trusted, url=url)
@@ -315,9 +320,10 @@ class RemoteTree:
             data = self._cache.get_bundle(digest, size) if self.config.file_cache else None
             if data is not None:
                 log.debug("using the cached bundle of %s", self.url)
-            self._bundle_state = (digest, Bundle(data, members) if data else None, bool(data))
-            if data is not None or not download:
-                return self._bundle_state[1]
+            cached = Bundle(data, members) if data is not None else None
+            self._bundle_state = (digest, cached, cached is not None)
+            if cached is not None or not download:
+                return cached
         bundle = self._download_bundle(digest, members, size)
         self._bundle_state = (digest, bundle, True)
         return bundle

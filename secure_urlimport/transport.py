@@ -21,6 +21,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
+from .cache import is_sane_etag
 from .config import Config
 from .deadline import Watchdog, current_watchdog
 from .errors import (
@@ -131,11 +132,18 @@ def _net() -> _Net:
     from urllib3.connection import HTTPSConnection
 
     class WatchedConnection(HTTPSConnection):
-        """Hands its socket to the current watchdog before waiting for headers.
+        """Hands its socket to the current watchdog as soon as it exists (a
+        proxy tunnel and the TLS handshake are read before any response), and
+        again before waiting for headers (a reused keep-alive connection)."""
 
-        The TLS handshake needs no watching: a socket timeout bounds the whole
-        handshake (Python >= 3.5), and requests is given the time remaining.
-        """
+        def _new_conn(self) -> Any:
+            # Watched from birth: a proxy's CONNECT reply is read before any
+            # response, and a dripping proxy must not outlive the deadline.
+            sock = super()._new_conn()
+            watchdog = current_watchdog()
+            if watchdog is not None:
+                watchdog.watch(sock)
+            return sock
 
         def getresponse(self) -> Any:  # urllib3's return type varies by version
             watchdog = current_watchdog()
@@ -239,6 +247,8 @@ class RequestsFetcher:
         """``(body, etag)``, or ``(None, etag)`` if the server answers 304 Not
         Modified to ``If-None-Match: etag``."""
         require_https(url)
+        if etag is not None and not is_sane_etag(etag):
+            etag = None  # from an edited cache: ask unconditionally
         log.debug("fetch %s%s", url, " (if changed)" if etag else "")
         started = time.monotonic()
         with Watchdog(self.config.timeout) as watchdog:
@@ -475,9 +485,7 @@ class _Download:
 def _etag_of(response: requests.Response) -> str | None:
     """The response's ETag if it is a sane one to send back (ASCII, short)."""
     value = response.headers.get("ETag")
-    if value and len(value) <= 200 and value.isascii() and value.isprintable():
-        return value
-    return None
+    return value if is_sane_etag(value) else None
 
 
 def _root_cause(exc: BaseException) -> str:
