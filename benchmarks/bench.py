@@ -855,6 +855,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="auto: nginx if installed, else the project's TreeServer")
     parser.add_argument("--markdown", action="store_true",
                         help="print Markdown tables instead of plain text")
+    parser.add_argument("--no-bundle", action="store_true",
+                        help="publish without secure-urlimport.bundle: remote imports then "
+                             "fetch one file per request, in parallel (prefetch)")
     args = parser.parse_args(argv)
     default_modules, default_repeat = ([QUICK_MODULES], 1) if args.quick else ([1000, 100], 5)
     args.modules = sorted(set(args.modules or default_modules), reverse=True)
@@ -876,6 +879,11 @@ def benchmark(ws: Workspace, args: argparse.Namespace) -> str:
     make_tls(ws)
     build_trees(ws, args.modules)
     rates = sign_trees(ws, args.modules, rounds=min(args.repeat, 3))
+    if args.no_bundle:
+        from secure_urlimport.paths import BUNDLE_NAME
+
+        for modules in args.modules:
+            (ws.served(modules) / BUNDLE_NAME).unlink()
     largest = ws.served(max(args.modules))
     verification = measure_verification(largest, ws.pubkey, rounds=max(args.repeat, 3))
     import_time = measure_import_time(ws, rounds=args.repeat)
@@ -883,7 +891,10 @@ def benchmark(ws: Workspace, args: argparse.Namespace) -> str:
         log.info("serving %s at %s", server.description, server.url)
         results = measure_imports(ws, server, args.modules, args.repeat)
     extras = Extras(verification, rates, count_files(largest), import_time)
-    return report(server, args.repeat, summarize(results), extras, args.markdown)
+    text = report(server, args.repeat, summarize(results), extras, args.markdown)
+    if args.no_bundle:
+        text = text.replace("; median of", "; published WITHOUT the bundle; median of", 1)
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
