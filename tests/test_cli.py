@@ -334,3 +334,33 @@ def test_sign_names_the_tree_and_verify_checks_a_pinned_name(keypair: Path, tree
     wrong = run("verify", tree, "--pubkey", pub, "--name", "dev")
     assert wrong.returncode == 1
     assert "invalid-manifest" in wrong.stdout and "'stable', not 'dev'" in wrong.stdout
+
+
+LIBRARY_USE = """
+import importlib, logging, sys
+import secure_urlimport
+secure_urlimport.install(sys.argv[1], pubkey=sys.argv[2], cafile=sys.argv[3])
+importlib.import_module("fib")
+logger = logging.getLogger("secure_urlimport")
+print(len(logger.handlers), len(logging.getLogger().handlers), logger.level)
+"""
+
+
+def test_library_installs_no_logging_handlers_and_stays_quiet(testcode, publisher, serve, tls):
+    server = serve(testcode)
+    result = subprocess.run(
+        [sys.executable, "-c", LIBRARY_USE, server.url, str(publisher.pub), tls.cafile],
+        capture_output=True, text=True, timeout=60, env=_env(), check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "0 0 0"  # no handlers, level left to the app
+    assert result.stderr == ""  # nothing logged at WARNING on a clean import
+
+
+def test_verbose_twin_without_it_the_debug_trail_is_silent(signed: Path, keypair: Path, serve,
+                                                          tls):
+    server = serve(signed)
+    quiet = run("verify", server.url, "--pubkey", keypair.with_suffix(".pub"),
+                "--cafile", tls.cafile)
+    assert quiet.returncode == 0
+    assert "verified manifest" not in quiet.stderr
