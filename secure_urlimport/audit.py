@@ -6,6 +6,7 @@ collects all problems so one CI run shows everything to fix.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .bundle import bundle_members
 from .errors import (
     BadSignatureError,
     ExpiredManifestError,
@@ -25,7 +27,7 @@ from .errors import (
 )
 from .keys import TrustedKeys
 from .manifest import FileEntry, Manifest
-from .paths import MANIFEST_NAME
+from .paths import BUNDLE_NAME, MANIFEST_NAME
 from .progress import ProgressFn
 from .signing import scan_tree
 from .transport import Fetcher
@@ -46,6 +48,7 @@ PROBLEM_KINDS = {
     "bad-signature": "a file's signature does not verify with the pinned keys",
     "unpublishable": "an entry that cannot be signed: symlink, special file or bad name",
     "download": "a file could not be downloaded",
+    "stale-bundle": "secure-urlimport.bundle does not hold the signed modules",
 }
 
 
@@ -167,7 +170,38 @@ def audit_directory(
             report.add("unsigned", rel, f"{rel} is not in the signed manifest; re-sign the tree")
     if manifest is not None:
         _check_listed_files(report, root, manifest, trusted, progress)
+        try:
+            bundle = (root / BUNDLE_NAME).read_bytes()
+        except FileNotFoundError:
+            bundle = None  # publishing without a bundle is allowed, only slower
+        _check_bundle(report, bundle, manifest)
     return report
+
+
+def _check_bundle(report: Report, data: bytes | None, manifest: Manifest) -> None:
+    """Report a bundle that does not hold exactly the signed modules.
+
+    Clients never trust it (each member is verified), so this costs them only
+    speed and a warning -- but it means the tree was published half-way.
+    """
+    if data is None:
+        return
+    offset, problem = 0, None
+    members = bundle_members(manifest.files)
+    for entry in members:
+        piece = data[offset:offset + entry.size]
+        offset += entry.size
+        if len(piece) != entry.size or hashlib.sha256(piece).hexdigest() != entry.sha256:
+            problem = f"from {entry.path} on"
+            break
+    else:
+        if len(data) != offset:
+            problem = f"it is {len(data)} bytes, not {offset}"
+    if problem is not None:
+        report.add("stale-bundle", BUNDLE_NAME,
+                   f"{BUNDLE_NAME} does not hold the signed modules ({problem}); clients fall "
+                   "back to one download per file and warn. Sign the tree again (it rewrites "
+                   "the bundle) and publish the bundle together with the manifest")
 
 
 def _check_listed_files(
@@ -220,7 +254,26 @@ def audit_url(
                            trusted=trusted)
         if progress is not None:
             progress(done, total)
+    _check_bundle(report, _remote_bundle(report, fetcher, file_url(BUNDLE_NAME), manifest),
+                  manifest)
     return report
+
+
+def _remote_bundle(
+    report: Report, fetcher: Fetcher, where: str, manifest: Manifest
+) -> bytes | None:
+    """The served bundle (a few bytes over its size at most), or None if there is none."""
+    size = sum(entry.size for entry in bundle_members(manifest.files))
+    try:
+        return fetcher.fetch(where, max_bytes=size)
+    except HTTPStatusError as exc:
+        if exc.status != 404:
+            report.add("download", BUNDLE_NAME, str(exc))
+    except ResponseTooLargeError:
+        return b"\0" * (size + 1)  # too long: reported as stale
+    except SecureImportError as exc:
+        report.add("download", BUNDLE_NAME, str(exc))
+    return None
 
 
 def _check_remote_file(

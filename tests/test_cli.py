@@ -16,6 +16,7 @@ from conftest import REPO, TESTCODE, rebuild_bundle, write_tree
 
 from secure_urlimport import install
 from secure_urlimport.keys import PublicKey
+from secure_urlimport.paths import BUNDLE_NAME
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -364,3 +365,41 @@ def test_verbose_twin_without_it_the_debug_trail_is_silent(signed: Path, keypair
                 "--cafile", tls.cafile)
     assert quiet.returncode == 0
     assert "verified manifest" not in quiet.stderr
+
+
+# -- the bundle in the gate ------------------------------------------------------------
+
+
+def _spoil_bundle(root: Path) -> None:
+    bundle = root / BUNDLE_NAME
+    data = bytearray(bundle.read_bytes())
+    data[-2] ^= 0x01  # the last module's bytes, same size
+    bundle.write_bytes(bytes(data))
+
+
+def test_verify_reports_a_stale_bundle_in_a_directory(signed: Path, keypair: Path):
+    _spoil_bundle(signed)
+    result = run("verify", signed, "--pubkey", keypair.with_suffix(".pub"))
+    assert result.returncode == 1
+    assert f"stale-bundle: {BUNDLE_NAME}:" in result.stdout
+    assert "publish the bundle together with the manifest" in result.stdout
+
+
+def test_verify_accepts_a_fresh_bundle_and_a_tree_without_one(signed: Path, keypair: Path):
+    assert run("verify", signed, "--pubkey", keypair.with_suffix(".pub")).returncode == 0
+    (signed / BUNDLE_NAME).unlink()
+    result = run("verify", signed, "--pubkey", keypair.with_suffix(".pub"))
+    assert result.returncode == 0, result.stdout
+    assert "stale-bundle" not in result.stdout
+
+
+def test_verify_reports_a_stale_bundle_on_a_server(signed: Path, keypair: Path, serve, tls):
+    server = serve(signed)
+    ok = run("verify", server.url, "--pubkey", keypair.with_suffix(".pub"), "--cafile",
+             tls.cafile)
+    assert ok.returncode == 0, ok.stdout
+    _spoil_bundle(signed)
+    bad = run("verify", server.url, "--pubkey", keypair.with_suffix(".pub"), "--cafile",
+              tls.cafile, "--format", "json")
+    assert bad.returncode == 1
+    assert [p["kind"] for p in json.loads(bad.stdout)["problems"]] == ["stale-bundle"]
