@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import socketserver
 import ssl
 import sys
@@ -389,6 +390,18 @@ class HostileHTTPSServer(http.server.ThreadingHTTPServer):
 
 
 # -- assertions ---------------------------------------------------------------
+
+
+def cache_root() -> Path:
+    """The client's cache directory for this test (conftest sets the variable)."""
+    return Path(os.environ["SECURE_URLIMPORT_CACHE_DIR"])
+
+
+def cached_file(content: str | bytes) -> Path:
+    """Where the client's cache keeps the file with these bytes."""
+    data = content.encode() if isinstance(content, str) else content
+    digest = hashlib.sha256(data).hexdigest()
+    return cache_root() / "files" / digest[:2] / digest[2:]
 
 
 def assert_never_ran(marker: Path, *modules: str) -> None:

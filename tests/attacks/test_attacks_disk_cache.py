@@ -17,11 +17,10 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import REPO, evil_source, write_tree
-from simulator import RepositorySimulator, assert_never_ran
+from simulator import RepositorySimulator, assert_never_ran, cache_root, cached_file
 
 from secure_urlimport import (
     HTTPStatusError,
@@ -45,14 +44,6 @@ def key() -> PrivateKey:
     return PrivateKey.generate()
 
 
-def cache_root() -> Path:
-    return Path(os.environ["SECURE_URLIMPORT_CACHE_DIR"])
-
-
-def cached_file(content: str | bytes) -> Path:
-    data = content.encode() if isinstance(content, str) else content
-    digest = hashlib.sha256(data).hexdigest()
-    return cache_root() / "files" / digest[:2] / digest[2:]
 
 
 def same_size(evil: str, like: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import importlib
 import json
 import logging
@@ -19,11 +18,10 @@ import os
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from conftest import evil_source, write_tree
-from simulator import RepositorySimulator, assert_never_ran
+from simulator import RepositorySimulator, assert_never_ran, cache_root, cached_file
 
 from secure_urlimport import (
     Config,
@@ -47,13 +45,6 @@ def key() -> PrivateKey:
     return PrivateKey.generate()
 
 
-def cache_root() -> Path:
-    return Path(os.environ["SECURE_URLIMPORT_CACHE_DIR"])
-
-
-def cached_file(content: str) -> Path:
-    digest = hashlib.sha256(content.encode()).hexdigest()
-    return cache_root() / "files" / digest[:2] / digest[2:]
 
 
 # -- a garbage ETag in the manifest cache must not brick the tree ---------------------------
