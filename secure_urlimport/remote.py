@@ -23,7 +23,14 @@ from datetime import UTC, datetime
 from .bundle import Bundle, bundle_members
 from .cache import FileCache
 from .config import Config
-from .errors import ConfigurationError, NotInManifestError, SecureImportError
+from .errors import (
+    ConfigurationError,
+    ExpiredManifestError,
+    NotInManifestError,
+    RollbackError,
+    SecureImportError,
+    TamperedFileError,
+)
 from .keys import TrustedKeys
 from .manifest import FileEntry, Manifest
 from .mirrors import Mirrors
@@ -181,14 +188,17 @@ class RemoteTree:
         data, etag, from_cache = self._download_manifest(url)
         try:
             manifest = self._verify_manifest(data, now, url)
-        except SecureImportError:
-            if not from_cache:
+        except SecureImportError as exc:
+            if from_cache:
+                # The cached copy no longer verifies (edited, expired,
+                # superseded): forget it and ask the server for the whole file.
+                log.debug("cached manifest for %s does not verify; downloading it", url)
+                self._cache.discard_manifest(url)
+            elif not (isinstance(exc, RollbackError | ExpiredManifestError)
+                      and hasattr(self.fetcher, "fetch_if_changed")):
                 raise
-            # The cached copy no longer verifies (edited, expired, superseded):
-            # forget it and ask the server for the whole file.
-            log.debug("cached manifest for %s does not verify; downloading it", url)
-            self._cache.discard_manifest(url)
-            data, etag, from_cache = self._download_manifest(url, use_cache=False)
+            # Old or expired: perhaps a CDN edge or proxy holds a stale copy.
+            data, etag, from_cache = self._download_manifest(url, use_cache=False, fresh=True)
             manifest = self._verify_manifest(data, now, url)
         self._state.record(
             self.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
@@ -203,10 +213,11 @@ class RemoteTree:
         return manifest
 
     def _download_manifest(
-        self, url: str, *, use_cache: bool = True
+        self, url: str, *, use_cache: bool = True, fresh: bool = False
     ) -> tuple[bytes, str | None, bool]:
         """``(bytes, etag, from_cache)``: the server's manifest, or our cached
-        copy when the server answers 304 Not Modified to its ETag."""
+        copy when the server answers 304 Not Modified to its ETag; *fresh* asks
+        caches on the way to revalidate with the origin."""
         limit = self.config.max_manifest_bytes
         conditional = getattr(self.fetcher, "fetch_if_changed", None)
         cached = None
@@ -214,7 +225,8 @@ class RemoteTree:
             cached = self._cache.get_manifest(url, limit)
         if conditional is None:
             return self.fetcher.fetch(url, max_bytes=limit), None, False
-        data, etag = conditional(url, max_bytes=limit, etag=cached[0] if cached else None)
+        data, etag = conditional(url, max_bytes=limit, etag=cached[0] if cached else None,
+                                 fresh=fresh)
         if data is None and cached is not None:
             return cached[1], etag, True
         if data is None:  # 304 to a request that was not conditional
@@ -377,7 +389,17 @@ class RemoteTree:
             url = self.file_url(entry.path, base)
             data = self._prefetched_or_downloaded(future, entry, url)
             future = None  # a prefetch serves one attempt only
-            self._verify(entry, data, manifest, url)
+            try:
+                self._verify(entry, data, manifest, url)
+            except TamperedFileError:
+                fresh = getattr(self.fetcher, "fetch_fresh", None)
+                if fresh is None:
+                    raise
+                # Perhaps a CDN edge or proxy still holds the previous release's
+                # copy: ask once more, past the caches, and verify that.
+                log.debug("%s does not match the manifest; asking again past caches", url)
+                data = fresh(url, max_bytes=self._limit(entry))
+                self._verify(entry, data, manifest, url)
             return data
 
         return self.sources.first_success(attempt, what=self.file_url(entry.path))

@@ -242,18 +242,25 @@ class RequestsFetcher:
         assert body is not None  # only a conditional request can come back empty
         return body
 
+    def fetch_fresh(self, url: str, *, max_bytes: int) -> bytes:
+        """Like :meth:`fetch`, but asks every cache on the way (a CDN edge, a
+        proxy) to revalidate with the origin: ``Cache-Control: no-cache``."""
+        body, _ = self.fetch_if_changed(url, max_bytes=max_bytes, etag=None, fresh=True)
+        assert body is not None
+        return body
+
     def fetch_if_changed(
-        self, url: str, *, max_bytes: int, etag: str | None
+        self, url: str, *, max_bytes: int, etag: str | None, fresh: bool = False
     ) -> tuple[bytes | None, str | None]:
         """``(body, etag)``, or ``(None, etag)`` if the server answers 304 Not
-        Modified to ``If-None-Match: etag``."""
+        Modified to ``If-None-Match: etag``; *fresh* asks caches to revalidate."""
         require_https(url)
         if etag is not None and not is_sane_etag(etag):
             etag = None  # from an edited cache: ask unconditionally
         log.debug("fetch %s%s", url, " (if changed)" if etag else "")
         started = time.monotonic()
         with Watchdog(self.config.timeout) as watchdog:
-            download = _Download(self, url, max_bytes, watchdog, etag)
+            download = _Download(self, url, max_bytes, watchdog, etag, fresh=fresh)
             body = download.run()
         elapsed_ms = (time.monotonic() - started) * 1000
         if body is None:
@@ -322,12 +329,17 @@ class _Download:
         max_bytes: int,
         watchdog: Watchdog,
         etag: str | None = None,
+        *,
+        fresh: bool = False,
     ) -> None:
         self.fetcher = fetcher
         self.url = self.current = url
         self.max_bytes = max_bytes
         self.watchdog = watchdog
         self.etag = etag  # sent as If-None-Match; then the one the server gave
+        self.headers = {"If-None-Match": etag} if etag else {}
+        if fresh:
+            self.headers.update({"Cache-Control": "no-cache", "Pragma": "no-cache"})
 
     def run(self) -> bytes | None:
         """GET the URL, following at most max_redirects same-origin redirects;
@@ -360,7 +372,7 @@ class _Download:
                 raise TimeoutError  # spent on earlier redirects; translated below
             response = fetcher.session(self.current).get(
                 self.current,
-                headers={"If-None-Match": self.etag} if self.etag else None,
+                headers=self.headers or None,
                 stream=True,
                 allow_redirects=False,
                 timeout=(remaining, remaining),
