@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -390,6 +390,23 @@ class HostileHTTPSServer(http.server.ThreadingHTTPServer):
 
 
 # -- assertions ---------------------------------------------------------------
+
+
+def hostile_servers(tls: Any) -> Iterator[Callable[..., HostileHTTPSServer]]:
+    """For a fixture: ``start(files, plain=False, host=...)`` makes a hostile
+    HTTPS server with the test CA's certificate; all close at teardown."""
+    servers: list[HostileHTTPSServer] = []
+
+    def make(files: Mapping[str, bytes] | None = None, *, plain: bool = False,
+             host: str = "127.0.0.1") -> HostileHTTPSServer:
+        cert = {} if plain else {"certfile": tls.certfile, "keyfile": tls.keyfile}
+        server = HostileHTTPSServer(files, host=host, **cert)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
 
 
 def cache_root() -> Path:

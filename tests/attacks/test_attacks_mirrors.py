@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import evil_source
-from simulator import HostileHTTPSServer, assert_never_ran, sign_release
+from simulator import HostileHTTPSServer, assert_never_ran, hostile_servers, sign_release
 
 from secure_urlimport import (
     BadSignatureError,
@@ -43,16 +43,8 @@ def key() -> PrivateKey:
 
 @pytest.fixture
 def start(tls) -> Iterator[Callable[..., HostileHTTPSServer]]:
-    servers: list[HostileHTTPSServer] = []
-
-    def make(files) -> HostileHTTPSServer:
-        server = HostileHTTPSServer(files, certfile=tls.certfile, keyfile=tls.keyfile)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
+    """``start(files, plain=False, host=...)``: a hostile server; all close at teardown."""
+    yield from hostile_servers(tls)
 
 
 @pytest.fixture

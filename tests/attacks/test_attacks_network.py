@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import evil_source
-from simulator import HostileHTTPSServer, assert_never_ran, sign_release
+from simulator import HostileHTTPSServer, assert_never_ran, hostile_servers, sign_release
 
 from secure_urlimport import (
     Config,
@@ -44,17 +44,7 @@ def release(key):
 @pytest.fixture
 def start(tls) -> Iterator[Callable[..., HostileHTTPSServer]]:
     """``start(files, plain=False, host=...)``: a hostile server; all close at teardown."""
-    servers: list[HostileHTTPSServer] = []
-
-    def make(files=None, *, plain: bool = False, host: str = "127.0.0.1") -> HostileHTTPSServer:
-        cert = {} if plain else {"certfile": tls.certfile, "keyfile": tls.keyfile}
-        server = HostileHTTPSServer(files, host=host, **cert)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
+    yield from hostile_servers(tls)
 
 
 @pytest.fixture

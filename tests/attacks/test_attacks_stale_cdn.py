@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import evil_source
-from simulator import HostileHTTPSServer, assert_never_ran, sign_release
+from simulator import HostileHTTPSServer, assert_never_ran, hostile_servers, sign_release
 
 from secure_urlimport import RollbackError, TamperedFileError, install
 from secure_urlimport.keys import PrivateKey
@@ -30,16 +30,8 @@ def key() -> PrivateKey:
 
 @pytest.fixture
 def edge(tls) -> Iterator[Callable[..., HostileHTTPSServer]]:
-    servers: list[HostileHTTPSServer] = []
-
-    def make(files) -> HostileHTTPSServer:
-        server = HostileHTTPSServer(files, certfile=tls.certfile, keyfile=tls.keyfile)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
+    """``edge(files, plain=False, host=...)``: a hostile server; all close at teardown."""
+    yield from hostile_servers(tls)
 
 
 def stale_unless_no_cache(stale: bytes, fresh: bytes | None):
