@@ -6,7 +6,6 @@ collects all problems so one CI run shows everything to fix.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .bundle import bundle_members
+from .bundle import Bundle, bundle_members
 from .errors import (
     BadSignatureError,
     ExpiredManifestError,
@@ -186,17 +185,7 @@ def _check_bundle(report: Report, data: bytes | None, manifest: Manifest) -> Non
     """
     if data is None:
         return
-    offset, problem = 0, None
-    members = bundle_members(manifest.files)
-    for entry in members:
-        piece = data[offset:offset + entry.size]
-        offset += entry.size
-        if len(piece) != entry.size or hashlib.sha256(piece).hexdigest() != entry.sha256:
-            problem = f"from {entry.path} on"
-            break
-    else:
-        if len(data) != offset:
-            problem = f"it is {len(data)} bytes, not {offset}"
+    problem = Bundle(data, bundle_members(manifest.files)).first_difference()
     if problem is not None:
         report.add("stale-bundle", BUNDLE_NAME,
                    f"{BUNDLE_NAME} does not hold the signed modules ({problem}); clients fall "

@@ -11,8 +11,8 @@ therefore costs only speed: the client falls back to one download per file.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from .manifest import FileEntry
 from .paths import BUNDLE_NAME
@@ -25,9 +25,9 @@ def bundle_members(files: Mapping[str, FileEntry]) -> list[FileEntry]:
     return [files[path] for path in sorted(files) if path.endswith(".py")]
 
 
-def build_bundle(root: Path, members: Iterable[FileEntry]) -> bytes:
-    """The bundle of the files under *root* (for the signer)."""
-    return b"".join((root / entry.path).read_bytes() for entry in members)
+def build_bundle(members: Iterable[FileEntry], contents: Mapping[str, bytes]) -> bytes:
+    """The bundle of *members*, given each one's bytes by path (for the signer)."""
+    return b"".join(contents[entry.path] for entry in members)
 
 
 class Bundle:
@@ -40,9 +40,11 @@ class Bundle:
     def __init__(self, data: bytes, members: Iterable[FileEntry]) -> None:
         self.data = data
         self._spans: dict[str, tuple[int, int]] = {}
+        self._digests: dict[str, str] = {}
         offset = 0
         for entry in members:
             self._spans[entry.path] = (offset, offset + entry.size)
+            self._digests[entry.path] = entry.sha256
             offset += entry.size
         self.size = offset
 
@@ -53,6 +55,16 @@ class Bundle:
     def complete(self) -> bool:
         """True if the data is exactly as long as the members' signed sizes."""
         return len(self.data) == self.size
+
+    def first_difference(self) -> str | None:
+        """Where the data stops holding the members' signed bytes, or None if it
+        holds exactly them (for the gate; clients verify each member anyway)."""
+        if not self.complete:
+            return f"it is {len(self.data)} bytes, not {self.size}"
+        for path, (start, end) in self._spans.items():
+            if hashlib.sha256(self.data[start:end]).hexdigest() != self._digests[path]:
+                return f"from {path} on"
+        return None
 
     def __contains__(self, path: object) -> bool:
         return path in self._spans

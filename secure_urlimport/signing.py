@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .bundle import bundle_members
+from .bundle import build_bundle, bundle_members
 from .errors import ConfigurationError, ManifestFormatError, SecureImportError
 from .keys import PrivateKey
 from .manifest import (
@@ -217,8 +217,7 @@ def sign_tree(
     sigs = [(k.keyid, k.sign(manifest_message(k.keyid, body))) for k in keys]
     # The bundle first: a client that sees the new manifest with the old
     # bundle only falls back to downloading files one by one.
-    bundle = b"".join(modules[entry.path] for entry in bundle_members(entries))
-    write_atomically(root / BUNDLE_NAME, bundle)
+    write_atomically(root / BUNDLE_NAME, build_bundle(bundle_members(entries), modules))
     path = root / MANIFEST_NAME
     write_atomically(path, encode_manifest(body, sigs))
     return SignResult(path, version, len(entries), manifest.expires)
