@@ -26,8 +26,9 @@ import logging
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
+
+from .atomic import write_atomically
 
 __all__ = ["FileCache", "is_sane_etag"]
 
@@ -161,16 +162,9 @@ def _read_regular_file(path: Path, limit: int) -> bytes | None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so readers never see half a file."""
-    tmp = None
+    """Best effort: a cache that cannot be written is only a slower cache."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        write_atomically(path, data, durable=False, mode=None)
     except OSError as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
         log.debug("cache: cannot write %s: %s", path, exc)

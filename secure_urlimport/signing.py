@@ -6,17 +6,16 @@ agree on which files make up a tree.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from .atomic import write_atomically
 from .bundle import build_bundle, bundle_members
 from .errors import ConfigurationError, ManifestFormatError, SecureImportError
 from .keys import PrivateKey
@@ -259,20 +258,4 @@ def _sign_file(
         k.keyid: k.sign(file_message(k.keyid, version, rel, digest, len(data))) for k in keys
     }
     return FileEntry(rel, len(data), digest, sigs), data
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace *path* with *data* so readers see the old file or the new, never a mix."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 

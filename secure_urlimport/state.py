@@ -15,15 +15,13 @@ parsed is treated as missing and logged.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from .atomic import write_atomically
 from .verify import TrustedState
 
 __all__ = ["StateStore"]
@@ -73,19 +71,10 @@ class StateStore:
             "url": url,
             "keys": {k: {"version": s.version, "digest": s.digest} for k, s in records.items()},
         })
-        tmp = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".state-", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._path(url))
+            write_atomically(self._path(url), data.encode("utf-8"), mode=None)
         except OSError as exc:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
             # Not fatal: the import is already verified, and this process keeps
             # its own floor; only protection across restarts is weakened.
             log.warning("cannot record rollback state in %s: %s", self.directory, exc)
