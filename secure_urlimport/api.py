@@ -282,6 +282,7 @@ def _forget(prefix: str) -> None:
     for tree in pin.trees:
         _trees.pop(tree.url, None)
         _drop_path_cache(tree.url)
+        tree.bytecode.flush()  # now rather than at exit: the next install() reads it
     _drop_path_cache(prefix)
     if pin.fetcher is not None:
         pin.fetcher.close()

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .atomic import write_atomically
 
-__all__ = ["FileCache", "is_sane_etag"]
+__all__ = ["SAFE_READ_FLAGS", "FileCache", "is_sane_etag", "read_regular_file"]
 
 log = logging.getLogger("secure_urlimport")
 
@@ -59,7 +59,7 @@ class FileCache:
         """The cached bytes filed under *sha256*, unverified, or None.
 
         At most max_bytes + 1 bytes: an oversized copy fails verification."""
-        return _read_regular_file(self._file_path(sha256), max_bytes + 1)
+        return read_regular_file(self._file_path(sha256), max_bytes + 1)
 
     def has(self, sha256: str) -> bool:
         try:
@@ -86,7 +86,7 @@ class FileCache:
 
     def get_bundle(self, manifest_digest: str, size: int) -> bytes | None:
         """The cached bundle of the release with this manifest digest, unverified."""
-        data = _read_regular_file(self._bundle_path(manifest_digest), size + 1)
+        data = read_regular_file(self._bundle_path(manifest_digest), size + 1)
         return data if data is not None and len(data) == size else None
 
     def put_bundle(self, manifest_digest: str, data: bytes) -> None:
@@ -104,7 +104,7 @@ class FileCache:
     def get_manifest(self, url: str, max_bytes: int) -> tuple[str, bytes] | None:
         """The ETag and bytes of the manifest last accepted from *url*, or None."""
         path = self._manifest_path(url)
-        blob = _read_regular_file(path, max_bytes + 4096)
+        blob = read_regular_file(path, max_bytes + 4096)
         if blob is None:
             return None
         try:
@@ -134,25 +134,27 @@ def is_sane_etag(value: object) -> bool:
 
 
 # Never block on a FIFO or device planted in the cache, never follow a symlink.
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+SAFE_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
-def _read_regular_file(path: Path, limit: int) -> bytes | None:
+def read_regular_file(path: Path, limit: int) -> bytes | None:
     """Up to *limit* bytes of the regular file at *path*, or None (missing,
     unreadable, or not a regular file)."""
     try:
-        fd = os.open(path, _READ_FLAGS | getattr(os, "O_BINARY", 0))
+        fd = os.open(path, SAFE_READ_FLAGS | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         if not isinstance(exc, FileNotFoundError):
             log.debug("cache: cannot open %s: %s", path, exc)
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             log.debug("cache: ignoring %s, which is not a regular file", path)
             return None
         with os.fdopen(fd, "rb") as handle:
             fd = -1  # the file object closes it now
-            return handle.read(limit)
+            # Not read(limit): that allocates *limit* bytes up front.
+            return handle.read(min(limit, info.st_size + 1))
     except OSError as exc:
         log.debug("cache: cannot read %s: %s", path, exc)
         return None

@@ -62,6 +62,10 @@ class Config:
     #: Keep downloaded files in ``<cache_dir>/files`` (verified again on every
     #: use) and revalidate the manifest with ``If-None-Match``.
     file_cache: bool = True
+    #: Keep the code compiled from verified modules in ``<cache_dir>/bytecode``,
+    #: authenticated with a key only this user can read, so a warm start need
+    #: not compile again (SECURITY.md, "Bytecode cache").
+    bytecode_cache: bool = True
     #: Download the tree's bundle (all its modules in one file) on the first
     #: module not cached yet, unless its modules add up to more than this;
     #: 0 never uses the bundle.

@@ -74,8 +74,22 @@ class VerifiedLoader(importlib.abc.Loader):
             raise exc.for_module(name) from None
 
     def get_code(self, fullname: str | None = None) -> CodeType:
-        source = self._source_bytes(fullname)
-        return compile(source, self.url, "exec", dont_inherit=True)
+        """The module's code: compiled from its verified source, or loaded from
+        the bytecode cache, which holds only code compiled here from source
+        with the SHA-256 the verified manifest lists (bytecode.py)."""
+        tree = self.tree
+        try:
+            manifest, entry = tree.lookup(self.relpath)
+            code = tree.bytecode.get(self.url, entry.sha256)
+            if code is not None:
+                return code
+            source = tree.read_entry(manifest, entry)
+        except SecureImportError as exc:
+            name = self.name if fullname in (None, "__main__") else fullname
+            raise exc.for_module(name) from None
+        code = compile(source, self.url, "exec", dont_inherit=True)
+        tree.bytecode.put(self.url, entry.sha256, code)
+        return code
 
     def get_source(self, fullname: str | None = None) -> str:
         return importlib.util.decode_source(self._source_bytes(fullname))

@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 
 from .bundle import Bundle, bundle_members
+from .bytecode import BytecodeCache, slot_digests
 from .cache import FileCache
 from .config import Config
 from .errors import (
@@ -106,6 +107,13 @@ class RemoteTree:
         # path -> (the manifest entry it was verified against, its bytes)
         self._verified: dict[str, tuple[FileEntry, bytes]] = {}
         self._cache = FileCache(config.state_dir())
+        #: Compiled code of verified modules (bytecode.py); the loader's to use.
+        self.bytecode = BytecodeCache(config.state_dir(), self.url, enabled=config.bytecode_cache)
+        self.bytecode.live_slots = lambda: slot_digests(
+            (self.file_url(path), entry.sha256)
+            for path, entry in (self._last_good.files.items() if self._last_good else ())
+            if path.endswith(".py")
+        )
         self._prefetcher = Prefetcher(config.parallel_downloads)
         self._prefetched_dirs: set[tuple[str, bool]] = set()
         # (manifest digest, its bundle or None, whether that answer is final)
@@ -255,19 +263,29 @@ class RemoteTree:
             return f"{base}/{relpath}"
         return f"{base}/{urllib.parse.quote(relpath)}"
 
-    def read(self, relpath: str) -> bytes:
-        """The bytes of *relpath*, verified against the manifest before they are
-        returned, whether they come from memory, a prefetch, the disk cache or
-        a download."""
+    def lookup(self, relpath: str) -> tuple[Manifest, FileEntry]:
+        """The verified manifest and its entry for *relpath*."""
         manifest = self.manifest()
-        url = self.file_url(relpath)
         entry = manifest.files.get(relpath)
         if entry is None:
+            url = self.file_url(relpath)
             raise NotInManifestError(
                 f"{url} is not in the signed manifest of {self.url}; "
                 "sign the tree again after adding the file",
                 path=url,
             )
+        return manifest, entry
+
+    def read(self, relpath: str) -> bytes:
+        """The bytes of *relpath*, verified against the manifest before they are
+        returned, whether they come from memory, a prefetch, the disk cache or
+        a download."""
+        return self.read_entry(*self.lookup(relpath))
+
+    def read_entry(self, manifest: Manifest, entry: FileEntry) -> bytes:
+        """The verified bytes of *entry* of *manifest* (see :meth:`read`)."""
+        relpath = entry.path
+        url = self.file_url(relpath)
         hit = self._verified.get(relpath)
         if hit is not None and hit[0] == entry:
             return hit[1]
@@ -488,5 +506,6 @@ class RemoteTree:
         return rest
 
     def close(self) -> None:
+        self.bytecode.flush()
         self._prefetcher.close()
         self.fetcher.close()

@@ -48,6 +48,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in MACHINE_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SECURE_URLIMPORT_CACHE_DIR", str(tmp_path / "client-state"))
+    # Whether code is compiled again on a warm start must not depend on the
+    # machine's PYTHONDONTWRITEBYTECODE: tests see the source path (as under -B),
+    # except the bytecode cache's own tests, which turn writing back on.
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
 
 
 # requests and urllib3 are imported here, for the whole session: the cleanup

@@ -1,0 +1,317 @@
+"""Compiled code of verified modules, kept on disk under a local MAC key.
+
+Compiling is about half of a local import's cost, so a warm start that loads
+code objects instead of compiling source again is as fast as importing a
+package from ``site-packages`` with its ``__pycache__``.  Unlike CPython's
+``__pycache__``, which trusts any ``.pyc`` whose recorded mtime matches, an
+entry here is used only when
+
+* it was made by this library, from source it had just verified against the
+  signed manifest (the only place :meth:`BytecodeCache.put` is called);
+* it is filed under the interpreter's magic number, the optimisation level,
+  the module's URL and the SHA-256 that the *currently* verified manifest
+  lists for the file (:func:`slot_id`), so a new release, another module or
+  another Python never finds it;
+* its HMAC-SHA256 under a 256-bit key that only this user can read matches.
+
+Whoever can read that key runs as this user, and can already edit
+``site-packages`` or drop a ``.pth`` file; SECURITY.md has the argument.  A
+key file that others could read, that belongs to someone else or that is a
+symbolic link turns the cache off (with a warning) instead of being trusted.
+
+All of a tree's code lives in one *pack* file, read once at the first import
+and written once when the process exits (or the tree is uninstalled): creating
+a file costs more than compiling a small module on some disks, so one file per
+module would make the first import slower than no cache at all.
+
+Layout under ``<cache dir>``::
+
+    bytecode.key            32 random bytes, mode 0600, owned by this user
+    bytecode/<name>         a pack: PACK_MAGIC, then entries of SHA-256(slot_id) (32)
+                            | HMAC (32) | length (8, big-endian) | marshal data
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import hashlib
+import hmac
+import importlib.util
+import logging
+import marshal
+import os
+import secrets
+import stat
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import CodeType
+
+from .atomic import write_atomically
+from .cache import SAFE_READ_FLAGS, read_regular_file
+
+__all__ = ["KEY_NAME", "PACK_MAGIC", "BytecodeCache", "load_or_create_key", "slot_digests",
+           "slot_id"]
+
+log = logging.getLogger("secure_urlimport")
+
+KEY_NAME = "bytecode.key"
+PACK_MAGIC = b"SUIPACK1\n"
+_KEY_BYTES = 32
+_HEADER = 32 + 32 + 8  # slot digest, MAC, length
+#: A pack larger than this is ignored when read and not written.
+MAX_PACK_BYTES = 256 * 1024 * 1024
+
+
+def slot_id(url: str, sha256: str) -> bytes:
+    """What a code object is bound to: this interpreter's bytecode format and
+    optimisation level, the module's URL (its ``co_filename``) and the SHA-256
+    of the verified source it was compiled from."""
+    return b"\0".join([
+        b"secure-urlimport bytecode v1",
+        importlib.util.MAGIC_NUMBER,
+        (sys.implementation.cache_tag or "").encode("ascii"),
+        str(sys.flags.optimize).encode("ascii"),
+        url.encode("utf-8"),
+        sha256.encode("ascii"),
+    ])
+
+
+def pack_name(tree_url: str) -> str:
+    """The file name of the pack holding *tree_url*'s code for this interpreter."""
+    tag = f"{tree_url}\0{sys.implementation.cache_tag}\0{sys.flags.optimize}"
+    return hashlib.sha256(tag.encode("utf-8")).hexdigest()[:32]
+
+
+def slot_digests(modules: Iterable[tuple[str, str]]) -> set[bytes]:
+    """The pack keys of ``(url, sha256)`` pairs."""
+    return {hashlib.sha256(slot_id(url, sha)).digest() for url, sha in modules}
+
+
+Entry = tuple[bytes, bytes]  # (MAC, marshal data)
+
+
+class BytecodeCache:
+    """The code objects of one tree's verified modules, in one pack file."""
+
+    def __init__(self, directory: Path, tree_url: str, *, enabled: bool = True) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / "bytecode" / pack_name(tree_url)
+        self._enabled = enabled
+        self._key: bytes | None = None
+        self._key_loaded = False
+        self._lock = threading.Lock()
+        self._packed: dict[bytes, Entry] | None = None  # None: not read yet
+        self._used: dict[bytes, Entry] = {}  # what this process loaded or compiled
+        self._dirty = False
+        #: Set by the tree: the slot digests its current release still lists,
+        #: so a rewritten pack keeps unused code only of modules that exist.
+        self.live_slots: Callable[[], set[bytes]] | None = None
+        if enabled:
+            _open_caches.add(self)
+
+    def __repr__(self) -> str:
+        return f"BytecodeCache({str(self.path)!r}, {'on' if self._enabled else 'off'})"
+
+    def get(self, url: str, sha256: str) -> CodeType | None:
+        """The code compiled earlier from the verified source of *url* whose
+        SHA-256 is *sha256*, or None (no entry, cache off, or an entry that
+        fails its MAC, which is then dropped)."""
+        key = self._mac_key()
+        if key is None:
+            return None
+        slot = slot_id(url, sha256)
+        digest = hashlib.sha256(slot).digest()
+        with self._lock:
+            entry = self._used.get(digest) or self._read_pack().get(digest)
+        if entry is None:
+            return None
+        mac, data = entry
+        if not hmac.compare_digest(mac, _mac(key, slot, data)):
+            log.warning("discarding the cached bytecode of %s, which fails its MAC "
+                        "(edited, swapped or written with another key); compiling the "
+                        "verified source instead", url)
+            with self._lock:
+                self._read_pack().pop(digest, None)
+                self._dirty = True
+            return None
+        try:
+            # Safe to unmarshal: the MAC proves this library made these bytes.
+            code = marshal.loads(data)  # noqa: S302
+        except (ValueError, EOFError, TypeError):
+            code = None
+        if not isinstance(code, CodeType):
+            return None
+        with self._lock:
+            self._used[digest] = entry
+        log.debug("loaded verified bytecode of %s from the cache", url)
+        return code
+
+    def put(self, url: str, sha256: str, code: CodeType) -> None:
+        """Keep *code*, compiled from verified source with this SHA-256, for the
+        pack written at exit.  Like CPython, nothing is kept under ``-B`` /
+        ``PYTHONDONTWRITEBYTECODE``."""
+        if sys.dont_write_bytecode:
+            return
+        key = self._mac_key()
+        if key is None:
+            return
+        slot = slot_id(url, sha256)
+        data = marshal.dumps(code)
+        with self._lock:
+            self._used[hashlib.sha256(slot).digest()] = (_mac(key, slot, data), data)
+            self._dirty = True
+
+    def flush(self) -> None:
+        """Write the pack if this process compiled anything new.  Best effort:
+        a cache that cannot be written is only a slower cache."""
+        with self._lock:
+            if not self._dirty:
+                return
+            entries = dict(self._used)
+            live = self.live_slots() if self.live_slots is not None else set()
+            for digest, entry in self._read_pack().items():
+                if digest in live:
+                    entries.setdefault(digest, entry)
+            self._dirty = False
+        blob = _encode(entries.items())
+        if len(blob) > MAX_PACK_BYTES:
+            return
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_atomically(self.path, blob, durable=False, mode=None)
+        except OSError as exc:
+            log.debug("cache: cannot write %s: %s", self.path, exc)
+
+    # -- internals ------------------------------------------------------------
+
+    def _read_pack(self) -> dict[bytes, Entry]:
+        """The entries of the pack on disk, read once (the caller holds the lock)."""
+        if self._packed is None:
+            blob = read_regular_file(self.path, MAX_PACK_BYTES)
+            self._packed = _decode(blob) if blob is not None else {}
+        return self._packed
+
+    def _mac_key(self) -> bytes | None:
+        if not self._enabled:
+            return None
+        if not self._key_loaded:
+            self._key = load_or_create_key(self.directory / KEY_NAME)
+            self._key_loaded = True
+        return self._key
+
+
+def _mac(key: bytes, slot: bytes, data: bytes) -> bytes:
+    return hmac.new(key, slot + b"\0" + data, hashlib.sha256).digest()
+
+
+def _encode(entries: Iterable[tuple[bytes, Entry]]) -> bytes:
+    parts = [PACK_MAGIC]
+    for digest, (mac, data) in entries:
+        parts += [digest, mac, len(data).to_bytes(8, "big"), data]
+    return b"".join(parts)
+
+
+def _decode(blob: bytes) -> dict[bytes, Entry]:
+    """The entries of a pack; a damaged tail is dropped, since every entry is
+    checked against its MAC before use anyway."""
+    if not blob.startswith(PACK_MAGIC):
+        return {}
+    entries: dict[bytes, Entry] = {}
+    offset, end = len(PACK_MAGIC), len(blob)
+    while offset + _HEADER <= end:
+        digest = blob[offset: offset + 32]
+        mac = blob[offset + 32: offset + 64]
+        size = int.from_bytes(blob[offset + 64: offset + _HEADER], "big")
+        offset += _HEADER
+        if size > end - offset:
+            break
+        entries[digest] = (mac, blob[offset: offset + size])
+        offset += size
+    return entries
+
+
+# Every cache with unsaved code, written when the interpreter exits.
+_open_caches: weakref.WeakSet[BytecodeCache] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    for cache in list(_open_caches):
+        cache.flush()
+
+
+# -- the key ---------------------------------------------------------------------
+
+
+class _UnsafeKeyError(Exception):
+    pass
+
+
+def load_or_create_key(path: Path) -> bytes | None:
+    """The MAC key at *path*, made on first use; None (bytecode cache off, with
+    a warning) if the file is not a private regular file of this user."""
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    except _UnsafeKeyError as exc:
+        log.warning("not using the bytecode cache: %s; delete it to make a new key", exc)
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+            log.warning("not using the bytecode cache: %s is a symbolic link; delete it "
+                        "to make a new key", path)
+        else:
+            log.debug("cache: cannot read %s: %s; bytecode cache off", path, exc)
+        return None
+    try:
+        _create_key(path)
+        return _read_key(path)
+    except (OSError, _UnsafeKeyError) as exc:
+        log.debug("cache: cannot make the bytecode key %s: %s; bytecode cache off", path, exc)
+        return None
+
+
+def _read_key(path: Path) -> bytes:
+    fd = os.open(path, SAFE_READ_FLAGS | getattr(os, "O_BINARY", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _UnsafeKeyError(f"{path} is not a regular file")
+        getuid = getattr(os, "getuid", None)  # (POSIX only; Windows has ACLs instead)
+        if getuid is not None and info.st_uid != getuid():
+            raise _UnsafeKeyError(f"{path} belongs to user id {info.st_uid}, not to this user")
+        if getuid is not None and info.st_mode & 0o077:
+            raise _UnsafeKeyError(
+                f"{path} has mode {stat.S_IMODE(info.st_mode):04o}; others could read or "
+                "replace it (it must be 0600)"
+            )
+        key = os.read(fd, _KEY_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(key) != _KEY_BYTES:
+        raise _UnsafeKeyError(f"{path} holds {len(key)} bytes, not {_KEY_BYTES}")
+    return key
+
+
+def _create_key(path: Path) -> None:
+    """Write a new key under a temporary name, then link it into place: two
+    processes racing both end up reading the one that got there first, and
+    nobody ever reads a half-written key."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(_KEY_BYTES))
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

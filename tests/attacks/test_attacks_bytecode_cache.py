@@ -1,0 +1,417 @@
+"""The bytecode cache: only code this library compiled from verified source runs.
+
+A warm start loads code objects from ``<cache dir>/bytecode`` instead of
+compiling again (bytecode.py).  Each entry is bound to the interpreter, the
+module's URL and the SHA-256 the verified manifest lists, and carries an
+HMAC under a key only this user can read.  Here a neighbour edits, forges,
+moves and replays entries and tampers with the key; each time the import
+runs the signed code (compiled from verified source) or fails closed, and
+the attacker's code never runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib
+import inspect
+import logging
+import marshal
+import os
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+import pytest
+from conftest import REPO, evil_source, write_tree
+from simulator import RepositorySimulator, assert_never_ran, cache_root
+
+import secure_urlimport.loader
+from secure_urlimport import Config, install, uninstall
+from secure_urlimport.bytecode import KEY_NAME, load_or_create_key, pack_name, slot_id
+from secure_urlimport.keys import PrivateKey
+
+GOOD = "SIGNED = True\n\ndef fail():\n    raise RuntimeError('signed line')\n"
+PACK_MAGIC = b"SUIPACK1\n"  # the format, as SECURITY.md spells it
+
+
+@pytest.fixture
+def sim() -> RepositorySimulator:
+    return RepositorySimulator()
+
+
+@pytest.fixture
+def key() -> PrivateKey:
+    return PrivateKey.generate()
+
+
+@pytest.fixture(autouse=True)
+def writes_bytecode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Undo conftest's -B: these tests are about the bytecode cache."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+
+
+@pytest.fixture
+def compiles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs the loader compiles source for, in order."""
+    seen: list[str] = []
+
+    def counting(source: bytes, filename: str, *args: object, **kwargs: object) -> object:
+        seen.append(filename)
+        return compile(source, filename, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(secure_urlimport.loader, "compile", counting, raising=False)
+    return seen
+
+
+def warm(sim: RepositorySimulator, key: PrivateKey, *names: str) -> None:
+    """A first "process": import *names*, then exit (uninstall writes the pack)."""
+    install(sim.url, pubkey=key.public.raw, fetcher=sim)
+    for name in names:
+        importlib.import_module(name)
+    uninstall(sim.url)
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+def next_run(sim: RepositorySimulator, key: PrivateKey) -> None:
+    install(sim.url, pubkey=key.public.raw, fetcher=sim)
+
+
+# -- the pack, read and written as SECURITY.md documents it ----------------------------
+
+Pack = dict[bytes, tuple[bytes, bytes]]  # SHA-256(slot id) -> (MAC, marshal data)
+
+
+def pack_path(sim: RepositorySimulator) -> Path:
+    return cache_root() / "bytecode" / pack_name(sim.url)
+
+
+def read_pack(sim: RepositorySimulator) -> Pack:
+    blob = pack_path(sim).read_bytes()
+    assert blob.startswith(PACK_MAGIC)
+    entries: Pack = {}
+    offset = len(PACK_MAGIC)
+    while offset < len(blob):
+        digest, mac = blob[offset:offset + 32], blob[offset + 32:offset + 64]
+        size = int.from_bytes(blob[offset + 64:offset + 72], "big")
+        entries[digest] = (mac, blob[offset + 72:offset + 72 + size])
+        offset += 72 + size
+    return entries
+
+
+def write_pack(sim: RepositorySimulator, entries: Pack) -> None:
+    pack_path(sim).write_bytes(PACK_MAGIC + b"".join(
+        digest + mac + len(data).to_bytes(8, "big") + data
+        for digest, (mac, data) in entries.items()))
+
+
+def slot_of(sim: RepositorySimulator, relpath: str, source: str) -> bytes:
+    return slot_id(sim.url_of(relpath), hashlib.sha256(source.encode()).hexdigest())
+
+
+def digest_of(sim: RepositorySimulator, relpath: str, source: str) -> bytes:
+    return hashlib.sha256(slot_of(sim, relpath, source)).digest()
+
+
+def forged(mac_key: bytes, slot: bytes, source: str, filename: str) -> tuple[bytes, bytes]:
+    data = marshal.dumps(compile(source, filename, "exec"))
+    return hmac.new(mac_key, slot + b"\0" + data, hashlib.sha256).digest(), data
+
+
+# -- it works, and is a real cache --------------------------------------------------
+
+
+def test_warm_start_runs_cached_bytecode_without_compiling(sim, key, compiles):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    assert compiles == [sim.url_of("mod.py")]
+    assert list(read_pack(sim)) == [digest_of(sim, "mod.py", GOOD)]
+    next_run(sim, key)
+    mod = importlib.import_module("mod")
+    assert mod.SIGNED is True
+    assert compiles == [sim.url_of("mod.py")]  # not compiled a second time
+    # Source and tracebacks still come from verified bytes.
+    assert inspect.getsource(mod) == GOOD
+    with pytest.raises(RuntimeError) as err:
+        mod.fail()
+    assert "raise RuntimeError('signed line')" in "".join(traceback.format_tb(err.tb))
+
+
+def test_cache_key_file_is_private_to_this_user(sim, key):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    info = (cache_root() / KEY_NAME).stat()
+    assert info.st_mode & 0o777 == 0o600
+    assert info.st_uid == os.getuid()
+    assert info.st_size == 32
+
+
+def test_nothing_is_written_under_dont_write_bytecode(sim, key, monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    assert not (cache_root() / "bytecode").exists()
+
+
+def test_bytecode_cache_can_be_turned_off(sim, key, compiles):
+    sim.publish({"mod.py": GOOD}, [key])
+    config = Config(bytecode_cache=False)
+    for _ in range(2):
+        install(sim.url, pubkey=key.public.raw, fetcher=sim, config=config)
+        assert importlib.import_module("mod").SIGNED is True
+        uninstall(sim.url)
+        sys.modules.pop("mod", None)
+    assert len(compiles) == 2
+    assert not (cache_root() / "bytecode").exists()
+    assert not (cache_root() / KEY_NAME).exists()
+
+
+def test_new_release_is_compiled_and_the_pack_keeps_only_live_code(sim, key, compiles):
+    sim.publish({"a.py": "A = 1\n", "b.py": "RELEASE = 1\n"}, [key])
+    warm(sim, key, "a", "b")
+    sim.publish({"a.py": "A = 1\n", "b.py": "RELEASE = 2\n"}, [key])
+    next_run(sim, key)
+    assert importlib.import_module("b").RELEASE == 2
+    assert len(compiles) == 3
+    uninstall(sim.url)
+    # a.py is unchanged and still listed, so its code is kept though this run
+    # did not import it; release 1's b.py is gone.
+    assert set(read_pack(sim)) == {digest_of(sim, "a.py", "A = 1\n"),
+                                   digest_of(sim, "b.py", "RELEASE = 2\n")}
+
+
+def test_bytecode_is_bound_to_the_interpreter(sim, monkeypatch):
+    sha = "ab" * 32
+    ours = slot_id(sim.url_of("mod.py"), sha)
+    name = pack_name(sim.url)
+    monkeypatch.setattr(importlib.util, "MAGIC_NUMBER", b"\x00\x00\r\n")
+    assert slot_id(sim.url_of("mod.py"), sha) != ours
+    monkeypatch.undo()
+    monkeypatch.setattr(sys, "flags", type("Flags", (), {"optimize": 2})())
+    assert slot_id(sim.url_of("mod.py"), sha) != ours
+    assert pack_name(sim.url) != name
+
+
+# -- attacks on the entries -----------------------------------------------------------
+
+
+def test_edited_bytecode_fails_its_mac_and_never_runs(sim, key, marker, caplog, compiles):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    pack = read_pack(sim)
+    [(digest, (mac, _))] = pack.items()
+    evil = marshal.dumps(compile(evil_source(marker), sim.url_of("mod.py"), "exec"))
+    write_pack(sim, {digest: (mac, evil)})  # the old MAC, the attacker's code
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        assert importlib.import_module("mod").SIGNED is True
+    assert "discarding the cached bytecode" in caplog.text
+    assert len(compiles) == 2  # compiled again from the verified source
+    uninstall(sim.url)
+    assert read_pack(sim) == pack  # and the cache healed
+    assert_never_ran(marker)
+
+
+def test_bytecode_forged_with_a_guessed_key_never_runs(sim, key, marker, caplog):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    slot = slot_of(sim, "mod.py", GOOD)
+    write_pack(sim, {hashlib.sha256(slot).digest():
+                     forged(b"\0" * 32, slot, evil_source(marker), sim.url_of("mod.py"))})
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        assert importlib.import_module("mod").SIGNED is True
+    assert "discarding the cached bytecode" in caplog.text
+    assert_never_ran(marker)
+
+
+def test_bytecode_of_another_module_moved_into_its_slot_never_runs(sim, key, caplog):
+    other = "OTHER = True\n"  # signed, and validly cached, but as other.py
+    sim.publish({"mod.py": GOOD, "other.py": other}, [key])
+    warm(sim, key, "mod", "other")
+    pack = read_pack(sim)
+    pack[digest_of(sim, "mod.py", GOOD)] = pack[digest_of(sim, "other.py", other)]
+    write_pack(sim, pack)
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        mod = importlib.import_module("mod")
+    assert mod.SIGNED is True
+    assert not hasattr(mod, "OTHER")
+    assert "discarding the cached bytecode" in caplog.text
+
+
+def test_bytecode_of_an_older_release_replayed_for_the_new_one_never_runs(sim, key, caplog):
+    old, new = "RELEASE = 1\n", "RELEASE = 2\n"
+    sim.publish({"mod.py": old}, [key])
+    warm(sim, key, "mod")
+    stale = read_pack(sim)[digest_of(sim, "mod.py", old)]
+    sim.publish({"mod.py": new}, [key])
+    write_pack(sim, {digest_of(sim, "mod.py", new): stale})
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        assert importlib.import_module("mod").RELEASE == 2
+    assert "discarding the cached bytecode" in caplog.text
+
+
+def test_truncated_pack_is_compiled_again(sim, key, compiles):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    path = pack_path(sim)
+    path.write_bytes(path.read_bytes()[:-10])  # a torn write, or a full disk
+    next_run(sim, key)
+    assert importlib.import_module("mod").SIGNED is True
+    assert len(compiles) == 2
+
+
+def test_fifo_in_place_of_the_pack_never_blocks_the_import(sim, key):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    pack_path(sim).unlink()
+    os.mkfifo(pack_path(sim))
+    next_run(sim, key)
+    assert importlib.import_module("mod").SIGNED is True
+
+
+# -- attacks on the key -----------------------------------------------------------------
+
+
+def plant_known_key_and_forgery(sim: RepositorySimulator, marker: Path) -> bytes:
+    """A pack whose mod.py entry is forged with the attacker's own key, which is returned."""
+    known = b"k" * 32
+    slot = slot_of(sim, "mod.py", GOOD)
+    write_pack(sim, {hashlib.sha256(slot).digest():
+                     forged(known, slot, evil_source(marker), sim.url_of("mod.py"))})
+    return known
+
+
+def test_key_readable_by_others_turns_the_cache_off(sim, key, marker, caplog, compiles):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    key_path = cache_root() / KEY_NAME
+    key_path.write_bytes(plant_known_key_and_forgery(sim, marker))
+    key_path.chmod(0o644)  # e.g. written by a tool with a loose umask
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        assert importlib.import_module("mod").SIGNED is True
+    assert "not using the bytecode cache" in caplog.text
+    assert "mode 0644" in caplog.text
+    assert len(compiles) == 2
+    assert_never_ran(marker)
+
+
+def test_symlinked_key_is_refused(sim, key, marker, caplog):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    planted = cache_root() / "attacker-key"
+    planted.write_bytes(plant_known_key_and_forgery(sim, marker))
+    planted.chmod(0o600)
+    key_path = cache_root() / KEY_NAME
+    key_path.unlink()
+    key_path.symlink_to(planted)
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        assert importlib.import_module("mod").SIGNED is True
+    assert "is a symbolic link" in caplog.text
+    assert_never_ran(marker)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="giving a file to another user needs root")
+def test_key_owned_by_another_user_is_refused(sim, key, marker, caplog):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    key_path = cache_root() / KEY_NAME
+    key_path.write_bytes(plant_known_key_and_forgery(sim, marker))
+    os.chown(key_path, 54321, 54321)  # the neighbour's own file, mode 0600
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        assert importlib.import_module("mod").SIGNED is True
+    assert "belongs to user id 54321" in caplog.text
+    assert_never_ran(marker)
+
+
+def test_key_of_the_wrong_length_turns_the_cache_off(sim, key, caplog, compiles):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    (cache_root() / KEY_NAME).write_bytes(b"short")
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        assert importlib.import_module("mod").SIGNED is True
+    assert "holds 5 bytes, not 32" in caplog.text
+    assert len(compiles) == 2
+
+
+def test_processes_racing_to_make_the_key_all_get_the_same_one(tmp_path):
+    path = tmp_path / "state" / KEY_NAME
+    keys: list[bytes | None] = []
+    start = threading.Barrier(8)
+
+    def make() -> None:
+        start.wait()
+        keys.append(load_or_create_key(path))
+
+    threads = [threading.Thread(target=make) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(keys) == 8
+    assert keys[0] is not None and len(keys[0]) == 32
+    assert set(keys) == {keys[0]}
+    assert [p.name for p in path.parent.iterdir()] == [KEY_NAME]  # no temporary left
+
+
+# -- a real next run: two fresh interpreters ------------------------------------------
+
+
+RUN = """
+import json, logging, sys, secure_urlimport
+logging.basicConfig(level=logging.WARNING)
+secure_urlimport.install(sys.argv[1], pubkey=sys.argv[2], cafile=sys.argv[3])
+import pkg.mod
+print(json.dumps(pkg.mod.SIGNED))
+"""
+
+
+def test_edited_bytecode_is_detected_by_the_next_process_and_never_executed(
+    tmp_path, serve, tls, publisher, marker
+):
+    root = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": GOOD})
+    publisher.sign(root)
+    server = serve(root)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REQUESTS_CA_BUNDLE", "PYTHONDONTWRITEBYTECODE")}
+    env["SECURE_URLIMPORT_CACHE_DIR"] = str(tmp_path / "cache")
+    env["PYTHONPATH"] = str(REPO)
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", RUN, server.url, str(publisher.pub), tls.cafile],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    [pack] = (tmp_path / "cache" / "bytecode").iterdir()
+    blob = bytearray(pack.read_bytes())
+    assert blob.startswith(PACK_MAGIC)
+    evil = marshal.dumps(compile(evil_source(marker), "evil", "exec"))
+    offset, rewritten = len(PACK_MAGIC), bytearray(PACK_MAGIC)
+    while offset < len(blob):  # the neighbour swaps in its code, keeping each MAC
+        size = int.from_bytes(blob[offset + 64:offset + 72], "big")
+        rewritten += blob[offset:offset + 64] + len(evil).to_bytes(8, "big") + evil
+        offset += 72 + size
+    assert offset == len(blob)
+    pack.write_bytes(bytes(rewritten))
+    second = run()
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "true"
+    assert "discarding the cached bytecode" in second.stderr
+    assert_never_ran(marker)
+    third = run()  # healed: loads from the cache again, silently
+    assert third.returncode == 0, third.stderr
+    assert third.stderr == ""
