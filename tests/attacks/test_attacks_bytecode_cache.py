@@ -415,3 +415,39 @@ def test_edited_bytecode_is_detected_by_the_next_process_and_never_executed(
     third = run()  # healed: loads from the cache again, silently
     assert third.returncode == 0, third.stderr
     assert third.stderr == ""
+
+
+# -- still behaves like a local import ---------------------------------------------------
+
+
+def test_reload_after_a_new_release_runs_the_new_code_not_the_cached(sim, key, compiles):
+    sim.publish({"mod.py": "RELEASE = 1\n"}, [key])
+    warm(sim, key, "mod")
+    next_run(sim, key)
+    mod = importlib.import_module("mod")  # from the bytecode cache
+    assert mod.RELEASE == 1
+    sim.publish({"mod.py": "RELEASE = 2\n"}, [key])
+    importlib.invalidate_caches()
+    assert importlib.reload(mod).RELEASE == 2
+    assert compiles == [sim.url_of("mod.py")] * 2
+
+
+def test_threads_importing_from_the_bytecode_cache_all_get_their_own_module(
+    sim, key, compiles
+):
+    files = {f"m{i}.py": f"VALUE = {i}\n" for i in range(16)}
+    sim.publish(files, [key])
+    warm(sim, key, *(f"m{i}" for i in range(16)))
+    next_run(sim, key)
+    results: dict[int, int] = {}
+
+    def load(i: int) -> None:
+        results[i] = importlib.import_module(f"m{i}").VALUE
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {i: i for i in range(16)}
+    assert len(compiles) == 16  # all in the first run: the threads loaded cached code
