@@ -122,9 +122,10 @@ def trust(
     _fetcher_of(pin)  # a bad cafile or client_cert fails here, not inside an import
     _warm_transport()
     with _lock:
-        _forget(prefix)
+        forgotten = _forget(prefix)
         _pins[prefix] = pin
         _drop_path_cache(prefix)
+    _save_bytecode(forgotten)
 
 
 def install(
@@ -188,7 +189,7 @@ def install(
         if existing is not None:
             tree.close()  # another thread installed the same tree meanwhile
             return existing
-        _forget(prefix)
+        forgotten = _forget(prefix)
         pin.trees.append(tree)
         _pins[prefix] = pin
         _trees[prefix] = tree
@@ -197,6 +198,7 @@ def install(
         sys.meta_path.insert(meta_path_insert_index(), importer)
         _installed.add(prefix)
         _add_hook()
+    _save_bytecode(forgotten)
     log.debug("installed %r", importer)
     return importer
 
@@ -205,9 +207,10 @@ def uninstall(url: str) -> None:
     """Remove the importer, pin, path-finder cache entries and state for *url*."""
     prefix = normalize_url(url)
     with _lock:
-        _forget(prefix)
+        forgotten = _forget(prefix)
         if not _installed and not _hook_requested:
             _remove_hook()
+    _save_bytecode(forgotten)
 
 
 def install_path_hook() -> None:
@@ -270,11 +273,12 @@ def _importer_for(url: str) -> Importer | None:
     return None
 
 
-def _forget(prefix: str) -> None:
-    """Drop the pin at *prefix*, its trees, their importers and cached path finders."""
+def _forget(prefix: str) -> list[RemoteTree]:
+    """Drop the pin at *prefix*, its trees, their importers and cached path
+    finders; return the trees."""
     pin = _pins.pop(prefix, None)
     if pin is None:
-        return
+        return []
     sys.meta_path[:] = [
         f for f in sys.meta_path if not (isinstance(f, Importer) and f.tree in pin.trees)
     ]
@@ -282,10 +286,17 @@ def _forget(prefix: str) -> None:
     for tree in pin.trees:
         _trees.pop(tree.url, None)
         _drop_path_cache(tree.url)
-        tree.bytecode.flush()  # now rather than at exit: the next install() reads it
     _drop_path_cache(prefix)
     if pin.fetcher is not None:
         pin.fetcher.close()
+    return list(pin.trees)
+
+
+def _save_bytecode(trees: list[RemoteTree]) -> None:
+    """Write their bytecode now rather than at exit, so the next install()
+    finds it; outside the lock, which imports may be waiting for."""
+    for tree in trees:
+        tree.bytecode.flush()
 
 
 def _under(entry: str, prefix: str) -> bool:

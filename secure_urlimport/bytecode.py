@@ -61,10 +61,15 @@ log = logging.getLogger("secure_urlimport")
 
 KEY_NAME = "bytecode.key"
 PACK_MAGIC = b"SUIPACK1\n"
+# A header no other cache file starts with, so a neighbour who can rename
+# files in the cache directory cannot pass off one of ours as the key.
+KEY_MAGIC = b"secure-urlimport bytecode key v1\n"
 _KEY_BYTES = 32
 _HEADER = 32 + 32 + 8  # slot digest, MAC, length
 #: A pack larger than this is ignored when read and not written.
-MAX_PACK_BYTES = 256 * 1024 * 1024
+MAX_PACK_BYTES = 64 * 1024 * 1024
+# The owner and mode checks below need POSIX; elsewhere the cache stays off.
+SUPPORTED = hasattr(os, "getuid") and hasattr(os, "O_NOFOLLOW")
 
 
 def slot_id(url: str, sha256: str) -> bytes:
@@ -101,17 +106,21 @@ class BytecodeCache:
     def __init__(self, directory: Path, tree_url: str, *, enabled: bool = True) -> None:
         self.directory = Path(directory)
         self.path = self.directory / "bytecode" / pack_name(tree_url)
-        self._enabled = enabled
+        self._enabled = enabled and SUPPORTED
         self._key: bytes | None = None
         self._key_loaded = False
+        # Guards the fields below; never held during disk I/O (a fork while
+        # another thread held it would leave the child's copy locked).
         self._lock = threading.Lock()
         self._packed: dict[bytes, Entry] | None = None  # None: not read yet
         self._used: dict[bytes, Entry] = {}  # what this process loaded or compiled
+        self._bad: set[bytes] = set()  # entries that failed their MAC
         self._dirty = False
-        #: Set by the tree: the slot digests its current release still lists,
-        #: so a rewritten pack keeps unused code only of modules that exist.
+        #: Set by the tree: the slot digests its current release lists.  Only
+        #: those are read from a pack or written to one, so neither a planted
+        #: pack nor old releases can make it grow without bound.
         self.live_slots: Callable[[], set[bytes]] | None = None
-        if enabled:
+        if self._enabled:
             _open_caches.add(self)
 
     def __repr__(self) -> str:
@@ -126,8 +135,7 @@ class BytecodeCache:
             return None
         slot = slot_id(url, sha256)
         digest = hashlib.sha256(slot).digest()
-        with self._lock:
-            entry = self._used.get(digest) or self._read_pack().get(digest)
+        entry = self._used.get(digest) or self._packed_entries().get(digest)
         if entry is None:
             return None
         mac, data = entry
@@ -136,7 +144,7 @@ class BytecodeCache:
                         "(edited, swapped or written with another key); compiling the "
                         "verified source instead", url)
             with self._lock:
-                self._read_pack().pop(digest, None)
+                self._bad.add(digest)
                 self._dirty = True
             return None
         try:
@@ -162,21 +170,23 @@ class BytecodeCache:
             return
         slot = slot_id(url, sha256)
         data = marshal.dumps(code)
+        digest = hashlib.sha256(slot).digest()
         with self._lock:
-            self._used[hashlib.sha256(slot).digest()] = (_mac(key, slot, data), data)
+            self._used[digest] = (_mac(key, slot, data), data)
+            self._bad.discard(digest)
             self._dirty = True
 
     def flush(self) -> None:
-        """Write the pack if this process compiled anything new.  Best effort:
-        a cache that cannot be written is only a slower cache."""
+        """Write the pack if this process compiled anything new, merged with
+        what other processes wrote meanwhile.  Best effort: a cache that
+        cannot be written is only a slower cache."""
+        if sys.dont_write_bytecode or not self._dirty:
+            return
+        live = self.live_slots() if self.live_slots is not None else set()
+        on_disk = self._read_pack(live)
         with self._lock:
-            if not self._dirty:
-                return
-            entries = dict(self._used)
-            live = self.live_slots() if self.live_slots is not None else set()
-            for digest, entry in self._read_pack().items():
-                if digest in live:
-                    entries.setdefault(digest, entry)
+            entries = {d: e for d, e in on_disk.items() if d not in self._bad}
+            entries.update((d, e) for d, e in self._used.items() if d in live)
             self._dirty = False
         blob = _encode(entries.items())
         if len(blob) > MAX_PACK_BYTES:
@@ -189,20 +199,34 @@ class BytecodeCache:
 
     # -- internals ------------------------------------------------------------
 
-    def _read_pack(self) -> dict[bytes, Entry]:
-        """The entries of the pack on disk, read once (the caller holds the lock)."""
+    def _packed_entries(self) -> dict[bytes, Entry]:
+        """The live entries of the pack on disk, read at the first lookup."""
         if self._packed is None:
-            blob = read_regular_file(self.path, MAX_PACK_BYTES)
-            self._packed = _decode(blob) if blob is not None else {}
+            live = self.live_slots() if self.live_slots is not None else set()
+            packed = self._read_pack(live)
+            with self._lock:
+                if self._packed is None:
+                    self._packed = packed
         return self._packed
+
+    def _read_pack(self, live: set[bytes]) -> dict[bytes, Entry]:
+        blob = read_regular_file(self.path, MAX_PACK_BYTES + 1)
+        if blob is None or len(blob) > MAX_PACK_BYTES:
+            return {}  # none, or planted to exhaust memory: ignored, not truncated
+        return _decode(blob, live)
 
     def _mac_key(self) -> bytes | None:
         if not self._enabled:
             return None
         if not self._key_loaded:
-            self._key = load_or_create_key(self.directory / KEY_NAME)
-            self._key_loaded = True
+            # Under -B nothing is written, not even a first key.
+            self._key = load_or_create_key(self.directory / KEY_NAME,
+                                           create=not sys.dont_write_bytecode)
+            self._key_loaded = self._key is not None or not sys.dont_write_bytecode
         return self._key
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
 
 
 def _mac(key: bytes, slot: bytes, data: bytes) -> bytes:
@@ -216,11 +240,12 @@ def _encode(entries: Iterable[tuple[bytes, Entry]]) -> bytes:
     return b"".join(parts)
 
 
-def _decode(blob: bytes) -> dict[bytes, Entry]:
-    """The entries of a pack; a damaged tail is dropped, since every entry is
-    checked against its MAC before use anyway."""
+def _decode(blob: bytes, live: set[bytes]) -> dict[bytes, Entry]:
+    """The entries of a pack whose slot digest is in *live*; a damaged tail
+    is dropped, since every entry is checked against its MAC before use anyway."""
     if not blob.startswith(PACK_MAGIC):
         return {}
+    view = memoryview(blob)
     entries: dict[bytes, Entry] = {}
     offset, end = len(PACK_MAGIC), len(blob)
     while offset + _HEADER <= end:
@@ -230,7 +255,8 @@ def _decode(blob: bytes) -> dict[bytes, Entry]:
         offset += _HEADER
         if size > end - offset:
             break
-        entries[digest] = (mac, blob[offset: offset + size])
+        if digest in live:
+            entries[digest] = (mac, bytes(view[offset: offset + size]))
         offset += size
     return entries
 
@@ -245,6 +271,15 @@ def _flush_all() -> None:
         cache.flush()
 
 
+def _reset_locks_in_child() -> None:
+    for cache in list(_open_caches):
+        cache._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_in_child)
+
+
 # -- the key ---------------------------------------------------------------------
 
 
@@ -252,13 +287,15 @@ class _UnsafeKeyError(Exception):
     pass
 
 
-def load_or_create_key(path: Path) -> bytes | None:
-    """The MAC key at *path*, made on first use; None (bytecode cache off, with
-    a warning) if the file is not a private regular file of this user."""
+def load_or_create_key(path: Path, *, create: bool = True) -> bytes | None:
+    """The MAC key at *path*, made on first use if *create*; None (bytecode
+    cache off, with a warning) if the file is not a private regular file of
+    this user in a directory only this user can write."""
     try:
         return _read_key(path)
     except FileNotFoundError:
-        pass
+        if not create:
+            return None
     except _UnsafeKeyError as exc:
         log.warning("not using the bytecode cache: %s; delete it to make a new key", exc)
         return None
@@ -278,25 +315,31 @@ def load_or_create_key(path: Path) -> bytes | None:
 
 
 def _read_key(path: Path) -> bytes:
-    fd = os.open(path, SAFE_READ_FLAGS | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, SAFE_READ_FLAGS)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise _UnsafeKeyError(f"{path} is not a regular file")
-        getuid = getattr(os, "getuid", None)  # (POSIX only; Windows has ACLs instead)
-        if getuid is not None and info.st_uid != getuid():
+        if info.st_uid != os.getuid():
             raise _UnsafeKeyError(f"{path} belongs to user id {info.st_uid}, not to this user")
-        if getuid is not None and info.st_mode & 0o077:
+        if info.st_mode & 0o077:
             raise _UnsafeKeyError(
                 f"{path} has mode {stat.S_IMODE(info.st_mode):04o}; others could read or "
                 "replace it (it must be 0600)"
             )
-        key = os.read(fd, _KEY_BYTES + 1)
+        blob = os.read(fd, len(KEY_MAGIC) + _KEY_BYTES + 1)
     finally:
         os.close(fd)
-    if len(key) != _KEY_BYTES:
-        raise _UnsafeKeyError(f"{path} holds {len(key)} bytes, not {_KEY_BYTES}")
-    return key
+    directory = os.stat(path.parent)
+    if directory.st_uid != os.getuid() or directory.st_mode & 0o022:
+        raise _UnsafeKeyError(
+            f"{path.parent} can be written by others (mode "
+            f"{stat.S_IMODE(directory.st_mode):04o}, owner {directory.st_uid}), who could "
+            "swap files in it"
+        )
+    if len(blob) != len(KEY_MAGIC) + _KEY_BYTES or not blob.startswith(KEY_MAGIC):
+        raise _UnsafeKeyError(f"{path} is not a bytecode key written by secure_urlimport")
+    return blob[len(KEY_MAGIC):]
 
 
 def _create_key(path: Path) -> None:
@@ -309,7 +352,7 @@ def _create_key(path: Path) -> None:
                  0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(secrets.token_bytes(_KEY_BYTES))
+            handle.write(KEY_MAGIC + secrets.token_bytes(_KEY_BYTES))
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
     finally:

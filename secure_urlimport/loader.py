@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from .errors import NotInManifestError, SecureImportError
 from .manifest import Manifest
 from .remote import RemoteTree
+from .verify import verify_file_signatures
 
 if TYPE_CHECKING:
     from importlib.resources.abc import TraversableResources
@@ -80,9 +81,14 @@ class VerifiedLoader(importlib.abc.Loader):
         tree = self.tree
         try:
             manifest, entry = tree.lookup(self.relpath)
-            code = tree.bytecode.get(self.url, entry.sha256)
-            if code is not None:
-                return code
+            if entry.size <= tree.config.max_file_bytes:
+                code = tree.bytecode.get(self.url, entry.sha256)
+                if code is not None:
+                    # The cache stands in for reading and hashing the source,
+                    # not for the signatures: this release, these keys and
+                    # this threshold must still vouch for the entry.
+                    verify_file_signatures(entry, manifest, tree.trusted, url=self.url)
+                    return code
             source = tree.read_entry(manifest, entry)
         except SecureImportError as exc:
             name = self.name if fullname in (None, "__main__") else fullname

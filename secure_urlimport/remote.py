@@ -108,7 +108,10 @@ class RemoteTree:
         self._verified: dict[str, tuple[FileEntry, bytes]] = {}
         self._cache = FileCache(config.state_dir())
         #: Compiled code of verified modules (bytecode.py); the loader's to use.
-        self.bytecode = BytecodeCache(config.state_dir(), self.url, enabled=config.bytecode_cache)
+        # Only with the file cache: tracebacks and getsource() then read the
+        # verified source from disk, never from the network.
+        self.bytecode = BytecodeCache(config.state_dir(), self.url,
+                                      enabled=config.bytecode_cache and config.file_cache)
         self.bytecode.live_slots = lambda: slot_digests(
             (self.file_url(path), entry.sha256)
             for path, entry in (self._last_good.files.items() if self._last_good else ())

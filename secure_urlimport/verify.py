@@ -37,6 +37,7 @@ __all__ = [
     "check_name",
     "check_threshold",
     "verify_file",
+    "verify_file_signatures",
     "verify_manifest",
     "verify_manifest_signatures",
 ]
@@ -174,6 +175,15 @@ def verify_file(entry: FileEntry, data: bytes, manifest: Manifest, trusted: Trus
             f"{url} does not match the SHA-256 in the signed manifest: the file was "
             "changed after signing; re-sign and re-publish the tree"
         )
+    verify_file_signatures(entry, manifest, trusted, url=url)
+
+
+def verify_file_signatures(
+    entry: FileEntry, manifest: Manifest, trusted: TrustedKeys, *, url: str
+) -> None:
+    """Raise unless *entry* carries enough valid signatures of pinned keys for
+    this path, digest, size and release (the part of :func:`verify_file` that
+    does not look at the bytes)."""
     check_threshold(
         entry.signatures.items(),
         lambda keyid: file_message(keyid, manifest.version, entry.path, entry.sha256, entry.size),

@@ -26,11 +26,17 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, evil_source, write_tree
-from simulator import RepositorySimulator, assert_never_ran, cache_root
+from simulator import RepositorySimulator, assert_never_ran, cache_root, compose
 
 import secure_urlimport.loader
-from secure_urlimport import Config, install, uninstall
-from secure_urlimport.bytecode import KEY_NAME, load_or_create_key, pack_name, slot_id
+from secure_urlimport import BadSignatureError, Config, SecureImportError, install, uninstall
+from secure_urlimport.bytecode import (
+    KEY_MAGIC,
+    KEY_NAME,
+    load_or_create_key,
+    pack_name,
+    slot_id,
+)
 from secure_urlimport.keys import PrivateKey
 
 GOOD = "SIGNED = True\n\ndef fail():\n    raise RuntimeError('signed line')\n"
@@ -147,7 +153,7 @@ def test_cache_key_file_is_private_to_this_user(sim, key):
     info = (cache_root() / KEY_NAME).stat()
     assert info.st_mode & 0o777 == 0o600
     assert info.st_uid == os.getuid()
-    assert info.st_size == 32
+    assert info.st_size == len(KEY_MAGIC) + 32
 
 
 def test_nothing_is_written_under_dont_write_bytecode(sim, key, monkeypatch):
@@ -285,7 +291,7 @@ def plant_known_key_and_forgery(sim: RepositorySimulator, marker: Path) -> bytes
     slot = slot_of(sim, "mod.py", GOOD)
     write_pack(sim, {hashlib.sha256(slot).digest():
                      forged(known, slot, evil_source(marker), sim.url_of("mod.py"))})
-    return known
+    return KEY_MAGIC + known
 
 
 def test_key_readable_by_others_turns_the_cache_off(sim, key, marker, caplog, compiles):
@@ -337,12 +343,87 @@ def test_key_owned_by_another_user_is_refused(sim, key, marker, caplog):
 def test_key_of_the_wrong_length_turns_the_cache_off(sim, key, caplog, compiles):
     sim.publish({"mod.py": GOOD}, [key])
     warm(sim, key, "mod")
-    (cache_root() / KEY_NAME).write_bytes(b"short")
+    (cache_root() / KEY_NAME).write_bytes(KEY_MAGIC + b"short")
     next_run(sim, key)
     with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
         assert importlib.import_module("mod").SIGNED is True
-    assert "holds 5 bytes, not 32" in caplog.text
+    assert "is not a bytecode key written by secure_urlimport" in caplog.text
     assert len(compiles) == 2
+
+
+def test_our_own_cached_file_renamed_onto_the_key_is_refused(sim, key, marker, caplog):
+    known = b"k" * 32  # a public 32-byte data file, verified and cached by us
+    sim.publish({"mod.py": GOOD, "data.txt": known}, [key])
+    warm(sim, key, "mod")
+    slot = slot_of(sim, "mod.py", GOOD)
+    write_pack(sim, {hashlib.sha256(slot).digest():
+                     forged(known, slot, evil_source(marker), sim.url_of("mod.py"))})
+    digest = hashlib.sha256(known).hexdigest()
+    ours = cache_root() / "files" / digest[:2] / digest[2:]
+    ours.parent.mkdir(parents=True, exist_ok=True)
+    ours.write_bytes(known)  # as the client's own cache writes it: ours, mode 0600
+    ours.chmod(0o600)
+    os.replace(ours, cache_root() / KEY_NAME)  # the neighbour's rename
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        assert importlib.import_module("mod").SIGNED is True
+    assert "is not a bytecode key written by secure_urlimport" in caplog.text
+    assert_never_ran(marker)
+
+
+def test_cache_directory_writable_by_others_turns_the_cache_off(sim, key, caplog, compiles):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    cache_root().chmod(0o777)  # anyone could swap files in it
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        assert importlib.import_module("mod").SIGNED is True
+    assert "can be written by others" in caplog.text
+    assert len(compiles) == 2
+
+
+def test_no_key_is_made_under_dont_write_bytecode(sim, key, monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    assert not (cache_root() / KEY_NAME).exists()
+
+
+# -- the cache never stands in for the signatures -----------------------------------------
+
+
+def test_cached_code_of_release_n_with_its_entry_inside_release_n_plus_1_never_runs(
+    sim, key, marker
+):
+    v1_source = evil_source(marker) + "V = 1\n"
+    old = sim.publish({"mod.py": v1_source, "other.py": ""}, [key])
+    warm(sim, key, "mod")  # release 1 is imported and its code cached
+    marker.unlink()
+    # Release 2's body, signed by the pinned key, carries release 1's entry
+    # (hash, size and per-file signature) for mod.py: the SHA-256 finds the
+    # cached code, but the per-file signature is for release 1.
+    sim.serve(compose({"mod.py": v1_source, "other.py": ""}, version=2, manifest_keys=[key],
+                      entries={"mod.py": old.entry("mod.py")}))
+    next_run(sim, key)
+    with pytest.raises(BadSignatureError) as err:
+        importlib.import_module("mod")
+    assert type(err.value) is BadSignatureError
+    assert_never_ran(marker, "mod")
+
+
+def test_cached_code_signed_by_too_few_keys_for_a_stricter_pin_never_runs(sim, marker):
+    k1, k2, k3 = PrivateKey.generate(), PrivateKey.generate(), PrivateKey.generate()
+    evil = evil_source(marker)
+    sim.publish({"evil.py": evil}, [k1])
+    warm(sim, k1, "evil")  # a k1-only pin imported it, and cached its code
+    marker.unlink()
+    sim.serve(compose({"evil.py": evil}, version=2, manifest_keys=[k1, k2], file_keys=[k1]))
+    install(sim.url, pubkey=[k1.public.raw, k2.public.raw, k3.public.raw], threshold=2,
+            fetcher=sim)
+    with pytest.raises(SecureImportError) as err:
+        importlib.import_module("evil")
+    assert "threshold" in str(err.value) or "2" in str(err.value)
+    assert_never_ran(marker, "evil")
 
 
 def test_processes_racing_to_make_the_key_all_get_the_same_one(tmp_path):
