@@ -182,8 +182,8 @@ class BytecodeCache:
         cannot be written is only a slower cache."""
         if sys.dont_write_bytecode or not self._dirty:
             return
-        live = self.live_slots() if self.live_slots is not None else set()
-        on_disk = self._read_pack(live)
+        live = self._live()
+        on_disk = self._read_pack()
         with self._lock:
             entries = {d: e for d, e in on_disk.items() if d not in self._bad}
             entries.update((d, e) for d, e in self._used.items() if d in live)
@@ -202,18 +202,20 @@ class BytecodeCache:
     def _packed_entries(self) -> dict[bytes, Entry]:
         """The live entries of the pack on disk, read at the first lookup."""
         if self._packed is None:
-            live = self.live_slots() if self.live_slots is not None else set()
-            packed = self._read_pack(live)
+            packed = self._read_pack()
             with self._lock:
                 if self._packed is None:
                     self._packed = packed
         return self._packed
 
-    def _read_pack(self, live: set[bytes]) -> dict[bytes, Entry]:
+    def _read_pack(self) -> dict[bytes, Entry]:
         blob = read_regular_file(self.path, MAX_PACK_BYTES + 1)
         if blob is None or len(blob) > MAX_PACK_BYTES:
             return {}  # none, or planted to exhaust memory: ignored, not truncated
-        return _decode(blob, live)
+        return _decode(blob, self._live())
+
+    def _live(self) -> set[bytes]:
+        return self.live_slots() if self.live_slots is not None else set()
 
     def _mac_key(self) -> bytes | None:
         if not self._enabled:
@@ -230,7 +232,7 @@ class BytecodeCache:
 
 
 def _mac(key: bytes, slot: bytes, data: bytes) -> bytes:
-    return hmac.new(key, slot + b"\0" + data, hashlib.sha256).digest()
+    return hmac.digest(key, slot + b"\0" + data, "sha256")  # one-shot: the fast path
 
 
 def _encode(entries: Iterable[tuple[bytes, Entry]]) -> bytes:

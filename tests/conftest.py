@@ -36,6 +36,8 @@ from secure_urlimport.signing import sign_tree
 REPO = Path(__file__).resolve().parent.parent
 TESTCODE = REPO / "testcode"
 
+BYTECODE_MODE = "SECURE_URLIMPORT_TEST_BYTECODE"
+
 MACHINE_VARIABLES = (
     "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR",
     "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
@@ -49,8 +51,22 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SECURE_URLIMPORT_CACHE_DIR", str(tmp_path / "client-state"))
     # Whether code is compiled again on a warm start must not depend on the
-    # machine's PYTHONDONTWRITEBYTECODE: tests see the source path (as under -B),
-    # except the bytecode cache's own tests, which turn writing back on.
+    # machine's PYTHONDONTWRITEBYTECODE.  By default tests see the source path
+    # (as under -B); .ci/run runs the attack suite once more with
+    # SECURE_URLIMPORT_TEST_BYTECODE=1, the library's default, so every attack
+    # is also staged against a warm bytecode cache.
+    writes = os.environ.get(BYTECODE_MODE) == "1"
+    if writes:
+        monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    else:
+        monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setattr(sys, "dont_write_bytecode", not writes)
+
+
+@pytest.fixture
+def source_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests about reading the verified *source* (the file cache): no
+    bytecode cache, whichever mode the suite runs in."""
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
 

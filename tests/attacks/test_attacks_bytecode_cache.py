@@ -28,11 +28,13 @@ import pytest
 from conftest import REPO, evil_source, write_tree
 from simulator import RepositorySimulator, assert_never_ran, cache_root, compose
 
+import secure_urlimport.api
 import secure_urlimport.loader
 from secure_urlimport import BadSignatureError, Config, SecureImportError, install, uninstall
 from secure_urlimport.bytecode import (
     KEY_MAGIC,
     KEY_NAME,
+    BytecodeCache,
     load_or_create_key,
     pack_name,
     slot_id,
@@ -532,3 +534,154 @@ def test_threads_importing_from_the_bytecode_cache_all_get_their_own_module(
         thread.join()
     assert results == {i: i for i in range(16)}
     assert len(compiles) == 16  # all in the first run: the threads loaded cached code
+
+
+# -- hostile packs, processes and forks ---------------------------------------------------
+
+
+def test_planted_pack_of_junk_entries_keeps_only_live_ones(sim, key, caplog):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    entries = read_pack(sim)
+    for i in range(200_000):  # ~15 MB of entries for modules that do not exist
+        entries[hashlib.sha256(b"junk%d" % i).digest()] = (b"\0" * 32, b"")
+    write_pack(sim, entries)
+    next_run(sim, key)
+    assert importlib.import_module("mod").SIGNED is True
+    tree = secure_urlimport.api._trees[sim.url]
+    assert len(tree.bytecode._packed_entries()) == 1  # only mod.py's entry was kept
+
+
+def test_oversized_pack_is_ignored_not_read(sim, key, compiles):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    path = pack_path(sim)
+    with path.open("ab") as handle:  # a valid pack, padded past the 64 MiB cap
+        handle.truncate(64 * 1024 * 1024 + 1)
+    next_run(sim, key)
+    assert importlib.import_module("mod").SIGNED is True
+    assert len(compiles) == 2
+
+
+def test_processes_writing_one_pack_keep_each_others_code(sim, key):
+    sim.publish({"a.py": "A = 1\n", "b.py": "B = 1\n"}, [key])
+    install(sim.url, pubkey=key.public.raw, fetcher=sim)
+    tree = secure_urlimport.api._trees[sim.url]
+    importlib.import_module("a")
+    # A second process of the same tree, cache and key, which imports b.py.
+    other = BytecodeCache(cache_root(), sim.url)
+    other.live_slots = tree.bytecode.live_slots
+    b_sha = hashlib.sha256(b"B = 1\n").hexdigest()
+    other.put(sim.url_of("b.py"), b_sha, compile("B = 1\n", sim.url_of("b.py"), "exec"))
+    other.flush()  # it exits first
+    tree.bytecode.flush()  # then this one: merged, not overwritten
+    assert set(read_pack(sim)) == {digest_of(sim, "a.py", "A = 1\n"),
+                                   digest_of(sim, "b.py", "B = 1\n")}
+
+
+MAKE_KEY = """
+import sys
+from pathlib import Path
+from secure_urlimport.bytecode import load_or_create_key
+key = load_or_create_key(Path(sys.argv[1]))
+print(key.hex() if key else "none")
+"""
+
+
+def test_processes_racing_to_make_the_key_agree_on_one(tmp_path):
+    path = tmp_path / "state" / KEY_NAME
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    children = [subprocess.Popen([sys.executable, "-c", MAKE_KEY, str(path)], env=env,
+                                 stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    keys = {child.communicate(timeout=60)[0].strip() for child in children}
+    assert len(keys) == 1
+    assert keys != {"none"}
+    assert bytes.fromhex(keys.pop()) == path.read_bytes()[len(KEY_MAGIC):]
+
+
+FORK = """
+import importlib, os, sys, threading, secure_urlimport
+from secure_urlimport import api
+secure_urlimport.install(sys.argv[1], pubkey=sys.argv[2], cafile=sys.argv[3])
+import pkg.mod
+tree = api._trees[sys.argv[1]]
+inside, leave = threading.Event(), threading.Event()
+
+def busy():  # another thread is inside the cache as the process forks
+    with tree.bytecode._lock:
+        inside.set()
+        leave.wait()
+
+threading.Thread(target=busy).start()
+inside.wait()
+pid = os.fork()
+leave.set()
+if pid == 0:
+    importlib.import_module("pkg.other")
+    tree.bytecode.flush()
+    os._exit(0)
+import signal, time
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print(os.waitstatus_to_exitcode(status))
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, signal.SIGKILL)
+    print("the child hung")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_while_the_cache_is_busy_never_deadlocks_the_child(
+    tmp_path, serve, tls, publisher
+):
+    root = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": GOOD,
+                                          "pkg/other.py": "OTHER = 1\n"})
+    publisher.sign(root)
+    server = serve(root)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REQUESTS_CA_BUNDLE", "PYTHONDONTWRITEBYTECODE")}
+    env["SECURE_URLIMPORT_CACHE_DIR"] = str(tmp_path / "cache")
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", FORK, server.url,
+         str(publisher.pub), tls.cafile],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
+
+
+OPTIMIZED = """
+import sys, secure_urlimport
+secure_urlimport.install(sys.argv[1], pubkey=sys.argv[2], cafile=sys.argv[3])
+import pkg.mod
+print(pkg.mod.DOC)
+"""
+
+
+def test_code_compiled_under_o_is_never_used_without_it(tmp_path, serve, tls, publisher):
+    source = '"""doc"""\nDOC = __doc__\n'
+    root = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": source})
+    publisher.sign(root)
+    server = serve(root)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REQUESTS_CA_BUNDLE", "PYTHONDONTWRITEBYTECODE")}
+    env["SECURE_URLIMPORT_CACHE_DIR"] = str(tmp_path / "cache")
+    env["PYTHONPATH"] = str(REPO)
+
+    def run(*flags: str) -> str:
+        done = subprocess.run(
+            [sys.executable, *flags, "-c", OPTIMIZED, server.url, str(publisher.pub),
+             tls.cafile], env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert run("-OO") == "None"  # docstrings stripped, and cached so
+    assert run() == "doc"  # not served the -OO code
+    assert run("-OO") == "None"
+    assert run() == "doc"
+    assert len(list((tmp_path / "cache" / "bytecode").iterdir())) == 2

@@ -69,6 +69,7 @@ def warm(sim: RepositorySimulator, key: PrivateKey, *names: str) -> None:
         importlib.import_module(name)
 
 
+@pytest.mark.usefixtures("source_path_only")
 def test_edited_cached_module_is_discarded_downloaded_again_and_never_runs(
     sim, key, marker, caplog
 ):
@@ -86,6 +87,7 @@ def test_edited_cached_module_is_discarded_downloaded_again_and_never_runs(
     assert_never_ran(marker)
 
 
+@pytest.mark.usefixtures("source_path_only")
 def test_edited_cached_module_with_the_server_serving_the_same_bytes_is_refused(sim, key, marker):
     sim.publish({"mod.py": GOOD}, [key])
     warm(sim, key, "mod")
@@ -112,6 +114,7 @@ def test_cached_copy_of_another_signed_file_is_refused(sim, key, marker):
     assert_never_ran(marker)
 
 
+@pytest.mark.usefixtures("source_path_only")
 def test_truncated_cached_file_is_downloaded_again(sim, key):
     sim.publish({"mod.py": GOOD}, [key])
     warm(sim, key, "mod")
@@ -220,6 +223,7 @@ print(json.dumps(pkg.mod.SIGNED))
 
 
 @pytest.mark.parametrize("cached", ["file", "bundle"])
+@pytest.mark.usefixtures("source_path_only")
 def test_edited_cache_is_detected_by_the_next_process_and_never_executed(
     tmp_path, serve, tls, publisher, marker, cached
 ):
