@@ -69,8 +69,9 @@ class PublicKey:
 
     __slots__ = ("_key", "keyid", "raw")
 
-    def __init__(self, key: Ed25519PublicKey) -> None:
-        raw = _raw(key)
+    def __init__(self, key: Ed25519PublicKey, raw: bytes | None = None) -> None:
+        """*raw*: the key's 32 bytes, when the caller has them (saves the import)."""
+        raw = _raw(key) if raw is None else raw
         if _is_small_order(raw):
             raise ConfigurationError(
                 "refusing a small-order Ed25519 public key: it would accept signatures "
@@ -87,7 +88,7 @@ class PublicKey:
                 f"an Ed25519 public key is {RAW_KEY_BYTES} bytes, not {len(raw)}"
             )
         try:
-            return cls(Ed25519PublicKey.from_public_bytes(raw))
+            return cls(Ed25519PublicKey.from_public_bytes(raw), raw)
         except ValueError as exc:
             raise ConfigurationError(f"not an Ed25519 public key: {exc}") from None
 
