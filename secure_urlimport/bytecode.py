@@ -113,7 +113,7 @@ class BytecodeCache:
         # another thread held it would leave the child's copy locked).
         self._lock = threading.Lock()
         self._packed: dict[bytes, Entry] | None = None  # None: not read yet
-        self._used: dict[bytes, Entry] = {}  # what this process loaded or compiled
+        self._used: dict[bytes, Entry] = {}  # what this process compiled
         self._bad: set[bytes] = set()  # entries that failed their MAC
         self._dirty = False
         #: Set by the tree: the slot digests its current release lists.  Only
@@ -154,8 +154,6 @@ class BytecodeCache:
             code = None
         if not isinstance(code, CodeType):
             return None
-        with self._lock:
-            self._used[digest] = entry
         log.debug("loaded verified bytecode of %s from the cache", url)
         return code
 
@@ -169,7 +167,11 @@ class BytecodeCache:
         if key is None:
             return
         slot = slot_id(url, sha256)
-        data = marshal.dumps(code)
+        try:
+            data = marshal.dumps(code)
+        except (ValueError, TypeError, RecursionError) as exc:  # e.g. too deeply nested
+            log.debug("not caching the bytecode of %s: %s", url, exc)
+            return
         digest = hashlib.sha256(slot).digest()
         with self._lock:
             self._used[digest] = (_mac(key, slot, data), data)
@@ -209,6 +211,8 @@ class BytecodeCache:
         return self._packed
 
     def _read_pack(self) -> dict[bytes, Entry]:
+        if not _is_ours(self.path):
+            return {}  # planted by someone else: not worth even decoding
         blob = read_regular_file(self.path, MAX_PACK_BYTES + 1)
         if blob is None or len(blob) > MAX_PACK_BYTES:
             return {}  # none, or planted to exhaust memory: ignored, not truncated
@@ -222,13 +226,24 @@ class BytecodeCache:
             return None
         if not self._key_loaded:
             # Under -B nothing is written, not even a first key.
-            self._key = load_or_create_key(self.directory / KEY_NAME,
-                                           create=not sys.dont_write_bytecode)
-            self._key_loaded = self._key is not None or not sys.dont_write_bytecode
+            path = self.directory / KEY_NAME
+            self._key = load_or_create_key(path, create=not sys.dont_write_bytecode)
+            # Decided for good, except "no key yet" under -B (made on a later run).
+            self._key_loaded = (self._key is not None or not sys.dont_write_bytecode
+                                or os.path.lexists(path))
         return self._key
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
+
+
+def _is_ours(path: Path) -> bool:
+    """True if *path* is this user's file that others cannot write."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def _mac(key: bytes, slot: bytes, data: bytes) -> bytes:

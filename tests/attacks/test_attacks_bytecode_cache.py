@@ -202,6 +202,10 @@ def test_bytecode_is_bound_to_the_interpreter(sim, monkeypatch):
     monkeypatch.setattr(sys, "flags", type("Flags", (), {"optimize": 2})())
     assert slot_id(sim.url_of("mod.py"), sha) != ours
     assert pack_name(sim.url) != name
+    monkeypatch.undo()
+    monkeypatch.setattr(sys.implementation, "cache_tag", "cpython-399")
+    assert slot_id(sim.url_of("mod.py"), sha) != ours
+    assert pack_name(sim.url) != name
 
 
 # -- attacks on the entries -----------------------------------------------------------
@@ -351,6 +355,18 @@ def test_key_of_the_wrong_length_turns_the_cache_off(sim, key, caplog, compiles)
         assert importlib.import_module("mod").SIGNED is True
     assert "is not a bytecode key written by secure_urlimport" in caplog.text
     assert len(compiles) == 2
+
+
+def test_key_without_the_header_is_refused_whatever_its_length(sim, key, marker, caplog):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    known = plant_known_key_and_forgery(sim, marker)[len(KEY_MAGIC):]
+    (cache_root() / KEY_NAME).write_bytes(b"x" * len(KEY_MAGIC) + known)  # right length
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        assert importlib.import_module("mod").SIGNED is True
+    assert "is not a bytecode key written by secure_urlimport" in caplog.text
+    assert_never_ran(marker)
 
 
 def test_our_own_cached_file_renamed_onto_the_key_is_refused(sim, key, marker, caplog):
@@ -685,3 +701,64 @@ def test_code_compiled_under_o_is_never_used_without_it(tmp_path, serve, tls, pu
     assert run("-OO") == "None"
     assert run() == "doc"
     assert len(list((tmp_path / "cache" / "bytecode").iterdir())) == 2
+
+
+def test_identical_modules_keep_their_own_file_names(sim, key):
+    same = "def where():\n    raise RuntimeError('here')\n"
+    sim.publish({"a/__init__.py": same, "b/__init__.py": same}, [key])
+    warm(sim, key, "a", "b")
+    next_run(sim, key)
+    for name in ("a", "b"):
+        with pytest.raises(RuntimeError) as err:
+            importlib.import_module(name).where()
+        assert err.tb.tb_next.tb_frame.f_code.co_filename == sim.url_of(f"{name}/__init__.py")
+
+
+def test_max_file_bytes_still_applies_on_a_cache_hit(sim, key):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    install(sim.url, pubkey=key.public.raw, fetcher=sim, config=Config(max_file_bytes=10))
+    with pytest.raises(SecureImportError) as err:
+        importlib.import_module("mod")
+    assert "mod" not in sys.modules
+    assert "10" in str(err.value)
+
+
+def test_no_bytecode_cache_without_the_file_cache(sim, key, compiles):
+    sim.publish({"mod.py": GOOD}, [key])
+    config = Config(file_cache=False)
+    for _ in range(2):
+        install(sim.url, pubkey=key.public.raw, fetcher=sim, config=config)
+        assert importlib.import_module("mod").SIGNED is True
+        uninstall(sim.url)
+        sys.modules.pop("mod", None)
+    assert len(compiles) == 2
+    assert not (cache_root() / "bytecode").exists()
+
+
+def test_module_too_deep_to_marshal_still_imports(sim, key):
+    deep = "f = " + "lambda: " * 600 + "1\n"  # compiles, but marshal refuses it
+    sim.publish({"deep.py": deep}, [key])
+    install(sim.url, pubkey=key.public.raw, fetcher=sim)
+    assert callable(importlib.import_module("deep").f)
+
+
+def test_unsafe_key_under_dont_write_bytecode_warns_once(sim, key, monkeypatch, caplog):
+    sim.publish({f"m{i}.py": f"V = {i}\n" for i in range(5)}, [key])
+    warm(sim, key, "m0")
+    (cache_root() / KEY_NAME).chmod(0o644)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        for i in range(5):
+            importlib.import_module(f"m{i}")
+    assert caplog.text.count("not using the bytecode cache") == 1
+
+
+def test_pack_planted_by_another_user_is_not_read(sim, key, compiles):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    pack_path(sim).chmod(0o666)  # anyone could have written it
+    next_run(sim, key)
+    assert importlib.import_module("mod").SIGNED is True
+    assert len(compiles) == 2
