@@ -426,3 +426,12 @@ def assert_never_ran(marker: Path, *modules: str) -> None:
     assert not marker.exists(), "attacker code ran"
     left = [name for name in modules if name in sys.modules]
     assert not left, f"half-imported modules left in sys.modules: {left}"
+
+
+def child_env(cache: Path) -> dict[str, str]:
+    """The environment of a fresh interpreter that imports this checkout, with
+    its own cache directory and no CA bundle override."""
+    env = {k: v for k, v in os.environ.items() if k != "REQUESTS_CA_BUNDLE"}
+    env["SECURE_URLIMPORT_CACHE_DIR"] = str(cache)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    return env

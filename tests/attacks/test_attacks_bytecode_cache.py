@@ -26,7 +26,13 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, evil_source, write_tree
-from simulator import RepositorySimulator, assert_never_ran, cache_root, compose
+from simulator import (
+    RepositorySimulator,
+    assert_never_ran,
+    cache_root,
+    child_env,
+    compose,
+)
 
 import secure_urlimport.api
 import secure_urlimport.loader
@@ -87,6 +93,22 @@ def warm(sim: RepositorySimulator, key: PrivateKey, *names: str) -> None:
 
 def next_run(sim: RepositorySimulator, key: PrivateKey) -> None:
     install(sim.url, pubkey=key.public.raw, fetcher=sim)
+
+
+def writing_interpreter_env(cache: Path) -> dict[str, str]:
+    """The environment of a fresh interpreter that writes bytecode (no -B)."""
+    env = child_env(cache)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def import_in_two_runs(sim: RepositorySimulator, key: PrivateKey, config: Config) -> None:
+    """Import mod.py in two "processes" with *config*, checking it each time."""
+    for _ in range(2):
+        install(sim.url, pubkey=key.public.raw, fetcher=sim, config=config)
+        assert importlib.import_module("mod").SIGNED is True
+        uninstall(sim.url)
+        sys.modules.pop("mod", None)
 
 
 # -- the pack, read and written as SECURITY.md documents it ----------------------------
@@ -168,11 +190,7 @@ def test_nothing_is_written_under_dont_write_bytecode(sim, key, monkeypatch):
 def test_bytecode_cache_can_be_turned_off(sim, key, compiles):
     sim.publish({"mod.py": GOOD}, [key])
     config = Config(bytecode_cache=False)
-    for _ in range(2):
-        install(sim.url, pubkey=key.public.raw, fetcher=sim, config=config)
-        assert importlib.import_module("mod").SIGNED is True
-        uninstall(sim.url)
-        sys.modules.pop("mod", None)
+    import_in_two_runs(sim, key, config)
     assert len(compiles) == 2
     assert not (cache_root() / "bytecode").exists()
     assert not (cache_root() / KEY_NAME).exists()
@@ -482,10 +500,7 @@ def test_edited_bytecode_is_detected_by_the_next_process_and_never_executed(
     root = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": GOOD})
     publisher.sign(root)
     server = serve(root)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REQUESTS_CA_BUNDLE", "PYTHONDONTWRITEBYTECODE")}
-    env["SECURE_URLIMPORT_CACHE_DIR"] = str(tmp_path / "cache")
-    env["PYTHONPATH"] = str(REPO)
+    env = writing_interpreter_env(tmp_path / "cache")
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -658,10 +673,7 @@ def test_fork_while_the_cache_is_busy_never_deadlocks_the_child(
                                           "pkg/other.py": "OTHER = 1\n"})
     publisher.sign(root)
     server = serve(root)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REQUESTS_CA_BUNDLE", "PYTHONDONTWRITEBYTECODE")}
-    env["SECURE_URLIMPORT_CACHE_DIR"] = str(tmp_path / "cache")
-    env["PYTHONPATH"] = str(REPO)
+    env = writing_interpreter_env(tmp_path / "cache")
     done = subprocess.run(
         [sys.executable, "-W", "ignore::DeprecationWarning", "-c", FORK, server.url,
          str(publisher.pub), tls.cafile],
@@ -684,10 +696,7 @@ def test_code_compiled_under_o_is_never_used_without_it(tmp_path, serve, tls, pu
     root = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": source})
     publisher.sign(root)
     server = serve(root)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REQUESTS_CA_BUNDLE", "PYTHONDONTWRITEBYTECODE")}
-    env["SECURE_URLIMPORT_CACHE_DIR"] = str(tmp_path / "cache")
-    env["PYTHONPATH"] = str(REPO)
+    env = writing_interpreter_env(tmp_path / "cache")
 
     def run(*flags: str) -> str:
         done = subprocess.run(
@@ -727,11 +736,7 @@ def test_max_file_bytes_still_applies_on_a_cache_hit(sim, key):
 def test_no_bytecode_cache_without_the_file_cache(sim, key, compiles):
     sim.publish({"mod.py": GOOD}, [key])
     config = Config(file_cache=False)
-    for _ in range(2):
-        install(sim.url, pubkey=key.public.raw, fetcher=sim, config=config)
-        assert importlib.import_module("mod").SIGNED is True
-        uninstall(sim.url)
-        sys.modules.pop("mod", None)
+    import_in_two_runs(sim, key, config)
     assert len(compiles) == 2
     assert not (cache_root() / "bytecode").exists()
 

@@ -13,14 +13,19 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
-import os
 import shutil
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO, evil_source, write_tree
-from simulator import RepositorySimulator, assert_never_ran, cache_root, cached_file
+from conftest import evil_source, write_tree
+from simulator import (
+    RepositorySimulator,
+    assert_never_ran,
+    cache_root,
+    cached_file,
+    child_env,
+)
 
 from secure_urlimport import (
     HTTPStatusError,
@@ -232,9 +237,7 @@ def test_edited_cache_is_detected_by_the_next_process_and_never_executed(
     if cached == "file":
         (root / BUNDLE_NAME).unlink()  # so modules are downloaded and cached one by one
     server = serve(root)
-    env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE",)}
-    env["SECURE_URLIMPORT_CACHE_DIR"] = str(tmp_path / "cache")
-    env["PYTHONPATH"] = str(REPO)
+    env = child_env(tmp_path / "cache")
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
