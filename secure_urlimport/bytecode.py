@@ -16,8 +16,9 @@ entry here is used only when
 
 Whoever can read that key runs as this user, and can already edit
 ``site-packages`` or drop a ``.pth`` file; SECURITY.md has the argument.  A
-key file that others could read, that belongs to someone else or that is a
-symbolic link turns the cache off (with a warning) instead of being trusted.
+key file that others could read, that belongs to someone else, that lacks
+KEY_MAGIC, that is a symbolic link or that sits in a directory others can
+write turns the cache off (with a warning) instead of being trusted.
 
 All of a tree's code lives in one *pack* file, read once at the first import
 and written once when the process exits (or the tree is uninstalled): creating
@@ -26,7 +27,7 @@ module would make the first import slower than no cache at all.
 
 Layout under ``<cache dir>``::
 
-    bytecode.key            32 random bytes, mode 0600, owned by this user
+    bytecode.key            KEY_MAGIC + 32 random bytes, mode 0600, owned by this user
     bytecode/<name>         a pack: PACK_MAGIC, then entries of SHA-256(slot_id) (32)
                             | HMAC (32) | length (8, big-endian) | marshal data
 """
@@ -113,7 +114,7 @@ class BytecodeCache:
         # another thread held it would leave the child's copy locked).
         self._lock = threading.Lock()
         self._packed: dict[bytes, Entry] | None = None  # None: not read yet
-        self._used: dict[bytes, Entry] = {}  # what this process compiled
+        self._compiled: dict[bytes, Entry] = {}  # what this process compiled
         self._bad: set[bytes] = set()  # entries that failed their MAC
         self._dirty = False
         #: Set by the tree: the slot digests its current release lists.  Only
@@ -135,7 +136,7 @@ class BytecodeCache:
             return None
         slot = slot_id(url, sha256)
         digest = hashlib.sha256(slot).digest()
-        entry = self._used.get(digest) or self._packed_entries().get(digest)
+        entry = self._compiled.get(digest) or self._packed_entries().get(digest)
         if entry is None:
             return None
         mac, data = entry
@@ -174,7 +175,7 @@ class BytecodeCache:
             return
         digest = hashlib.sha256(slot).digest()
         with self._lock:
-            self._used[digest] = (_mac(key, slot, data), data)
+            self._compiled[digest] = (_mac(key, slot, data), data)
             self._bad.discard(digest)
             self._dirty = True
 
@@ -188,7 +189,7 @@ class BytecodeCache:
         on_disk = self._read_pack()
         with self._lock:
             entries = {d: e for d, e in on_disk.items() if d not in self._bad}
-            entries.update((d, e) for d, e in self._used.items() if d in live)
+            entries.update((d, e) for d, e in self._compiled.items() if d in live)
             self._dirty = False
         blob = _encode(entries.items())
         if len(blob) > MAX_PACK_BYTES:
