@@ -25,6 +25,7 @@ import http.server
 import os
 import socketserver
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -435,3 +436,23 @@ def child_env(cache: Path) -> dict[str, str]:
     env["SECURE_URLIMPORT_CACHE_DIR"] = str(cache)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     return env
+
+
+#: A fresh interpreter's import of pkg.mod from the tree at argv[1] (argv[2]:
+#: the .pub file, argv[3]: the CA file); prints json of pkg.mod.SIGNED.
+IMPORT_PKG_MOD = """
+import json, logging, sys, secure_urlimport
+logging.basicConfig(level=logging.WARNING)
+secure_urlimport.install(sys.argv[1], pubkey=sys.argv[2], cafile=sys.argv[3])
+import pkg.mod
+print(json.dumps(pkg.mod.SIGNED))
+"""
+
+
+def run_fresh(script: str, env: Mapping[str, str], *args: str,
+              flags: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """Run *script* with *args* in a fresh interpreter (a real next process)."""
+    return subprocess.run(
+        [sys.executable, *flags, "-c", script, *args],
+        env=dict(env), capture_output=True, text=True, timeout=60, check=False,
+    )

@@ -27,11 +27,13 @@ from pathlib import Path
 import pytest
 from conftest import REPO, evil_source, write_tree
 from simulator import (
+    IMPORT_PKG_MOD,
     RepositorySimulator,
     assert_never_ran,
     cache_root,
     child_env,
     compose,
+    run_fresh,
 )
 
 import secure_urlimport.api
@@ -485,15 +487,6 @@ def test_processes_racing_to_make_the_key_all_get_the_same_one(tmp_path):
 # -- a real next run: two fresh interpreters ------------------------------------------
 
 
-RUN = """
-import json, logging, sys, secure_urlimport
-logging.basicConfig(level=logging.WARNING)
-secure_urlimport.install(sys.argv[1], pubkey=sys.argv[2], cafile=sys.argv[3])
-import pkg.mod
-print(json.dumps(pkg.mod.SIGNED))
-"""
-
-
 def test_edited_bytecode_is_detected_by_the_next_process_and_never_executed(
     tmp_path, serve, tls, publisher, marker
 ):
@@ -503,10 +496,7 @@ def test_edited_bytecode_is_detected_by_the_next_process_and_never_executed(
     env = writing_interpreter_env(tmp_path / "cache")
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", RUN, server.url, str(publisher.pub), tls.cafile],
-            env=env, capture_output=True, text=True, timeout=60, check=False,
-        )
+        return run_fresh(IMPORT_PKG_MOD, env, server.url, str(publisher.pub), tls.cafile)
 
     first = run()
     assert first.returncode == 0, first.stderr
@@ -674,11 +664,8 @@ def test_fork_while_the_cache_is_busy_never_deadlocks_the_child(
     publisher.sign(root)
     server = serve(root)
     env = writing_interpreter_env(tmp_path / "cache")
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", FORK, server.url,
-         str(publisher.pub), tls.cafile],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )
+    done = run_fresh(FORK, env, server.url, str(publisher.pub), tls.cafile,
+                     flags=["-W", "ignore::DeprecationWarning"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
 
@@ -699,9 +686,8 @@ def test_code_compiled_under_o_is_never_used_without_it(tmp_path, serve, tls, pu
     env = writing_interpreter_env(tmp_path / "cache")
 
     def run(*flags: str) -> str:
-        done = subprocess.run(
-            [sys.executable, *flags, "-c", OPTIMIZED, server.url, str(publisher.pub),
-             tls.cafile], env=env, capture_output=True, text=True, timeout=60, check=False)
+        done = run_fresh(OPTIMIZED, env, server.url, str(publisher.pub), tls.cafile,
+                         flags=flags)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 

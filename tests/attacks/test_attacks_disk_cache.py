@@ -20,11 +20,13 @@ import sys
 import pytest
 from conftest import evil_source, write_tree
 from simulator import (
+    IMPORT_PKG_MOD,
     RepositorySimulator,
     assert_never_ran,
     cache_root,
     cached_file,
     child_env,
+    run_fresh,
 )
 
 from secure_urlimport import (
@@ -218,15 +220,6 @@ def test_edited_cached_manifest_is_refused_and_downloaded_again(
 # -- a real next run: two fresh interpreters ------------------------------------------
 
 
-RUN = """
-import json, logging, sys, secure_urlimport
-logging.basicConfig(level=logging.WARNING)
-secure_urlimport.install(sys.argv[1], pubkey=sys.argv[2], cafile=sys.argv[3])
-import pkg.mod
-print(json.dumps(pkg.mod.SIGNED))
-"""
-
-
 @pytest.mark.parametrize("cached", ["file", "bundle"])
 @pytest.mark.usefixtures("source_path_only")
 def test_edited_cache_is_detected_by_the_next_process_and_never_executed(
@@ -240,10 +233,7 @@ def test_edited_cache_is_detected_by_the_next_process_and_never_executed(
     env = child_env(tmp_path / "cache")
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", RUN, server.url, str(publisher.pub), tls.cafile],
-            env=env, capture_output=True, text=True, timeout=60, check=False,
-        )
+        return run_fresh(IMPORT_PKG_MOD, env, server.url, str(publisher.pub), tls.cafile)
 
     first = run()
     assert first.returncode == 0, first.stderr
