@@ -30,7 +30,6 @@ import logging
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the tests' nginx harness (tests/nginx.py)
+from tests import nginx as harness  # noqa: E402
+from tests.nginx import Nginx  # noqa: E402
+
 PACKAGE = "benchpkg"
 SUBPACKAGES = 10
 SCENARIOS = ("local-source", "local-bytecode", "remote-cold", "remote-warm", "naive")
@@ -354,59 +357,12 @@ class Server:
     requests_served: Callable[[], int]
 
 
-def find_nginx() -> str | None:
-    found = shutil.which("nginx")
-    if found:
-        return found
-    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-NGINX_CONF = """\
-{user}worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    types {{ text/x-python py; }}
-    default_type application/octet-stream;
-    sendfile on;
-    keepalive_timeout 65s;
-    keepalive_requests 1000000;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        root {root};
-    }}
-}}
-"""
-
-
-def nginx_user_line() -> str:
-    """As root, nginx workers would run as 'nobody' and not read our 0700 temp dir."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return ""
-    import grp
-    import pwd
-
-    user = pwd.getpwuid(os.getuid()).pw_name
-    group = grp.getgrgid(os.getgid()).gr_name
-    return f"user {user} {group};\n"
+#: The nginx settings a benchmark wants on top of the tests' harness (tests/nginx.py,
+#: the one nginx launcher of the project): long keep-alive, sendfile, modern TLS.
+NGINX_TUNING = (
+    "sendfile on; keepalive_timeout 65s; keepalive_requests 1000000; "
+    "ssl_protocols TLSv1.2 TLSv1.3;"
+)
 
 
 def nginx_version(binary: str) -> str:
@@ -415,37 +371,15 @@ def nginx_version(binary: str) -> str:
     return text.split(":", 1)[-1].strip() or "nginx"
 
 
-def start_nginx(ws: Workspace, binary: str) -> tuple[subprocess.Popen[str], Server]:
-    """Start nginx on a free loopback port; raise BenchError if it does not listen."""
-    tmp = ws.root / "nginx"
-    tmp.mkdir()
-    port = free_port()
-    conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(
-        user=nginx_user_line(), tmp=tmp, port=port, cert=ws.certfile, key=ws.keyfile,
-        root=ws.www,
-    ))
-    command = [binary, "-p", f"{tmp}/", "-c", str(conf), "-e", str(tmp / "error.log")]
-    process = subprocess.Popen(  # noqa: S603
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+def start_nginx(ws: Workspace, binary: str) -> tuple[Nginx, Server]:
+    """Start nginx on a free loopback port; raise BenchError if it does not start."""
     try:
-        wait_for_port(port, process, tmp / "error.log")
-    except BaseException:
-        stop_process(process)
-        raise
-    access_log = tmp / "access.log"
-    return process, Server(nginx_version(binary), f"https://127.0.0.1:{port}",
-                           lambda: count_lines(access_log))
-
-
-def stop_process(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        nginx = harness.start_nginx(binary, ws.root / "nginx", ws.www, certfile=str(ws.certfile),
+                                    keyfile=str(ws.keyfile), extra=NGINX_TUNING)
+    except harness.NginxError as exc:
+        raise BenchError(str(exc)) from exc
+    return nginx, Server(nginx_version(binary), nginx.url,
+                         lambda: count_lines(nginx.access_log))
 
 
 def count_lines(path: Path) -> int:
@@ -453,19 +387,6 @@ def count_lines(path: Path) -> int:
         return path.read_bytes().count(b"\n")
     except FileNotFoundError:
         return 0
-
-
-def wait_for_port(port: int, process: subprocess.Popen[str], error_log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            stderr = process.stderr.read() if process.stderr else ""
-            errors = error_log.read_text() if error_log.exists() else ""
-            raise BenchError(f"nginx exited with {process.returncode}:\n{stderr}{errors}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise BenchError(f"nginx did not listen on 127.0.0.1:{port} within 15 s")
 
 
 class _RequestCounter(logging.Handler):
@@ -502,7 +423,7 @@ def serve_builtin(ws: Workspace) -> Iterator[Server]:
 @contextlib.contextmanager
 def serve(ws: Workspace, choice: str) -> Iterator[Server]:
     """nginx (``auto``: if installed and it starts), else the builtin TreeServer."""
-    nginx = find_nginx() if choice in ("auto", "nginx") else None
+    nginx = harness.find_nginx() if choice in ("auto", "nginx") else None
     if choice == "nginx" and nginx is None:
         raise BenchError("--server nginx: nginx is not installed (not on PATH or /usr/sbin)")
     if nginx is not None:
@@ -516,7 +437,7 @@ def serve(ws: Workspace, choice: str) -> Iterator[Server]:
             try:
                 yield server
             finally:
-                stop_process(process)
+                process.stop()
             return
     with serve_builtin(ws) as server:
         yield server
