@@ -9,6 +9,8 @@ See README.md for the walk-through and SECURITY.md for the threat model and form
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .api import (
     UnpinnedURLWarning,
     install,
@@ -43,6 +45,17 @@ from .errors import (
 from .finder import Importer
 from .transport import Fetcher
 
+if TYPE_CHECKING:
+    from .publishing import (
+        PrivateKey,
+        PublicKey,
+        SignResult,
+        generate_key,
+        load_private_key,
+        save_key_pair,
+        sign_tree,
+    )
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -59,10 +72,13 @@ __all__ = [
     "KeyFileError",
     "ManifestFormatError",
     "NotInManifestError",
+    "PrivateKey",
+    "PublicKey",
     "RedirectError",
     "ResponseTooLargeError",
     "RollbackError",
     "SecureImportError",
+    "SignResult",
     "TLSError",
     "TamperedFileError",
     "UnpinnedURLWarning",
@@ -71,9 +87,28 @@ __all__ = [
     "WrongPassphraseError",
     "WrongTreeError",
     "__version__",
+    "generate_key",
     "install",
     "install_path_hook",
+    "load_private_key",
     "remove_path_hook",
+    "save_key_pair",
+    "sign_tree",
     "trust",
     "uninstall",
 ]
+
+#: The publisher's functions (publishing.py), loaded on first use: a consumer
+#: that only imports never pays for the key-file and signing code.
+_PUBLISHING = frozenset({
+    "PrivateKey", "PublicKey", "SignResult",
+    "generate_key", "load_private_key", "save_key_pair", "sign_tree",
+})
+
+
+def __getattr__(name: str) -> object:
+    if name in _PUBLISHING:
+        from . import publishing
+
+        return getattr(publishing, name)
+    raise AttributeError(f"module 'secure_urlimport' has no attribute {name!r}")
