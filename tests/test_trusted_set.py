@@ -18,7 +18,7 @@ from secure_urlimport.keys import PrivateKey
 from secure_urlimport.manifest import Manifest
 from secure_urlimport.trusted_set import TrustedManifests
 from secure_urlimport.verify import TrustedState
-from tests.test_formats import (
+from test_formats import (
     CHECK_AT,
     K1,
     K2,
