@@ -17,6 +17,7 @@ test: the script fails (exit 1) only when a scenario fails to run.
 
     python benchmarks/bench.py [--modules 1000 100] [--repeat 5] [--quick]
                                [--server auto|nginx|builtin] [--markdown]
+                               [--baseline CHECKOUT]
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import compileall
 import contextlib
-import importlib.util
 import json
 import logging
 import os
@@ -289,6 +289,7 @@ class Workspace:
     www: Path = field(init=False)  # the served root: one signed tree per size
     cwd: Path = field(init=False)  # an empty directory the children run in
     library_path: str | None = None  # PYTHONPATH entry if the library is not installed
+    baseline_path: str | None = None  # --baseline: another checkout, measured in the same run
 
     def __post_init__(self) -> None:
         self.www = self.root / "www"
@@ -446,15 +447,14 @@ def serve(ws: Workspace, choice: str) -> Iterator[Server]:
 # -- running children ---------------------------------------------------------
 
 
-def child_env(ws: Workspace, cache_dir: Path) -> dict[str, str]:
+def child_env(ws: Workspace, cache_dir: Path, library: str | None) -> dict[str, str]:
     """The parent's environment without proxy, CA and PYTHON* settings (but PYTHONPATH)."""
     env = {
         name: value for name, value in os.environ.items()
         if name not in DROPPED_ENV and (not name.startswith("PYTHON") or name == "PYTHONPATH")
     }
-    if ws.library_path is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [ws.library_path,
-                                                          env.get("PYTHONPATH")]))
+    if library is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [library, env.get("PYTHONPATH")]))
     env["SECURE_URLIMPORT_CACHE_DIR"] = str(cache_dir)
     return env
 
@@ -468,13 +468,14 @@ class Run:
 
 
 def run_child(ws: Workspace, server: Server, label: str, *, spec: dict[str, Any],
-              cache_dir: Path, flags: Sequence[str] = ()) -> Run:
+              cache_dir: Path, flags: Sequence[str] = (), baseline: bool = False) -> Run:
     before = server.requests_served()
     command = [sys.executable, *flags, "-c", CHILD_CODE, json.dumps(spec)]
     try:
         result = subprocess.run(  # noqa: S603
             command, capture_output=True, text=True, cwd=ws.cwd, timeout=CHILD_TIMEOUT,
-            env=child_env(ws, cache_dir), check=False,
+            env=child_env(ws, cache_dir, ws.baseline_path if baseline else ws.library_path),
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise BenchError(f"{label}: no result within {CHILD_TIMEOUT:.0f} s") from None
@@ -504,27 +505,38 @@ def child_spec(ws: Workspace, server: Server, scenario: str, modules: int) -> di
 
 def run_scenario(ws: Workspace, server: Server, scenario: str, modules: int,
                  rep: int) -> Run:
+    """One run; ``remote-cold@baseline`` is ``remote-cold`` with the --baseline checkout."""
     label = f"{scenario} ({modules} modules, run {rep + 1})"
-    spec = child_spec(ws, server, scenario, modules)
-    if scenario == "remote-warm":
-        cache = ws.root / "cache" / f"warm-{modules}-{rep}"
-        shutil.copytree(warm_seed(ws, modules), cache)
+    kind, _, variant = scenario.partition("@")
+    spec = child_spec(ws, server, kind, modules)
+    if kind == "remote-warm":
+        cache = ws.root / "cache" / f"warm-{variant}-{modules}-{rep}"
+        shutil.copytree(warm_seed(ws, modules, variant), cache)
     else:
-        cache = ws.fresh_cache(f"{scenario}-{modules}-{rep}")
-    flags = ["-B"] if scenario == "local-source" else []
-    return run_child(ws, server, label, spec=spec, cache_dir=cache, flags=flags)
+        cache = ws.fresh_cache(f"{kind}-{variant}-{modules}-{rep}")
+    flags = ["-B"] if kind == "local-source" else []
+    return run_child(ws, server, label, spec=spec, cache_dir=cache, flags=flags,
+                     baseline=bool(variant))
 
 
-def warm_seed(ws: Workspace, modules: int) -> Path:
-    return ws.root / "cache" / f"warm-seed-{modules}"
+def warm_seed(ws: Workspace, modules: int, variant: str = "") -> Path:
+    return ws.root / "cache" / f"warm-seed-{variant}-{modules}"
 
 
-def seed_warm_cache(ws: Workspace, server: Server, modules: int) -> None:
+def seed_warm_cache(ws: Workspace, server: Server, modules: int, variant: str = "") -> None:
     """One untimed remote import, so the warm runs start from a populated cache dir."""
-    cache = warm_seed(ws, modules)
+    cache = warm_seed(ws, modules, variant)
     cache.mkdir(parents=True)
     spec = child_spec(ws, server, "remote-cold", modules)
-    run_child(ws, server, f"warm-up ({modules} modules)", spec=spec, cache_dir=cache)
+    run_child(ws, server, f"warm-up ({modules} modules)", spec=spec, cache_dir=cache,
+              baseline=bool(variant))
+
+
+def scenarios(ws: Workspace) -> tuple[str, ...]:
+    """The scenarios to run; with --baseline, the remote ones once more with that checkout."""
+    if ws.baseline_path is None:
+        return SCENARIOS
+    return (*SCENARIOS, *(f"{s}@baseline" for s in SCENARIOS if s.startswith("remote-")))
 
 
 Results = dict[tuple[str, int], list[Run]]
@@ -535,13 +547,15 @@ def measure_imports(ws: Workspace, server: Server, sizes: Sequence[int],
     """Every scenario for every size, interleaved so background load hits all alike."""
     for modules in sizes:
         seed_warm_cache(ws, server, modules)
-    results: Results = {(s, n): [] for n in sizes for s in SCENARIOS}
+        if ws.baseline_path is not None:
+            seed_warm_cache(ws, server, modules, "baseline")
+    results: Results = {(s, n): [] for n in sizes for s in scenarios(ws)}
     for rep in range(repeat):
         for modules in sizes:
-            for scenario in SCENARIOS:
+            for scenario in scenarios(ws):
                 run = run_scenario(ws, server, scenario, modules, rep)
                 results[scenario, modules].append(run)
-                log.info("run %d/%d %-14s %5d modules %8.1f ms %6d requests",
+                log.info("run %d/%d %-23s %5d modules %8.1f ms %6d requests",
                          rep + 1, repeat, scenario, modules, run.seconds * 1e3, run.requests)
     return results
 
@@ -621,7 +635,7 @@ def heaviest_dependencies(entries: list[tuple[int, str, int]], top: int) -> tupl
 
 
 def measure_import_time(ws: Workspace, rounds: int) -> ImportTime:
-    env = child_env(ws, ws.fresh_cache("importtime"))
+    env = child_env(ws, ws.fresh_cache("importtime"), ws.library_path)
     totals: list[int] = []
     heaviest: list[tuple[str, int]] = []
     for _ in range(rounds):
@@ -685,13 +699,19 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def scenario_order(scenario: str) -> tuple[int, str]:
+    """Each --baseline scenario right after its counterpart."""
+    kind, _, variant = scenario.partition("@")
+    return SCENARIOS.index(kind), variant
+
+
 def import_table(rows: Sequence[Row], markdown: bool) -> str:
     headers = ["scenario", "modules", "median ms", "min ms", "setup ms", "x local-source",
                "peak RSS MB", "Δ RSS MB", "requests"]
     cells = [[r.scenario, str(r.modules), f"{r.median_ms:.1f}", f"{r.min_ms:.1f}",
               f"{r.setup_ms:.1f}", f"{r.ratio:.2f}", f"{r.rss_mb:.1f}", f"{r.rss_delta_mb:+.1f}",
               "-" if r.scenario.startswith("local-") else str(r.requests)]
-             for r in sorted(rows, key=lambda r: (-r.modules, SCENARIOS.index(r.scenario)))]
+             for r in sorted(rows, key=lambda r: (-r.modules, scenario_order(r.scenario)))]
     return format_table(headers, cells, markdown)
 
 
@@ -776,6 +796,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="auto: nginx if installed, else the project's TreeServer")
     parser.add_argument("--markdown", action="store_true",
                         help="print Markdown tables instead of plain text")
+    parser.add_argument("--baseline", metavar="CHECKOUT", type=Path,
+                        help="another checkout of secure_urlimport (e.g. a git worktree of "
+                             "the previous release): its remote scenarios run interleaved in "
+                             "the same run, as remote-cold@baseline and remote-warm@baseline")
     parser.add_argument("--no-bundle", action="store_true",
                         help="publish without secure-urlimport.bundle: remote imports then "
                              "fetch one file per request, in parallel (prefetch)")
@@ -785,13 +809,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.repeat = args.repeat or default_repeat
     if min(args.modules) < 1 or args.repeat < 1:
         parser.error("--modules and --repeat must be positive")
+    if args.baseline is not None and not (args.baseline / "secure_urlimport").is_dir():
+        parser.error(f"--baseline {args.baseline}: no secure_urlimport package in that checkout")
     return args
 
 
-def library_path() -> str | None:
-    """The checkout to put on sys.path when secure_urlimport is not installed."""
-    if importlib.util.find_spec("secure_urlimport") is not None:
-        return None
+def library_path() -> str:
+    """This checkout, first on every child's sys.path: the code measured is the code
+    beside this script, even when the venv has another checkout installed."""
     sys.path.insert(0, str(REPO))
     return str(REPO)
 
@@ -825,7 +850,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     lib = library_path()
     try:
         with tempfile.TemporaryDirectory(prefix="secure-urlimport-bench-") as tmp:
-            table = benchmark(Workspace(Path(tmp), library_path=lib), args)
+            baseline = None if args.baseline is None else str(args.baseline.resolve())
+            workspace = Workspace(Path(tmp), library_path=lib, baseline_path=baseline)
+            table = benchmark(workspace, args)
     except BenchError as exc:
         print(f"benchmark FAILED: {exc}", file=sys.stderr)
         return 1
