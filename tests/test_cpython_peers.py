@@ -28,9 +28,10 @@ import threading
 import traceback
 import types
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,6 +193,7 @@ def test_empty_py(site, mode):
     url = site.mount(mode, "t", {f"{TESTMOD}.py": ""})
     mod = importlib.import_module(TESTMOD)
     assert mod.__file__ == f"{url}/{TESTMOD}.py"
+    assert isinstance(mod.__loader__, VerifiedLoader)
     assert mod.__loader__.get_source(TESTMOD) == ""
 
 
@@ -252,16 +254,19 @@ def _check_two_namespace_portions(path1: str, path2: str) -> None:
     mod = importlib.import_module(PACKDIR3.replace("/", ".")[:-1])
     assert list(mod.__path__) == [os.path.join(path1, PACKDIR3[:-1])]
     mod = importlib.import_module(f"{TESTPACK}.{TESTMOD}")
+    assert mod.__file__ is not None
     assert mod.__file__.startswith(path1 + "/")
     mod = importlib.import_module(f"{TESTPACK}.{TESTMOD}2")
+    assert mod.__file__ is not None
     assert mod.__file__.startswith(path2 + "/")
     subpkg = f"{TESTPACK}.{TESTPACK2}"
     mod = importlib.import_module(subpkg)
     assert list(mod.__path__) == [os.path.join(path2, TESTPACK, TESTPACK2),
                                   os.path.join(path1, TESTPACK, TESTPACK2)]
-    assert importlib.import_module(f"{subpkg}.{TESTMOD}").__file__.startswith(path2 + "/")
-    assert importlib.import_module(f"{subpkg}.{TESTMOD}2").__file__.startswith(path2 + "/")
-    assert importlib.import_module(f"{subpkg}.{TESTMOD}3").__file__.startswith(path1 + "/")
+    for name, path in ((TESTMOD, path2), (f"{TESTMOD}2", path2), (f"{TESTMOD}3", path1)):
+        file = importlib.import_module(f"{subpkg}.{name}").__file__
+        assert file is not None
+        assert file.startswith(path + "/")
 
 
 def test_namespace_package_across_two_trees(site):
@@ -297,6 +302,7 @@ def test_path_entry_finder_methods(site):
     assert isinstance(zi, RemotePathFinder)
 
     spec = zi.find_spec("spam")
+    assert spec is not None
     assert isinstance(spec.loader, VerifiedLoader)
     assert not spec.loader.is_package("spam")
     exec_mod = importlib.util.module_from_spec(spec)
@@ -304,6 +310,7 @@ def test_path_entry_finder_methods(site):
     assert spec.loader.get_filename("spam") == exec_mod.__file__ == f"{url}/spam.py"
 
     spec = zi.find_spec(TESTPACK)
+    assert spec is not None and isinstance(spec.loader, VerifiedLoader)
     assert spec.loader.is_package(TESTPACK)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -312,7 +319,9 @@ def test_path_entry_finder_methods(site):
     assert importlib.import_module(TESTPACK).__path__[0] == f"{url}/{TESTPACK}"
     mod_name = f"{TESTPACK}.{TESTPACK2}.{TESTMOD}"
     mod = importlib.import_module(mod_name)
+    assert mod.__spec__ is not None
     loader = mod.__spec__.loader
+    assert isinstance(loader, VerifiedLoader)
     assert loader.get_source(mod_name) == TEST_SRC
     assert loader.get_filename(mod_name) == mod.__file__
     assert loader.get_code(mod_name).co_filename == mod.__file__
@@ -321,6 +330,7 @@ def test_path_entry_finder_methods(site):
     zi2 = pkgutil.get_importer(f"{url}/{TESTPACK}")
     assert isinstance(zi2, RemotePathFinder)
     spec = zi2.find_spec(f"{TESTPACK}.{TESTPACK2}")
+    assert spec is not None and isinstance(spec.loader, VerifiedLoader)
     assert spec.loader.is_package(f"{TESTPACK}.{TESTPACK2}")
     assert spec.origin == f"{url}/{TESTPACK}/{TESTPACK2}/__init__.py"
     assert zi2.find_spec(f"{TESTPACK}.nothing") is None
@@ -346,6 +356,7 @@ def test_finder_invalidate_caches_and_a_vanished_tree(site):
     """
     url = site.mount(HOOK, "t", {"spam.py": ""})
     zi = pkgutil.get_importer(url)
+    assert isinstance(zi, RemotePathFinder)
     assert zi.find_spec("spam") is not None
     site.update("t", {"spam2.py": ""})
     assert zi.find_spec("spam2") is None  # cached manifest
@@ -363,6 +374,7 @@ def test_get_data(site, mode):
     """testGetData: the loader returns the exact bytes of a data file."""
     url = site.mount(mode, "t", {"testdata.dat": bytes(range(256)) * 500, "anymod.py": ""})
     loader = importlib.import_module("anymod").__loader__
+    assert isinstance(loader, VerifiedLoader)
     assert loader.get_data(f"{url}/testdata.dat") == bytes(range(256)) * 500
     assert "VerifiedLoader" in repr(loader)
 
@@ -437,6 +449,7 @@ def test_doctest_suite(doctest_module):
     test = doctest.DocFileTest("xyz.txt", package=doctest_module, module_relative=True,
                                globs={"log": log})
     result = test.run()
+    assert result is not None
     assert log == [True] and result.wasSuccessful()
 
 
@@ -448,7 +461,9 @@ def test_traceback(site, mode):
     try:
         module.do_raise()
     except Exception as e:
+        assert e.__traceback__ is not None
         tb = e.__traceback__.tb_next
+        assert tb is not None
         assert traceback.extract_tb(tb, 1)[0].line == RAISE_SRC.strip()
         assert traceback.extract_stack(tb.tb_frame, 1)[0].line == RAISE_SRC.strip()
         s = io.StringIO()
@@ -720,8 +735,8 @@ def mock_tree(*create: str, code: dict[str, str] | None = None) -> dict[str, str
 
 
 def relative_import_test(site: Site, mode: str, create: tuple[str, ...],
-                         globals_: tuple[dict[str, object], ...],
-                         callback: Callable[[dict[str, object]], None]) -> None:
+                         globals_: tuple[Mapping[str, object], ...],
+                         callback: Callable[[Mapping[str, object]], None]) -> None:
     """RelativeImports.relative_import_test, with the modules in a signed tree."""
     site.mount(mode, "t", mock_tree(*create))
     names = [n[: -len(".__init__")] if n.endswith(".__init__") else n for n in create]
@@ -821,7 +836,7 @@ def test_relative_deep_import(site, mode):
 def test_relative_import_too_high(site, mode, importer):
     """test_relative_imports.test_too_high_from_package / test_too_high_from_module."""
     if importer == "package":
-        create = ("top_level", "pkg.__init__")
+        create: tuple[str, ...] = ("top_level", "pkg.__init__")
         globals_: tuple[dict[str, object], ...] = (
             {"__package__": "pkg"}, {"__name__": "pkg", "__path__": ["blah"]})
     else:
@@ -973,7 +988,9 @@ def test_reload_missing_or_replaced_loader(site, mode):
     assert importlib.reload(reloadable).__loader__ is not None
 
 
-def _namespace_of(module: types.ModuleType) -> tuple[dict[str, object], object, object]:
+def _namespace_of(
+    module: types.ModuleType,
+) -> tuple[dict[str, object], object, importlib.machinery.ModuleSpec]:
     ns = vars(module).copy()
     loader, spec = ns.pop("__loader__"), ns.pop("__spec__")
     ns.pop("__builtins__", None)
@@ -987,6 +1004,7 @@ def test_reload_location_changed(site, mode):
     module = importlib.import_module("spam")
     ns, loader, spec = _namespace_of(module)
     path = f"{url}/spam.py"
+    assert isinstance(loader, VerifiedLoader)
     assert spec.name == "spam" and spec.loader is loader and loader.get_filename("spam") == path
     assert ns == {"__name__": "spam", "__package__": "", "__file__": path,
                   "__cached__": importlib.util.cache_from_source(path), "__doc__": None}
@@ -997,6 +1015,7 @@ def test_reload_location_changed(site, mode):
     ns, loader, spec = _namespace_of(reloaded)
     init_path = f"{url}/spam/__init__.py"
     assert reloaded is module and spec.loader is loader
+    assert isinstance(loader, VerifiedLoader)
     assert loader.get_filename("spam") == init_path
     assert ns == {"__name__": "spam", "__package__": "spam", "__file__": init_path,
                   "__cached__": importlib.util.cache_from_source(init_path),
@@ -1011,6 +1030,7 @@ def test_reload_namespace_changed(site, mode):
     ns, loader, spec = _namespace_of(module)
     path = ns.pop("__path__")
     assert spec.name == "spam" and loader is not None and spec.loader == loader
+    assert isinstance(path, Iterable)
     assert set(path) == {f"{url}/spam"}
     assert not hasattr(loader, "path")
     assert ns == {"__name__": "spam", "__package__": "spam", "__doc__": None, "__file__": None}
@@ -1021,6 +1041,7 @@ def test_reload_namespace_changed(site, mode):
     ns, loader, spec = _namespace_of(reloaded)
     init_path = f"{url}/spam/__init__.py"
     assert reloaded is module and spec.loader == loader
+    assert isinstance(loader, VerifiedLoader)
     assert loader.get_filename("spam") == init_path
     assert ns == {"__name__": "spam", "__package__": "spam", "__file__": init_path,
                   "__cached__": importlib.util.cache_from_source(init_path),
@@ -1042,6 +1063,7 @@ def test_reload_submodule(site, mode):
 
 def _lazy(name: str) -> tuple[types.ModuleType, importlib.util.LazyLoader]:
     spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None
     loader = importlib.util.LazyLoader(spec.loader)
     spec.loader = loader
     module = importlib.util.module_from_spec(spec)
@@ -1066,6 +1088,7 @@ def test_lazy_e2e_and_attribute_semantics(site, mode, loads):
     """LazyLoaderTests: test_e2e, test_new_attr, test_mutated_attr, test_delete_eventual_attr,
     test_mutated_preexisting_attr."""
     site.mount(mode, "t", {"lazy_loader_test.py": LAZY_SRC})
+    module: Any  # a lazy module from the test server: its attributes are dynamic
     module, _ = _lazy("lazy_loader_test")
     assert loads == []
     module.new_attr = 42

@@ -35,7 +35,7 @@ import traceback
 import types
 import typing
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +66,7 @@ REMOTE = [META, HOOK]
 all_modes = pytest.mark.parametrize("mode", MODES)
 remote_modes = pytest.mark.parametrize("mode", REMOTE)
 py312 = pytest.mark.skipif(sys.version_info < (3, 12), reason="needs Python 3.12+")
+T = typing.TypeVar("T")
 
 
 # -- deploying one tree three ways --------------------------------------------
@@ -149,7 +150,7 @@ def deploy(tmp_path: Path, serve, tls: TLSFiles, publisher: Signer,
     return deploy
 
 
-def module_names(files: dict[str, str | bytes]) -> set[str]:
+def module_names(files: Mapping[str, str | bytes]) -> set[str]:
     """Every module or package name the files of a tree define."""
     names: set[str] = set()
     for rel in files:
@@ -162,13 +163,13 @@ def module_names(files: dict[str, str | bytes]) -> set[str]:
     return names
 
 
-def twin(deploy: Deploy, mode: str, files: dict[str, str | bytes],
-         observe: Callable[[Tree], object]) -> tuple[object, object]:
+def twin(deploy: Deploy, mode: str, files: Mapping[str, str | bytes],
+         observe: Callable[[Tree], T]) -> tuple[T, T]:
     """``observe()`` the local copy, forget it, then the *mode* copy; both normalised."""
-    results = []
+    results: list[T] = []
     for kind in (LOCAL, mode):
         tree = deploy(kind, files)
-        results.append(tree.norm(observe(tree)))
+        results.append(typing.cast(T, tree.norm(observe(tree))))  # norm() keeps the type
         for name in module_names(files):
             sys.modules.pop(name, None)
         if kind == LOCAL:
@@ -359,6 +360,7 @@ def test_pkgutil_get_importer_of_a_package_path_is_the_path_entry_finder(deploy,
     assert isinstance(importer, expected)
     assert pkgutil.get_importer(imp_pkg.__path__[0]) is importer  # cached, like FileFinder
     spec = importer.find_spec("imp_pkg.mod")
+    assert spec is not None
     assert spec.origin == tree.loc("imp_pkg/mod.py")
     assert importer.find_spec("imp_pkg.nope") is None
     # The tree root too (for meta-path trees the URL is not on sys.path, but works).
@@ -706,7 +708,7 @@ def test_traceback_lines_and_carets_match_the_local_file(deploy, mode):
         try:
             boom.call()
         except ZeroDivisionError as exc:
-            frames = [
+            frames: list[tuple[object, ...]] = [
                 (f.filename, f.lineno, f.name, f.line, f.colno, f.end_colno)
                 for f in traceback.extract_tb(exc.__traceback__)
             ]
@@ -912,8 +914,8 @@ CYCLES: dict[str, str | bytes] = {
 
 @remote_modes
 def test_circular_imports_fail_and_succeed_exactly_as_locally(deploy, mode):
-    def observe(tree: Tree) -> list[object]:
-        outcome: list[object] = []
+    def observe(tree: Tree) -> list[tuple[str, str] | tuple[str, str, list[str]]]:
+        outcome: list[tuple[str, str] | tuple[str, str, list[str]]] = []
         for name in ("cyc_a", "cyf_a"):
             try:
                 importlib.import_module(name)
@@ -999,6 +1001,7 @@ def test_lazy_loader_runs_the_body_on_first_attribute_access(deploy, mode, runs)
     assert runs == ["lazymod"]
     assert type(lazy) is types.ModuleType
     assert lazy.__file__ == tree.loc("lazymod.py")
+    assert lazy.__spec__ is not None
     real_loader = lazy.__spec__.loader
     assert lazy.__loader__ is real_loader
     assert isinstance(real_loader, importlib.machinery.SourceFileLoader if mode == LOCAL
@@ -1131,7 +1134,7 @@ def test_dataclasses_and_get_type_hints_with_postponed_annotations(deploy, mode)
     deploy(mode, {"typedmod.py": TYPED})
     import typedmod
 
-    Item = typedmod.Item
+    Item: typing.TypeAlias = typedmod.Item
     assert Item.__annotations__["name"] == "str"  # postponed: strings
     assert [f.name for f in dataclasses.fields(Item)] == ["name", "qty", "tags"]
     hints = typing.get_type_hints(Item)

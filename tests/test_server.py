@@ -16,6 +16,7 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import requests
@@ -249,14 +250,16 @@ def test_odd_names_are_404_not_a_crash(served: TreeServer, certs: TrustmeFiles, 
 
 def _connections_opened(session: requests.Session, url: str) -> int:
     """New connections urllib3 opened (a reconnect of a pooled one is not counted)."""
-    manager = session.get_adapter(url).poolmanager
+    adapter = session.get_adapter(url)
+    assert isinstance(adapter, requests.adapters.HTTPAdapter)
+    manager = adapter.poolmanager
     return sum(manager.pools[key].num_connections for key in manager.pools.keys())  # noqa: SIM118 (not iterable)
 
 
 def _client_ports(caplog: pytest.LogCaptureFixture) -> list[int]:
     """The client port of each request the server logged, in order."""
     return [
-        int(record.args[1])  # type: ignore[index]
+        int(cast("tuple[str, int, str]", record.args)[1])  # the server logs (host, port, line)
         for record in caplog.records
         if record.name == "secure_urlimport.server" and '"GET ' in record.getMessage()
     ]

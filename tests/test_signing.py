@@ -252,10 +252,10 @@ def test_unreadable_directory_is_reported_not_skipped(
     real_scandir = os.scandir
     hidden = tree / "pkg" / "sub"
 
-    def scandir(path: object = ".") -> object:
-        if Path(os.fsdecode(path)) == hidden:  # type: ignore[arg-type]
+    def scandir(path: str | os.PathLike[str] = ".") -> object:
+        if Path(os.fsdecode(path)) == hidden:
             raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path)  # type: ignore[arg-type]
+        return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
     try:

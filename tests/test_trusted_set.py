@@ -6,6 +6,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from test_formats import (
+    CHECK_AT,
+    K1,
+    K2,
+    STRANGER,
+    URL,
+    build_body,
+    build_manifest,
+    pinned,
+    sign_body,
+)
 
 from secure_urlimport.errors import (
     BadSignatureError,
@@ -18,17 +29,6 @@ from secure_urlimport.keys import PrivateKey
 from secure_urlimport.manifest import Manifest
 from secure_urlimport.trusted_set import TrustedManifests
 from secure_urlimport.verify import TrustedState
-from test_formats import (
-    CHECK_AT,
-    K1,
-    K2,
-    STRANGER,
-    URL,
-    build_body,
-    build_manifest,
-    pinned,
-    sign_body,
-)
 
 
 def trusted_set(*keys: PrivateKey, threshold: int = 1, name: str | None = None) -> TrustedManifests:

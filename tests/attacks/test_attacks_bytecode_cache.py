@@ -706,6 +706,7 @@ def test_identical_modules_keep_their_own_file_names(sim, key):
     for name in ("a", "b"):
         with pytest.raises(RuntimeError) as err:
             importlib.import_module(name).where()
+        assert err.tb.tb_next is not None
         assert err.tb.tb_next.tb_frame.f_code.co_filename == sim.url_of(f"{name}/__init__.py")
 
 

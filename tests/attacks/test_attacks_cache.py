@@ -25,6 +25,7 @@ from simulator import RepositorySimulator, assert_never_ran
 
 from secure_urlimport import Config, TamperedFileError, install, uninstall
 from secure_urlimport.keys import PrivateKey
+from secure_urlimport.loader import VerifiedLoader
 
 GOOD = "def boom():\n    raise ValueError('the signed line')\n"
 
@@ -59,6 +60,7 @@ def test_bytes_compiled_are_the_bytes_verified_on_every_refetch_path(key, marker
 
     shown.append(inspect.getsource(mod))
     linecache.clearcache()
+    assert mod.__file__ is not None
     shown.extend(linecache.getlines(mod.__file__, mod.__dict__))
     try:
         mod.boom()
@@ -67,13 +69,16 @@ def test_bytes_compiled_are_the_bytes_verified_on_every_refetch_path(key, marker
     importlib.reload(mod)
     importlib.invalidate_caches()  # the manifest is fetched again; the file is not
     importlib.reload(mod)
+    assert isinstance(mod.__loader__, VerifiedLoader)
     shown.append(mod.__loader__.get_source("mod"))
     exec(mod.__loader__.get_code("mod"), {})
     shown.append(mod.__loader__.get_data(mod.__file__).decode())
     runpy.run_module("mod")
     pkg = importlib.import_module("pkg")
     for _ in range(2):
-        shown.append(pkgutil.get_data("pkg", "data.txt").decode())
+        data = pkgutil.get_data("pkg", "data.txt")
+        assert data is not None
+        shown.append(data.decode())
         shown.append(importlib.resources.files(pkg).joinpath("data.txt").read_text())
     with importlib.resources.as_file(importlib.resources.files(pkg) / "data.txt") as path:
         shown.append(path.read_text())

@@ -194,7 +194,7 @@ def test_failed_manifest_refresh_never_falls_through_to_a_local_module(
     importlib.import_module("first")
     if failure == "garbage":
         sim.put(MANIFEST_NAME, b"garbage")
-        expected: type[Exception] = ManifestFormatError
+        expected: type[ImportError] = ManifestFormatError
     elif failure == "dropped":
         sim.drop(MANIFEST_NAME)
         expected = secure_urlimport.HTTPStatusError

@@ -16,6 +16,7 @@ from simulator import RepositorySimulator, assert_never_ran
 import secure_urlimport
 from secure_urlimport import install, install_path_hook, trust
 from secure_urlimport.keys import PrivateKey
+from secure_urlimport.loader import VerifiedLoader
 from secure_urlimport.paths import BUNDLE_NAME, MANIFEST_NAME
 
 
@@ -118,6 +119,7 @@ def test_data_path_traversal_is_not_found_before_any_request(sim, key, relative)
     before = list(sim.requests)
     with pytest.raises(FileNotFoundError):
         pkgutil.get_data("pkg", relative)
+    assert isinstance(pkg.__loader__, VerifiedLoader) and pkg.__file__ is not None
     with pytest.raises(FileNotFoundError):
         pkg.__loader__.get_data(os.path.join(os.path.dirname(pkg.__file__), relative))
     assert sim.requests == before

@@ -52,7 +52,7 @@ def tree(start, release) -> HostileHTTPSServer:
     return start(release.everything())
 
 
-def import_fails(expected: type[Exception], name: str = "mod") -> tuple[Exception, float]:
+def import_fails(expected: type[ImportError], name: str = "mod") -> tuple[ImportError, float]:
     started = time.monotonic()
     with pytest.raises(expected) as err:
         importlib.import_module(name)
