@@ -21,6 +21,7 @@ import logging
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,7 @@ __all__ = ["Pin", "Registry", "UnpinnedURLWarning"]
 log = logging.getLogger("secure_urlimport")
 
 PathEntryFinder = RemotePathFinder | NullPathFinder | FailingPathFinder
+PathHook = Callable[[str], PathEntryFinder]
 
 
 class UnpinnedURLWarning(UserWarning):
@@ -86,14 +88,15 @@ class Pin:
 class Registry:
     """Pins, trees, warnings, ``install()``ed prefixes and the path hook, under one lock.
 
-    ``path_hook`` (a bound method, stable for the registry's life) is the
-    callable it puts on ``sys.path_hooks``.
+    Its bound method ``path_hook`` is the callable it puts on ``sys.path_hooks``
+    (bound methods of one object compare equal, so ``api.path_hook`` finds it).
     """
 
     def __init__(self) -> None:
         # The one lock of the import-system state: guards every field below and
         # the registry's edits of sys.meta_path, sys.path_hooks and
-        # sys.path_importer_cache.  Never held during network I/O from here.
+        # sys.path_importer_cache.  Also held while the path hook asks a tree
+        # for its manifest, which may fetch it; install() fetches outside it.
         self.lock = threading.RLock()
         self._pins: dict[str, Pin] = {}
         self._trees: dict[str, RemoteTree] = {}
@@ -155,7 +158,7 @@ class Registry:
             importer = Importer(tree, self)
             sys.meta_path.insert(meta_path_insert_index(), importer)
             self._installed.add(prefix)
-            self._add_hook()
+            _add_hook(self.path_hook, self._invalidator)
         _save_bytecode(forgotten)
         return importer
 
@@ -165,13 +168,13 @@ class Registry:
         with self.lock:
             forgotten = self._forget(prefix)
             if not self._installed and not self._hook_requested:
-                self._remove_hook()
+                _remove_hook(self.path_hook, self._invalidator)
         _save_bytecode(forgotten)
 
     def install_path_hook(self) -> None:
         with self.lock:
             self._hook_requested = True
-            self._add_hook()
+            _add_hook(self.path_hook, self._invalidator)
 
     def remove_path_hook(self) -> None:
         with self.lock:
@@ -180,7 +183,7 @@ class Registry:
             # packages' __path__ URLs (so FileFinder never reads them as local
             # directories); other URL entries are then ignored.
             if not self._installed:
-                self._remove_hook()
+                _remove_hook(self.path_hook, self._invalidator)
 
     def url_entries_claimed(self) -> bool:
         """Is the path hook on ``sys.path_hooks`` (claiming every URL entry)?"""
@@ -261,36 +264,6 @@ class Registry:
             pin.fetcher.close()
         return list(pin.trees)
 
-    def _add_hook(self) -> None:
-        install_excepthooks()
-        if self._invalidator not in sys.meta_path:
-            sys.meta_path.append(self._invalidator)
-        if self.path_hook not in sys.path_hooks:
-            # First: the standard FileFinder hook would accept the URL as a
-            # relative directory name.
-            sys.path_hooks.insert(0, self.path_hook)
-        for entry in list(sys.path_importer_cache):
-            # Entries seen before the hook existed are cached as None forever, or
-            # as a FileFinder reading './https:/host/...' from disk: drop both.
-            if _is_url(entry):
-                del sys.path_importer_cache[entry]
-
-    def _remove_hook(self) -> None:
-        remove_excepthooks()
-        while self._invalidator in sys.meta_path:
-            sys.meta_path.remove(self._invalidator)
-        if _urls_still_referenced():
-            # Without the hook, FileFinder would take those URLs for local
-            # directories ('./https:/host/pkg/'); it stays, claiming them, and
-            # (nothing being pinned or requested) finds nothing.
-            log.debug("path hook kept: URLs remain on sys.path or in a package __path__")
-        else:
-            while self.path_hook in sys.path_hooks:
-                sys.path_hooks.remove(self.path_hook)
-        for entry, finder in list(sys.path_importer_cache.items()):
-            if isinstance(finder, PathEntryFinder):
-                del sys.path_importer_cache[entry]
-
 
 class _CacheInvalidator:
     """A meta-path entry that finds nothing and passes ``invalidate_caches()`` on.
@@ -312,6 +285,40 @@ class _CacheInvalidator:
 
     def __repr__(self) -> str:
         return "<secure_urlimport cache invalidator>"
+
+
+def _add_hook(hook: PathHook, invalidator: _CacheInvalidator) -> None:
+    """Put *hook* first on ``sys.path_hooks`` and *invalidator* on ``sys.meta_path``."""
+    install_excepthooks()
+    if invalidator not in sys.meta_path:
+        sys.meta_path.append(invalidator)
+    if hook not in sys.path_hooks:
+        # First: the standard FileFinder hook would accept the URL as a
+        # relative directory name.
+        sys.path_hooks.insert(0, hook)
+    for entry in list(sys.path_importer_cache):
+        # Entries seen before the hook existed are cached as None forever, or
+        # as a FileFinder reading './https:/host/...' from disk: drop both.
+        if _is_url(entry):
+            del sys.path_importer_cache[entry]
+
+
+def _remove_hook(hook: PathHook, invalidator: _CacheInvalidator) -> None:
+    """Undo :func:`_add_hook`, keeping *hook* while URLs remain to be claimed."""
+    remove_excepthooks()
+    while invalidator in sys.meta_path:
+        sys.meta_path.remove(invalidator)
+    if _urls_still_referenced():
+        # Without the hook, FileFinder would take those URLs for local
+        # directories ('./https:/host/pkg/'); it stays, claiming them, and
+        # (nothing being pinned or requested) finds nothing.
+        log.debug("path hook kept: URLs remain on sys.path or in a package __path__")
+    else:
+        while hook in sys.path_hooks:
+            sys.path_hooks.remove(hook)
+    for entry, finder in list(sys.path_importer_cache.items()):
+        if isinstance(finder, PathEntryFinder):
+            del sys.path_importer_cache[entry]
 
 
 def _save_bytecode(trees: list[RemoteTree]) -> None:
