@@ -123,6 +123,7 @@ class BytecodeCache:
         self.live_slots: Callable[[], set[bytes]] | None = None
         if self._enabled:
             _open_caches.add(self)
+            _register_process_hooks()
 
     def __repr__(self) -> str:
         return f"BytecodeCache({str(self.path)!r}, {'on' if self._enabled else 'off'})"
@@ -281,9 +282,25 @@ def _decode(blob: bytes, live: set[bytes]) -> dict[bytes, Entry]:
 
 # Every cache with unsaved code, written when the interpreter exits.
 _open_caches: weakref.WeakSet[BytecodeCache] = weakref.WeakSet()
+_hooks_registered = False
 
 
-@atexit.register
+def _register_process_hooks() -> None:
+    """Register the exit and fork hooks once, with the first cache, not at import.
+
+    No lock: a lock taken here could be held by another thread at a fork.  Two
+    threads making the first caches at once may both register, which only
+    flushes (or resets) twice.
+    """
+    global _hooks_registered
+    if _hooks_registered:
+        return
+    _hooks_registered = True
+    atexit.register(_flush_all)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_reset_locks_in_child)
+
+
 def _flush_all() -> None:
     for cache in list(_open_caches):
         cache.flush()
@@ -292,10 +309,6 @@ def _flush_all() -> None:
 def _reset_locks_in_child() -> None:
     for cache in list(_open_caches):
         cache._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_locks_in_child)
 
 
 # -- the key ---------------------------------------------------------------------

@@ -101,6 +101,7 @@ class _Timer:
         self._thread: threading.Thread | None = None
 
     def add(self, watchdog: Watchdog) -> None:
+        _register_fork_reset()
         with self._cond:
             entry = (watchdog.deadline, next(self._count), watchdog)
             heapq.heappush(self._heap, entry)
@@ -129,10 +130,23 @@ class _Timer:
 
 
 _timer = _Timer()
-if hasattr(os, "register_at_fork"):
-    # A child starts with one thread: the timer's lock may be held by a
-    # thread that does not exist there, so it gets a fresh timer.
-    os.register_at_fork(after_in_child=_timer.reset)
+_fork_reset_registered = False
+
+
+def _register_fork_reset() -> None:
+    """Register the timer's fork reset on first use, not at import.
+
+    A child starts with one thread: the timer's lock may be held by a thread
+    that does not exist there, so it gets a fresh timer.  No lock here (one
+    could be held at a fork): two threads at once may both register, which
+    only resets twice.
+    """
+    global _fork_reset_registered
+    if _fork_reset_registered:
+        return
+    _fork_reset_registered = True
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_timer.reset)
 
 
 def _shutdown(sock: socket.socket) -> None:

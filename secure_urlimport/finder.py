@@ -12,13 +12,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType, TracebackType
+from typing import Protocol
 
 from .errors import SecureImportError
 from .loader import locate, make_spec
 from .paths import STDLIB_NAMES, is_module_name
 from .remote import RemoteTree
 
-__all__ = ["Importer", "NullPathFinder", "RemotePathFinder"]
+__all__ = ["Importer", "NullPathFinder", "Owner", "RemotePathFinder"]
 
 log = logging.getLogger("secure_urlimport")
 
@@ -54,12 +55,6 @@ def lookup(tree: RemoteTree, fullname: str, base: str, *, exclusive: bool) -> Mo
     return make_spec(tree, manifest, fullname, base)
 
 
-def _url_entries_claimed() -> bool:
-    from .api import path_hook  # already imported: api is what installs finders
-
-    return path_hook in sys.path_hooks
-
-
 def _not_found(fullname: str, tree: RemoteTree) -> ModuleNotFoundError:
     # Raised, not returned as None: otherwise PathFinder would read the URL in
     # the package's __path__ as a local relative directory ('./https:/host/pkg/').
@@ -69,14 +64,30 @@ def _not_found(fullname: str, tree: RemoteTree) -> ModuleNotFoundError:
     )
 
 
+class Owner(Protocol):
+    """What an :class:`Importer` asks of the registry that installed it.
+
+    Passed in (the registry), so that this module never imports ``api``.
+    """
+
+    def url_entries_claimed(self) -> bool:
+        """Is the path hook on ``sys.path_hooks``, claiming every URL entry?"""
+        ...
+
+    def uninstall(self, url: str) -> None:
+        """Remove the importer and pin of *url* (``secure_urlimport.uninstall``)."""
+        ...
+
+
 class Importer:
     """A ``sys.meta_path`` finder serving one signed tree.  Returned by ``install()``.
 
     Use ``.uninstall()``, or ``with install(...):`` to remove it again.
     """
 
-    def __init__(self, tree: RemoteTree) -> None:
+    def __init__(self, tree: RemoteTree, owner: Owner) -> None:
         self.tree = tree
+        self._owner = owner
 
     @property
     def url(self) -> str:
@@ -98,7 +109,7 @@ class Importer:
         # With our path hook claiming URL entries, None is safe (and what
         # importlib.util.find_spec expects); without it, PathFinder would read
         # the package's URL as a local directory, so stop the search here.
-        must_stop = exclusive and not _url_entries_claimed()
+        must_stop = exclusive and not self._owner.url_entries_claimed()
         if _refusable(fullname):
             if must_stop:
                 raise _not_found(fullname, self.tree)
@@ -114,9 +125,7 @@ class Importer:
         self.tree.mark_stale()
 
     def uninstall(self) -> None:
-        from .api import uninstall
-
-        uninstall(self.tree.url)
+        self._owner.uninstall(self.tree.url)
 
     def __enter__(self) -> Importer:
         return self

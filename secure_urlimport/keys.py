@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -30,8 +31,9 @@ SIGNATURE_BYTES = 64
 
 _SingleKey: TypeAlias = "str | os.PathLike[str] | bytes | Ed25519PublicKey | PublicKey"
 #: What ``install(..., pubkey=...)`` accepts: a ``.pub`` path, its text, 32 raw
-#: bytes, an ``Ed25519PublicKey``, or a list of these.
-PubKeyArg: TypeAlias = "_SingleKey | Sequence[_SingleKey]"
+#: bytes, an ``Ed25519PublicKey``, a :class:`PublicKey`, or a list, tuple or set
+#: of these.
+PubKeyArg: TypeAlias = "_SingleKey | Sequence[_SingleKey] | AbstractSet[_SingleKey]"
 
 
 _P = 2**255 - 19
@@ -206,7 +208,7 @@ def _one_key(arg: object) -> PublicKey:
     )
 
 
-def load_public_keys(pubkey: object) -> list[PublicKey]:
+def load_public_keys(pubkey: PubKeyArg) -> list[PublicKey]:
     """Every key named by a ``pubkey=`` argument, duplicates removed."""
     many = isinstance(pubkey, list | tuple | set | frozenset)
     items: Iterable[object] = pubkey if many else [pubkey]  # type: ignore[assignment]
@@ -227,7 +229,7 @@ class TrustedKeys:
     threshold: int = 1
 
     @classmethod
-    def from_arg(cls, pubkey: object, threshold: int = 1) -> TrustedKeys:
+    def from_arg(cls, pubkey: PubKeyArg, threshold: int = 1) -> TrustedKeys:
         keys = {k.keyid: k for k in load_public_keys(pubkey)}
         if not 1 <= threshold <= len(keys):
             raise ConfigurationError(

@@ -82,10 +82,7 @@ def clean_import_system() -> Iterator[None]:
     path_hooks = list(sys.path_hooks)
     importer_cache = dict(sys.path_importer_cache)
     yield
-    for prefix in list(api._pins):
-        api.uninstall(prefix)
-    api.remove_path_hook()
-    api._warned.clear()
+    api.registry.reset()
     for name in list(sys.modules):
         if name not in modules:
             del sys.modules[name]

@@ -670,7 +670,7 @@ def test_path_hook_failure_never_hands_the_url_to_the_local_file_finder(
     def broken(entry: str) -> None:
         raise secure_urlimport.ConfigurationError("the finder could not be built")
 
-    monkeypatch.setattr(secure_urlimport.api, "_finder_for", broken)
+    monkeypatch.setattr(secure_urlimport.api.registry, "_finder_for", broken)
     sys.path.append(server.url)
     with pytest.raises(secure_urlimport.ConfigurationError) as err:
         import fib  # noqa: F401

@@ -569,7 +569,7 @@ def test_planted_pack_of_junk_entries_keeps_only_live_ones(sim, key, caplog):
     write_pack(sim, entries)
     next_run(sim, key)
     assert importlib.import_module("mod").SIGNED is True
-    tree = secure_urlimport.api._trees[sim.url]
+    tree = secure_urlimport.api.registry.tree(sim.url)
     assert len(tree.bytecode._packed_entries()) == 1  # only mod.py's entry was kept
 
 
@@ -587,7 +587,7 @@ def test_oversized_pack_is_ignored_not_read(sim, key, compiles):
 def test_processes_writing_one_pack_keep_each_others_code(sim, key):
     sim.publish({"a.py": "A = 1\n", "b.py": "B = 1\n"}, [key])
     install(sim.url, pubkey=key.public.raw, fetcher=sim)
-    tree = secure_urlimport.api._trees[sim.url]
+    tree = secure_urlimport.api.registry.tree(sim.url)
     importlib.import_module("a")
     # A second process of the same tree, cache and key, which imports b.py.
     other = BytecodeCache(cache_root(), sim.url)
@@ -625,7 +625,7 @@ import importlib, os, sys, threading, secure_urlimport
 from secure_urlimport import api
 secure_urlimport.install(sys.argv[1], pubkey=sys.argv[2], cafile=sys.argv[3])
 import pkg.mod
-tree = api._trees[sys.argv[1]]
+tree = api.registry.tree(sys.argv[1])
 inside, leave = threading.Event(), threading.Event()
 
 def busy():  # another thread is inside the cache as the process forks
