@@ -248,7 +248,7 @@ class RemoteTree:
         try:
             return verify_manifest(
                 data, self.trusted, now=now, previous=self._rollback_floor(), url=url,
-                name=self.config.tree_name,
+                name=self.config.tree_name, known=self._last_good,
             )
         except SecureImportError as exc:
             exc.path = url
@@ -466,15 +466,12 @@ class RemoteTree:
     def _prefetchable(
         self, manifest: Manifest, directory: str, recursive: bool
     ) -> list[FileEntry]:
-        prefix = f"{directory}/" if directory else ""
         budget = self.config.max_file_bytes
         found = []
-        for path, entry in manifest.files.items():
-            if not path.startswith(prefix) or not path.endswith(".py"):
-                continue
-            if not recursive and "/" in path[len(prefix):]:
-                continue
-            if path in self._verified or entry.size > budget:
+        # From the index: a package deep in a big tree does not scan every path.
+        for path in manifest.directories.files_below(directory, recursive=recursive):
+            entry = manifest.files[path]
+            if not path.endswith(".py") or path in self._verified or entry.size > budget:
                 continue
             if self._prefetcher.scheduled(entry.sha256):
                 continue
