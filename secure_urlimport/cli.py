@@ -22,7 +22,6 @@ from .errors import ConfigurationError, KeyFileError, SecureImportError
 
 if TYPE_CHECKING:
     from .audit import Report
-    from .finder import Importer
     from .keys import TrustedKeys
     from .progress import ProgressFn
 
@@ -316,11 +315,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     import runpy
 
     from .api import install
+    from .runner import import_signed_packages
 
     pubkeys = [Path(p) for p in args.pubkey]
     importer = install(args.url, pubkey=pubkeys, cafile=args.cafile, threshold=args.threshold,
                        name=args.name)
-    _require_signed_module(importer, args.module)
+    # Not importlib.util.find_spec: it imports parents, from the working
+    # directory if need be, before the name could be refused (runner.py).
+    import_signed_packages(importer, args.module)
     # As with python -m, the module sees only its own arguments (runpy then
     # puts the module's location, its URL, in argv[0]).
     sys.argv = [args.module, *args.args]
@@ -332,33 +334,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise exc.__cause__ from None
         raise
     return EXIT_OK
-
-
-def _require_signed_module(importer: Importer, module: str) -> None:
-    """Refuse to run MODULE unless it (or its package's ``__main__``) is in the tree.
-
-    Without this, runpy would find a same-named module elsewhere on sys.path
-    (the current directory comes first) and run unsigned local code.
-    """
-    import importlib.util
-
-    from .loader import VerifiedLoader
-
-    names = [module]
-    try:
-        spec = importlib.util.find_spec(module)
-        if spec is not None and spec.submodule_search_locations is not None:
-            names.append(f"{module}.__main__")
-            spec = importlib.util.find_spec(names[-1])
-    except ModuleNotFoundError:
-        spec = None
-    loader = spec.loader if spec is not None else None
-    if not (isinstance(loader, VerifiedLoader) and loader.tree is importer.tree):
-        raise SecureImportError(
-            f"{names[-1]!r} is not a module of the signed tree {importer.url}; "
-            "check the name (run only executes signed modules)",
-            name=names[-1],
-        )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
