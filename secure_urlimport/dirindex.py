@@ -16,8 +16,11 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
+from typing import TypeVar
 
 __all__ = ["DirectoryIndex"]
+
+_S = TypeVar("_S")
 
 
 def _prefix(directory: str) -> str:
@@ -92,6 +95,12 @@ class DirectoryIndex(AbstractSet[str]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[_S]) -> AbstractSet[_S]:
+        # What the set operators (|, &, -) build: a plain set of directories,
+        # not an index that would take them for file paths.
+        return frozenset(it)
 
     def __repr__(self) -> str:
         return f"<DirectoryIndex of {len(self._paths)} file(s)>"

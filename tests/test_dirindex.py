@@ -47,3 +47,9 @@ def test_index_of_no_files_has_only_the_root():
     index = DirectoryIndex([])
     assert set(index) == {""} and "" in index and "a" not in index and 3 not in index
     assert index.children("") == []
+
+
+def test_set_operators_give_plain_sets_of_directories():
+    index = DirectoryIndex(["a/b/c.txt", "d.txt"])
+    assert index | {"x"} == {"", "a", "a/b", "x"} and index - {""} == {"a", "a/b"}
+    assert isinstance(index & {"a"}, frozenset)
