@@ -28,7 +28,8 @@ def _prefix(directory: str) -> str:
 
 
 def _after(prefix: str) -> str:
-    """The smallest string above every string that starts with *prefix* ("a/" -> "a0")."""
+    """A bound above every string that starts with *prefix* ("a/" -> "a0"), below all others
+    that sort after it."""
     return prefix[:-1] + "0"
 
 
