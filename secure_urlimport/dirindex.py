@@ -28,8 +28,8 @@ def _prefix(directory: str) -> str:
 
 
 def _after(prefix: str) -> str:
-    """A bound above every string that starts with *prefix* ("a/" -> "a0"), below all others
-    that sort after it."""
+    """``"a/"`` -> ``"a0"``: strings that start with *prefix* sort below it, and every
+    other string that sorts after *prefix* sorts at or after it."""
     return prefix[:-1] + "0"
 
 
