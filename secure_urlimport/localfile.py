@@ -40,7 +40,7 @@ def read_tree_file(path: Path | str, max_bytes: int | None = None) -> bytes:
 
     Callers compare the length with *max_bytes* to see "too large" (one byte
     more is enough to know).  *None* reads the whole (regular, so finite) file.
-    Raises ``FileNotFoundError`` and other ``OSError``\\ s as ``open`` does,
+    Raises what ``open`` raises (``FileNotFoundError``, ``PermissionError``)
     and :class:`UnsafeFileError` for a symlink or a special file.
     """
     # lstat first: a device node is never even opened (opening some has effects).
@@ -58,5 +58,5 @@ def read_tree_file(path: Path | str, max_bytes: int | None = None) -> bytes:
 
 
 def _unsafe(path: Path | str) -> UnsafeFileError:
-    why = "a symlink" if os.path.islink(path) else "not a regular file"
-    return UnsafeFileError(errno.EINVAL, f"{why} (publish real files only)", str(path))
+    why = "a symlink, never followed" if os.path.islink(path) else "not a regular file"
+    return UnsafeFileError(errno.EINVAL, why, str(path))

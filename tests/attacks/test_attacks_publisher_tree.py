@@ -296,3 +296,28 @@ def test_oversized_committed_manifest_is_refused_by_size_not_read_whole(
     assert_clean_failure(cli("verify", root, "--pubkey", pub), "larger than")
     assert_clean_failure(cli("sign", "--check", root, "--key", key), "larger than")
     shutil.rmtree(root)
+
+
+@pytest.mark.parametrize("kind", ["symlink-to-fifo", "fifo", "symlink-to-dev-zero", "directory"])
+def test_tree_reader_refuses_links_and_special_files_without_blocking(
+    tmp_path: Path, fifo: Path, kind: str
+) -> None:
+    from secure_urlimport.localfile import UnsafeFileError, read_tree_file
+
+    path = tmp_path / "name"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to(fifo if kind == "symlink-to-fifo" else Path("/dev/zero"))
+    with pytest.raises(UnsafeFileError):
+        read_tree_file(path, 10)
+
+
+def test_tree_reader_stops_one_byte_past_the_cap(tmp_path: Path) -> None:
+    from secure_urlimport.localfile import read_tree_file
+
+    (tmp_path / "big").write_bytes(b"x" * 1000)
+    assert len(read_tree_file(tmp_path / "big", 10)) == 11
+    assert read_tree_file(tmp_path / "big") == b"x" * 1000
