@@ -11,6 +11,7 @@ never leak.
     SecureImportError(ImportError)
     ├── InsecureURLError            the URL is not https://
     ├── ConfigurationError          a bad argument: key, threshold, option
+    ├── SigningError                a tree cannot be signed (``.problems``)
     ├── KeyFileError                a key file cannot be read
     │   └── WrongPassphraseError
     ├── VerificationError           the bytes are not what a pinned key signed
@@ -33,6 +34,7 @@ never leak.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 __all__ = [
     "BadSignatureError",
@@ -49,6 +51,7 @@ __all__ = [
     "ResponseTooLargeError",
     "RollbackError",
     "SecureImportError",
+    "SigningError",
     "TLSError",
     "TamperedFileError",
     "UntrustedKeyError",
@@ -89,6 +92,14 @@ class InsecureURLError(SecureImportError):
 
 class ConfigurationError(SecureImportError):
     """An argument cannot be used: a malformed public key, a bad threshold or option."""
+
+
+class SigningError(SecureImportError):
+    """The tree cannot be signed; ``problems`` lists every reason."""
+
+    def __init__(self, msg: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(msg)
+        self.problems = list(problems)
 
 
 class KeyFileError(SecureImportError):

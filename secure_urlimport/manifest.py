@@ -236,7 +236,7 @@ def _entry(path: object, raw: object) -> FileEntry:
         _check_keyid(keyid)
         try:
             decoded[keyid] = base64.b64decode(sig, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, and the plain ValueError of a non-ASCII str
             raise ManifestFormatError(f"signature for {path!r} is not base64") from None
     return FileEntry(path, _int(raw["size"], f"size of {path!r}"), sha, decoded)
 
