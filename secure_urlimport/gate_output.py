@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .audit import Problem, Report
+from .errors import shown
 
 __all__ = [
     "escape_data",
@@ -38,9 +39,7 @@ PROG = "secure-urlimport"
 
 def one_line(text: str) -> str:
     """*text* with control and other unprintable characters as escapes (``\\n``, ``\\x1b``)."""
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
-    )
+    return shown(text, limit=None)
 
 
 def summary_line(report: Report) -> str:
