@@ -71,8 +71,7 @@ def workspace_path(path: Path) -> str:
         return absolute.as_posix()
 
 
-def github_annotation(problem: Problem, *, file: str | None = None,
-                      url: str | None = None) -> str:
+def github_annotation(problem: Problem, *, file: str | None = None, url: str | None = None) -> str:
     """``::error file=…,title=secure-urlimport KIND::MESSAGE`` for one problem."""
     properties = [] if file is None else [f"file={escape_property(file)}"]
     properties.append(f"title={escape_property(f'{PROG} {problem.kind}')}")
@@ -82,8 +81,9 @@ def github_annotation(problem: Problem, *, file: str | None = None,
     return f"::error {','.join(properties)}::{escape_data(message)}"
 
 
-def github_lines(report: Report, *, root: Path | None = None,
-                 file_url: Callable[[str], str] | None = None) -> list[str]:
+def github_lines(
+    report: Report, *, root: Path | None = None, file_url: Callable[[str], str] | None = None
+) -> list[str]:
     """Annotations for a directory (*root*) or an https tree (*file_url*), then the summary."""
     lines = []
     for problem in report.problems:

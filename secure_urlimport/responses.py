@@ -16,8 +16,15 @@ from urllib.parse import urljoin, urlsplit
 
 from .errors import shown
 
-__all__ = ["declared_length", "https_problem", "origin", "redact", "redirect_target", "root_cause",
-           "status_text"]
+__all__ = [
+    "declared_length",
+    "https_problem",
+    "origin",
+    "redact",
+    "redirect_target",
+    "root_cause",
+    "status_text",
+]
 
 Origin = tuple[str, str, int]
 
@@ -26,7 +33,7 @@ _MAX_LENGTH_DIGITS = 18
 
 _ADVICE = {
     400: "the server refused the request; if it requires a client certificate "
-         "(mutual TLS), pass client_cert= with one it accepts",
+    "(mutual TLS), pass client_cert= with one it accepts",
     404: "the file is listed but not on the server; re-publish the release",
     401: "check the credentials passed as headers= or auth=",
     403: "check the credentials passed as headers= or auth=",
@@ -77,11 +84,15 @@ def redirect_target(current: str, location: str) -> tuple[str | None, str]:
     try:
         target = urljoin(current, location)
     except ValueError:  # e.g. "https://[" or "//[::1": an unclosed IPv6 bracket
-        return None, (f"refusing redirect from {current} to {shown(redact(location))}: "
-                      "it is not a valid URL; fix the server")
+        return None, (
+            f"refusing redirect from {current} to {shown(redact(location))}: "
+            "it is not a valid URL; fix the server"
+        )
     if https_problem(target) or origin(target) != origin(current):
-        return None, (f"refusing redirect from {current} to {shown(redact(target))}: only "
-                      "same-origin https redirects are followed")
+        return None, (
+            f"refusing redirect from {current} to {shown(redact(target))}: only "
+            "same-origin https redirects are followed"
+        )
     return target, ""
 
 

@@ -424,8 +424,9 @@ class _Download:
         if length is not None:
             return length
         if value.strip().isascii() and value.strip().isdigit():  # too long for any cap
-            raise self._error(ResponseTooLargeError,
-                              f"{problem}, over the limit of {self.max_bytes} bytes")
+            raise self._error(
+                ResponseTooLargeError, f"{problem}, over the limit of {self.max_bytes} bytes"
+            )
         raise self._error(DownloadError, problem)
 
     def _timeout(self) -> DownloadTimeoutError:
