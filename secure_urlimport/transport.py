@@ -431,9 +431,13 @@ class _Download:
 
     def _timeout(self) -> DownloadTimeoutError:
         seconds = self.fetcher.config.timeout
+        # A step's budget (deadline.import_step) may have been spent by the
+        # downloads before this one; say so, or "within 5 s" after 0.3 s misleads.
+        spent = " (timeout= bounds all downloads from one source for one import)"
         return self._error(
             DownloadTimeoutError,
-            f"did not finish within {seconds:g} s; raise timeout= or check the server",
+            f"did not finish within {seconds:g} s{spent if self.watchdog.budgeted else ''}; "
+            "raise timeout= or check the server",
         )
 
     def _status_error(self, status: int) -> HTTPStatusError:
