@@ -188,8 +188,9 @@ class RequestsFetcher:
       URL and only same-origin redirects are followed, so they only ever reach
       that origin.
     * ``config.timeout`` bounds each whole download -- connecting, TLS, headers,
-      body and redirects -- not each read.  Not covered: the DNS lookup, which
-      Python cannot interrupt.
+      body and redirects -- not each read; inside an import step
+      (deadline.import_step) all downloads from one source share it.  Not
+      covered: the DNS lookup, which Python cannot interrupt.
     """
 
     def __init__(self, config: Config) -> None:

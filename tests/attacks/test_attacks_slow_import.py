@@ -17,6 +17,7 @@ from conftest import evil_source
 from simulator import HostileHTTPSServer, assert_never_ran, hostile_servers, sign_release
 
 from secure_urlimport import Config, DownloadTimeoutError, install
+from secure_urlimport.deadline import Watchdog, import_step, source_budget
 from secure_urlimport.keys import PrivateKey
 from secure_urlimport.paths import BUNDLE_NAME
 
@@ -134,3 +135,19 @@ def test_an_honest_slow_import_within_the_timeout_succeeds(start, release, key, 
         config=Config(timeout=TIMEOUT, file_cache=False, parallel_downloads=0),
     )
     assert importlib.import_module("mod").VALUE == "signed"
+
+
+def test_a_step_inside_a_step_never_extends_the_bound_and_each_source_has_its_own() -> None:
+    with import_step(0.5):
+        with source_budget("https://a"):
+            first = Watchdog(30)
+        time.sleep(0.1)
+        with import_step(30), source_budget("https://a"):
+            inner = Watchdog(30)  # the inner step is part of the outer one
+        with source_budget("https://b"):
+            other = Watchdog(30)  # a mirror first asked now starts its own bound
+        own = Watchdog(0.01)  # a download's own, shorter timeout still holds
+    assert first.budgeted and inner.budgeted and other.budgeted and not own.budgeted
+    assert inner.deadline == first.deadline
+    assert other.deadline >= first.deadline + 0.09
+    assert not Watchdog(1).budgeted  # outside any step: the download's own timeout
