@@ -58,7 +58,31 @@ __all__ = [
     "VerificationError",
     "WrongPassphraseError",
     "WrongTreeError",
+    "shown",
 ]
+
+#: How much of one server- or proxy-chosen string a message quotes.
+SHOWN_CHARS = 200
+
+
+def shown(text: object, limit: int | None = SHOWN_CHARS) -> str:
+    """*text* fit to quote in a message: every character that is not printable
+    (ESC, BEL, CR, C1 controls, bidi overrides) as a visible escape, and at most
+    *limit* characters of it (None: no cut).
+
+    Servers and proxies choose redirect targets, reason texts and header
+    values; quoted raw, ESC sequences would retitle a terminal or rewrite
+    what an operator reads, and a 64 KiB value would bury the advice.  Every
+    such string passes through here before it reaches an exception or a log.
+    """
+    raw = str(text)
+    cut = limit is not None and len(raw) > limit
+    if cut:
+        raw = raw[:limit]
+    escaped = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in raw
+    )
+    return f"{escaped}... ({len(str(text))} chars)" if cut else escaped
 
 
 class SecureImportError(ImportError):
@@ -85,6 +109,7 @@ class SecureImportError(ImportError):
         renamed.args = (renamed.msg,)
         renamed.name = name
         return renamed
+
 
 class InsecureURLError(SecureImportError):
     """The URL does not use https:// (code is never fetched over anything else)."""
