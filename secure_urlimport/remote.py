@@ -32,13 +32,14 @@ from .errors import (
     SecureImportError,
     TamperedFileError,
 )
+from .fetcher import Fetcher
 from .keys import TrustedKeys
 from .manifest import FileEntry, Manifest
 from .mirrors import Mirrors
 from .paths import BUNDLE_NAME, MANIFEST_NAME
 from .prefetch import Prefetcher
 from .state import StateStore
-from .transport import Fetcher, require_https
+from .transport import require_https
 from .verify import TrustedState, verify_file, verify_manifest
 
 __all__ = ["RemoteTree", "normalize_url"]
@@ -205,8 +206,7 @@ class RemoteTree:
                 # superseded): forget it and ask the server for the whole file.
                 log.debug("cached manifest for %s does not verify; downloading it", url)
                 self._cache.discard_manifest(url)
-            elif not (isinstance(exc, RollbackError | ExpiredManifestError)
-                      and hasattr(self.fetcher, "fetch_if_changed")):
+            elif not isinstance(exc, RollbackError | ExpiredManifestError):
                 raise
             # Old or expired: perhaps a CDN edge or proxy holds a stale copy.
             data, etag, from_cache = self._download_manifest(url, use_cache=False, fresh=True)
@@ -230,14 +230,12 @@ class RemoteTree:
         copy when the server answers 304 Not Modified to its ETag; *fresh* asks
         caches on the way to revalidate with the origin."""
         limit = self.config.max_manifest_bytes
-        conditional = getattr(self.fetcher, "fetch_if_changed", None)
         cached = None
-        if use_cache and self.config.file_cache and conditional is not None:
+        if use_cache and self.config.file_cache:
             cached = self._cache.get_manifest(url, limit)
-        if conditional is None:
-            return self.fetcher.fetch(url, max_bytes=limit), None, False
-        data, etag = conditional(url, max_bytes=limit, etag=cached[0] if cached else None,
-                                 fresh=fresh)
+        data, etag = self.fetcher.fetch_if_changed(
+            url, max_bytes=limit, etag=cached[0] if cached else None, fresh=fresh
+        )
         if data is None and cached is not None:
             return cached[1], etag, True
         if data is None:  # 304 to a request that was not conditional
@@ -413,13 +411,10 @@ class RemoteTree:
             try:
                 self._verify(entry, data, manifest, url)
             except TamperedFileError:
-                fresh = getattr(self.fetcher, "fetch_fresh", None)
-                if fresh is None:
-                    raise
                 # Perhaps a CDN edge or proxy still holds the previous release's
                 # copy: ask once more, past the caches, and verify that.
                 log.debug("%s does not match the manifest; asking again past caches", url)
-                data = fresh(url, max_bytes=self._limit(entry))
+                data = self.fetcher.fetch_fresh(url, max_bytes=self._limit(entry))
                 self._verify(entry, data, manifest, url)
             return data
 
