@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+import urllib.parse
 
 __all__ = [
     "BUNDLE_NAME",
@@ -17,6 +18,7 @@ __all__ = [
     "STDLIB_NAMES",
     "is_module_name",
     "path_problem",
+    "url_in_tree",
 ]
 
 #: The manifest's file name at the root of every signed tree.  The hyphen makes
@@ -90,3 +92,16 @@ def _reserved_or_module_problem(path: str, parts: list[str]) -> str | None:
         if not all(p.isascii() and p.isidentifier() for p in module_parts):
             return "a .py file whose path is not an ASCII module name"
     return None
+
+
+# What urllib.parse.quote() leaves as it is (with safe="/").
+_NEEDS_NO_QUOTING = re.compile(r"[A-Za-z0-9_.\-~/]*")
+
+
+def url_in_tree(base: str, relpath: str) -> str:
+    """The URL of tree path *relpath* under the tree (or mirror) URL *base*."""
+    if not relpath:
+        return base
+    if _NEEDS_NO_QUOTING.fullmatch(relpath):  # the usual case, without quote()'s cost
+        return f"{base}/{relpath}"
+    return f"{base}/{urllib.parse.quote(relpath)}"

@@ -1,7 +1,7 @@
 """The network boundary: the one place that talks HTTPS.
 
-The verification core does no I/O: it is handed a :class:`Fetcher` (after
-python-tuf ngclient's ``FetcherInterface``), so tests can play a hostile server.
+The verification core does no I/O: it is handed a :class:`Fetcher` (the
+contract is in ``fetcher.py``), so tests can play a hostile server.
 :class:`RequestsFetcher` is the real one.  Its failures are DownloadErrors;
 requests/urllib3 exceptions never escape, and header values (credentials) never
 reach messages, logs or reprs.  requests is imported on first use, to keep
@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from .cache import is_sane_etag
@@ -34,6 +34,7 @@ from .errors import (
     TLSError,
     shown,
 )
+from .fetcher import Fetcher  # the contract, re-exported: ``from .transport import Fetcher``
 from .responses import Origin as _Origin
 from .responses import declared_length, redirect_target, status_text
 from .responses import https_problem as _https_problem
@@ -52,18 +53,6 @@ log = logging.getLogger("secure_urlimport")
 _CHUNK = 65536
 _POOL_SIZE = 16
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
-class Fetcher(Protocol):
-    """Downloads bytes; the only I/O the importer needs."""
-
-    def fetch(self, url: str, *, max_bytes: int) -> bytes:
-        """The body of ``url``; raises DownloadError beyond ``max_bytes``."""
-        ...
-
-    def close(self) -> None:
-        """Release connections; the fetcher must not be used afterwards."""
-        ...
 
 
 def require_https(url: str) -> str:

@@ -452,6 +452,16 @@ class RecordingFetcher:
         self.urls.append(url)
         return self.inner.fetch(url, max_bytes=max_bytes)
 
+    def fetch_fresh(self, url: str, *, max_bytes: int) -> bytes:
+        self.urls.append(url)
+        return self.inner.fetch_fresh(url, max_bytes=max_bytes)
+
+    def fetch_if_changed(
+        self, url: str, *, max_bytes: int, etag: str | None, fresh: bool = False
+    ) -> tuple[bytes | None, str | None]:
+        self.urls.append(url)
+        return self.inner.fetch_if_changed(url, max_bytes=max_bytes, etag=etag, fresh=fresh)
+
     def close(self) -> None:
         self.inner.close()
 

@@ -1,11 +1,13 @@
 """A hostile repository for the attack suite (issue #4).
 
 :class:`RepositorySimulator` is modelled on python-tuf's
-``tests/repository_simulator.py``: it *is* a :class:`~secure_urlimport.transport.Fetcher`
-(inject it with ``install(sim.url, pubkey=..., fetcher=sim)``), it keeps signed
-releases in memory, it serves any bytes for any URL, it can be told to
-substitute, modify, drop or delay responses, and it records every URL
-requested so a test can assert that no request was made.
+``tests/repository_simulator.py``: it *is* a :class:`~secure_urlimport.fetcher.Fetcher`,
+the whole contract in memory (inject it with ``install(sim.url, pubkey=...,
+fetcher=sim)``): it keeps signed releases, serves any bytes for any URL, answers
+``If-None-Match`` with 304 Not Modified, and can put a stale CDN edge in front
+of the origin.  It can be told to substitute, modify, drop or delay responses,
+and it records every URL requested so a test can assert that no request was
+made.
 
 Releases are made with the project's real signer (:func:`sign_tree` on a
 temporary directory) and real Ed25519 keys.  :func:`compose` builds a
@@ -67,6 +69,7 @@ __all__ = [
     "RepositorySimulator",
     "assert_never_ran",
     "compose",
+    "etag_of",
 ]
 
 DAY = timedelta(days=1)
@@ -188,14 +191,26 @@ class RepositorySimulator:
     - ``delay(path, seconds)``: wait before choosing the answer (so the
       repository may change meanwhile).
 
-    ``requests`` lists every URL fetched, in order.
+    and in front of the origin:
+
+    - ``stale_edge(release, *paths)``: a CDN edge (or proxy) keeps answering
+      plain and conditional requests for *paths* (default: all of *release*,
+      the manifest included) with *release*'s copies, until ``clear_edge()``;
+      requests past the caches (``fetch_fresh``, ``fresh=True``) reach the origin.
+
+    ``requests`` lists every URL fetched through the caches, in order (plain
+    and conditional requests); ``fresh_requests`` every URL asked past them;
+    ``not_modified`` every URL answered 304.  ETags are the served bytes' digest.
     """
 
     url: str = "https://repo.simulator.test/tree"
     requests: list[str] = field(default_factory=list)
     releases: list[Release] = field(default_factory=list)
+    fresh_requests: list[str] = field(default_factory=list)
+    not_modified: list[str] = field(default_factory=list)
     closed: int = 0
     _served: dict[str, bytes] = field(default_factory=dict)
+    _edge: dict[str, bytes] = field(default_factory=dict)
     _handlers: dict[str, Handler] = field(default_factory=dict)
     _delays: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -264,6 +279,17 @@ class RepositorySimulator:
         with self._lock:
             self._delays[self.url_of(path)] = seconds
 
+    def stale_edge(self, release: Release, *paths: str) -> None:
+        """Put a cache in front of the origin that still holds *release*'s copies
+        of *paths* (all of its files and its manifest if none are named)."""
+        held = release.everything()
+        with self._lock:
+            self._edge.update({self.url_of(p): held[p] for p in (paths or held)})
+
+    def clear_edge(self) -> None:
+        with self._lock:
+            self._edge.clear()
+
     # -- what was asked
 
     def requested(self, path: str) -> int:
@@ -279,20 +305,41 @@ class RepositorySimulator:
     # -- the Fetcher protocol
 
     def fetch(self, url: str, *, max_bytes: int) -> bytes:
+        return self._answer(url, max_bytes, fresh=False)
+
+    def fetch_fresh(self, url: str, *, max_bytes: int) -> bytes:
+        return self._answer(url, max_bytes, fresh=True)
+
+    def fetch_if_changed(
+        self, url: str, *, max_bytes: int, etag: str | None, fresh: bool = False
+    ) -> tuple[bytes | None, str | None]:
+        data = self._answer(url, max_bytes, fresh=fresh, etag=etag)
+        current = etag_of(data)
+        if etag is not None and etag == current:
+            with self._lock:
+                self.not_modified.append(url)
+            return None, current
+        return data, current
+
+    def _answer(self, url: str, max_bytes: int, *, fresh: bool, etag: str | None = None) -> bytes:
+        """What the edge (or, *fresh*, the origin) serves at *url*; the size
+        limit is not applied to a body a 304 would not send."""
         with self._lock:
-            earlier = self.requests.count(url)
-            self.requests.append(url)
+            earlier = self.requests.count(url) + self.fresh_requests.count(url)
+            (self.fresh_requests if fresh else self.requests).append(url)
             pause = self._delays.get(url, 0.0)
         if pause:
             time.sleep(pause)
         with self._lock:
             handler = self._handlers.get(url)
-            data = handler(earlier) if handler is not None else self._served.get(url)
+            data = None if fresh else self._edge.get(url)
+            if data is None:
+                data = handler(earlier) if handler is not None else self._served.get(url)
         if data is None:
             error = HTTPStatusError(f"cannot download {url}: HTTP 404 Not Found", path=url)
             error.status = 404
             raise error
-        if len(data) > max_bytes:
+        if len(data) > max_bytes and not (etag is not None and etag == etag_of(data)):
             raise ResponseTooLargeError(
                 f"cannot download {url}: its body is larger, over the limit of "
                 f"{max_bytes} bytes",
@@ -303,6 +350,11 @@ class RepositorySimulator:
     def close(self) -> None:
         # Counted, not enforced: tests re-install the same simulator after uninstall().
         self.closed += 1
+
+
+def etag_of(data: bytes) -> str:
+    """The simulator's ETag for *data*: a strong validator, its digest."""
+    return f'"{hashlib.sha256(data).hexdigest()[:16]}"'
 
 
 # -- a hostile server over real HTTPS ----------------------------------------------
