@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from . import forksafe
 from .config import Config
 from .errors import ConfigurationError, SecureImportError
 from .excepthook import install_excepthooks, remove_excepthooks
@@ -67,7 +67,9 @@ class _Pin:
         return tuple(mirror + url[len(prefix):] for mirror in self.mirrors)
 
 
-_lock = threading.RLock()
+# Held while a path-hook refresh fetches a manifest: fork-safe, or a child
+# forked meanwhile would wait for it forever.
+_lock = forksafe.RLock()
 _pins: dict[str, _Pin] = {}
 _trees: dict[str, RemoteTree] = {}
 _warned: set[str] = set()

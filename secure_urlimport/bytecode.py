@@ -46,12 +46,12 @@ import os
 import secrets
 import stat
 import sys
-import threading
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import CodeType
 
+from . import forksafe
 from .atomic import write_atomically
 from .cache import SAFE_READ_FLAGS, read_regular_file
 
@@ -110,9 +110,9 @@ class BytecodeCache:
         self._enabled = enabled and SUPPORTED
         self._key: bytes | None = None
         self._key_loaded = False
-        # Guards the fields below; never held during disk I/O (a fork while
-        # another thread held it would leave the child's copy locked).
-        self._lock = threading.Lock()
+        # Guards the fields below; never held during disk I/O.  Fork-safe: a
+        # fork while another thread held it leaves the child a fresh one.
+        self._lock = forksafe.Lock()
         self._packed: dict[bytes, Entry] | None = None  # None: not read yet
         self._compiled: dict[bytes, Entry] = {}  # what this process compiled
         self._bad: set[bytes] = set()  # entries that failed their MAC
@@ -234,9 +234,6 @@ class BytecodeCache:
                                 or os.path.lexists(path))
         return self._key
 
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
-
 
 def _is_ours(path: Path) -> bool:
     """True if *path* is this user's file that others cannot write."""
@@ -287,15 +284,6 @@ _open_caches: weakref.WeakSet[BytecodeCache] = weakref.WeakSet()
 def _flush_all() -> None:
     for cache in list(_open_caches):
         cache.flush()
-
-
-def _reset_locks_in_child() -> None:
-    for cache in list(_open_caches):
-        cache._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_locks_in_child)
 
 
 # -- the key ---------------------------------------------------------------------

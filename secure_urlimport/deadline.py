@@ -14,10 +14,11 @@ import contextlib
 import contextvars
 import heapq
 import itertools
-import os
 import socket
 import threading
 import time
+
+from . import forksafe
 
 __all__ = ["Watchdog", "current_watchdog"]
 
@@ -129,10 +130,9 @@ class _Timer:
 
 
 _timer = _Timer()
-if hasattr(os, "register_at_fork"):
-    # A child starts with one thread: the timer's lock may be held by a
-    # thread that does not exist there, so it gets a fresh timer.
-    os.register_at_fork(after_in_child=_timer.reset)
+# A child starts with one thread: the timer's lock may be held by a thread
+# that does not exist there, so it gets a fresh timer.
+forksafe.at_fork_in_child(_timer.reset)
 
 
 def _shutdown(sock: socket.socket) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 
+from . import forksafe
 from .bundle import Bundle, bundle_members
 from .bytecode import BytecodeCache, slot_digests
 from .cache import FileCache
@@ -96,7 +97,7 @@ class RemoteTree:
         self._state = StateStore(config.state_dir())
         # Guards the fields below; never held during network I/O, because a
         # thread waiting for it may hold the global import lock.
-        self._lock = threading.Lock()
+        self._lock = forksafe.Lock()
         self._manifest: Manifest | None = None  # None: stale, fetch on next use
         self._last_good: Manifest | None = None
         self._failure: SecureImportError | None = None
