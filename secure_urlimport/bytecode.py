@@ -54,6 +54,7 @@ from types import CodeType
 from . import forksafe
 from .atomic import write_atomically
 from .cache import SAFE_READ_FLAGS, read_regular_file
+from .privatedir import is_private, make_private_dirs
 
 __all__ = ["KEY_NAME", "PACK_MAGIC", "BytecodeCache", "load_or_create_key", "slot_digests",
            "slot_id"]
@@ -195,7 +196,7 @@ class BytecodeCache:
         if len(blob) > MAX_PACK_BYTES:
             return
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent)
             write_atomically(self.path, blob, durable=False, mode=None)
         except OSError as exc:
             log.debug("cache: cannot write %s: %s", self.path, exc)
@@ -238,10 +239,9 @@ class BytecodeCache:
 def _is_ours(path: Path) -> bool:
     """True if *path* is this user's file that others cannot write."""
     try:
-        info = os.lstat(path)
+        return is_private(os.lstat(path))
     except OSError:
         return False
-    return info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def _mac(key: bytes, slot: bytes, data: bytes) -> bytes:
@@ -337,7 +337,7 @@ def _read_key(path: Path) -> bytes:
     finally:
         os.close(fd)
     directory = os.stat(path.parent)
-    if directory.st_uid != os.getuid() or directory.st_mode & 0o022:
+    if not is_private(directory):
         raise _UnsafeKeyError(
             f"{path.parent} can be written by others (mode "
             f"{stat.S_IMODE(directory.st_mode):04o}, owner {directory.st_uid}), who could "
@@ -352,7 +352,7 @@ def _create_key(path: Path) -> None:
     """Write a new key under a temporary name, then link it into place: two
     processes racing both end up reading the one that got there first, and
     nobody ever reads a half-written key."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
                  0o600)

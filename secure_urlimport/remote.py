@@ -38,6 +38,7 @@ from .manifest import FileEntry, Manifest
 from .mirrors import Mirrors
 from .paths import BUNDLE_NAME, MANIFEST_NAME
 from .prefetch import Prefetcher
+from .privatedir import client_state_dir
 from .state import StateStore
 from .transport import Fetcher, require_https
 from .verify import TrustedState, verify_file, verify_manifest
@@ -94,7 +95,8 @@ class RemoteTree:
 
             fetcher = RequestsFetcher(config)
         self.fetcher = fetcher
-        self._state = StateStore(config.state_dir())
+        state_dir = client_state_dir(config, self.url)  # refused if others can write it
+        self._state = StateStore(state_dir)
         # Guards the fields below; never held during network I/O, because a
         # thread waiting for it may hold the global import lock.
         self._lock = forksafe.Lock()
@@ -107,11 +109,11 @@ class RemoteTree:
         self._fetching = threading.local()
         # path -> (the manifest entry it was verified against, its bytes)
         self._verified: dict[str, tuple[FileEntry, bytes]] = {}
-        self._cache = FileCache(config.state_dir())
+        self._cache = FileCache(state_dir)
         #: Compiled code of verified modules (bytecode.py); the loader's to use.
         # Only with the file cache: tracebacks and getsource() then read the
         # verified source from disk, never from the network.
-        self.bytecode = BytecodeCache(config.state_dir(), self.url,
+        self.bytecode = BytecodeCache(state_dir, self.url,
                                       enabled=config.bytecode_cache and config.file_cache)
         self.bytecode.live_slots = lambda: slot_digests(
             (self.file_url(path), entry.sha256)

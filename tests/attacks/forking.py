@@ -34,13 +34,20 @@ class ChildFailed(AssertionError):
     """The forked child raised, crashed or did not finish in time."""
 
 
-def in_child(func: Callable[[], Any], *, uid: int | None = None, timeout: float = 20.0) -> Any:
-    """What *func* returns when run in a forked child (as *uid*, if given)."""
+def in_child(
+    func: Callable[[], Any],
+    *,
+    uid: int | None = None,
+    gid: int | None = None,
+    timeout: float = 20.0,
+) -> Any:
+    """What *func* returns when run in a forked child: as user *uid* if given, in
+    group *gid* (default: the group of the same number)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never return into pytest
         os.close(read_end)
-        _child(func, uid, write_end, timeout)
+        _child(func, uid, gid, write_end, timeout)
     os.close(write_end)
     blob, status = _collect(pid, read_end, timeout + 5)
     if status is None:
@@ -53,13 +60,15 @@ def in_child(func: Callable[[], Any], *, uid: int | None = None, timeout: float 
     return value
 
 
-def _child(func: Callable[[], Any], uid: int | None, fd: int, timeout: float) -> None:
+def _child(
+    func: Callable[[], Any], uid: int | None, gid: int | None, fd: int, timeout: float
+) -> None:
     code = 1
     try:
         signal.alarm(int(timeout) + 1)  # the child's own deadline, SIGALRM kills it
         if uid is not None:
             os.setgroups([])
-            os.setgid(uid)
+            os.setgid(uid if gid is None else gid)
             os.setuid(uid)
         try:
             answer = (True, func())
