@@ -24,13 +24,17 @@ from .errors import (
     TamperedFileError,
     UntrustedKeyError,
 )
+from .keyfile import MAX_FILE_BYTES as MAX_KEY_FILE_BYTES
+from .keyfile import is_private_key_file
 from .keys import TrustedKeys
+from .localfile import read_tree_file
 from .manifest import FileEntry, Manifest
 from .paths import BUNDLE_NAME, MANIFEST_NAME
 from .progress import ProgressFn
-from .signing import scan_tree
+from .signing import holds_private_key, scan_tree
 from .transport import Fetcher
 from .verify import check_expiry, check_name, verify_file, verify_manifest_signatures
+from .versions import MAX_MANIFEST_BYTES
 
 __all__ = ["PROBLEM_KINDS", "Problem", "Report", "audit_directory", "audit_url"]
 
@@ -48,7 +52,11 @@ PROBLEM_KINDS = {
     "unpublishable": "an entry that cannot be signed: symlink, special file or bad name",
     "download": "a file could not be downloaded",
     "stale-bundle": "secure-urlimport.bundle does not hold the signed modules",
+    "private-key": "a private key file is in the published tree",
 }
+
+_PRIVATE_KEY = ("a private key file is in the tree, published to everyone: move it out, "
+                "replace the key (it is no longer secret) and re-sign")
 
 
 @dataclass(frozen=True)
@@ -153,13 +161,7 @@ def audit_directory(
     for problem in scan.problems:
         path, _, why = problem.partition(": ")
         report.add("unpublishable", path, f"{why}; fix or remove it, then re-sign the tree")
-    try:
-        data = (root / MANIFEST_NAME).read_bytes()
-    except OSError as exc:
-        report.add("invalid-manifest", MANIFEST_NAME,
-                   f"cannot read the manifest ({exc.strerror or exc}); sign the tree first: "
-                   f"secure-urlimport sign {root} --key KEY")
-        data = None
+    data = _read_local_manifest(report, root)
     manifest = None
     if data is not None:
         manifest = _check_manifest(report, data, trusted, now=now, where=str(root), name=name)
@@ -167,14 +169,42 @@ def audit_directory(
     for rel in scan.files:
         if rel not in listed:
             report.add("unsigned", rel, f"{rel} is not in the signed manifest; re-sign the tree")
+            if holds_private_key(root / rel):
+                report.add("private-key", rel, _PRIVATE_KEY)
     if manifest is not None:
         _check_listed_files(report, root, manifest, trusted, progress)
-        try:
-            bundle = (root / BUNDLE_NAME).read_bytes()
-        except FileNotFoundError:
-            bundle = None  # publishing without a bundle is allowed, only slower
-        _check_bundle(report, bundle, manifest)
+        _check_bundle(report, _read_local_bundle(report, root, manifest), manifest)
     return report
+
+
+def _read_local_manifest(report: Report, root: Path) -> bytes | None:
+    """The manifest's bytes (never through a symlink, at most the client's cap), or None."""
+    try:
+        data = read_tree_file(root / MANIFEST_NAME, MAX_MANIFEST_BYTES)
+    except OSError as exc:
+        report.add("invalid-manifest", MANIFEST_NAME,
+                   f"cannot read the manifest ({exc.strerror or exc}); sign the tree first: "
+                   f"secure-urlimport sign {root} --key KEY")
+        return None
+    if len(data) > MAX_MANIFEST_BYTES:
+        report.add("invalid-manifest", MANIFEST_NAME,
+                   f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes, which clients "
+                   "refuse; re-sign the tree")
+        return None
+    return data
+
+
+def _read_local_bundle(report: Report, root: Path, manifest: Manifest) -> bytes | None:
+    """The bundle, read at most one byte past the signed modules' size (longer is stale)."""
+    size = sum(entry.size for entry in bundle_members(manifest.files))
+    try:
+        return read_tree_file(root / BUNDLE_NAME, size)
+    except FileNotFoundError:
+        return None  # publishing without a bundle is allowed, only slower
+    except OSError as exc:
+        report.add("stale-bundle", BUNDLE_NAME, f"{BUNDLE_NAME} cannot be read "
+                   f"({exc.strerror or exc}); sign the tree again (it rewrites the bundle)")
+        return None
 
 
 def _check_bundle(report: Report, data: bytes | None, manifest: Manifest) -> None:
@@ -200,11 +230,17 @@ def _check_listed_files(
     total = len(manifest.files)
     for done, (rel, entry) in enumerate(manifest.files.items(), 1):
         path = root / rel
-        if path.is_symlink() or not path.is_file():
-            report.add("missing", rel, f"{rel} is in the manifest but not in {root}; "
-                       "restore it, or re-sign the tree without it")
+        try:
+            # Past the signed size only as far as a key file can reach: longer is tampered.
+            data = read_tree_file(path, max(entry.size, MAX_KEY_FILE_BYTES))
+        except OSError as exc:  # absent, a symlink or special file, or unreadable
+            report.add("missing", rel, f"{rel} is in the manifest but not in {root} as a "
+                       f"readable regular file ({exc.strerror or exc}); restore it, or "
+                       "re-sign the tree without it")
         else:
-            _check_file(report, entry, path.read_bytes(), manifest=manifest, trusted=trusted,
+            if is_private_key_file(data):
+                report.add("private-key", rel, _PRIVATE_KEY)
+            _check_file(report, entry, data, manifest=manifest, trusted=trusted,
                         where=str(path))
         if progress is not None:
             progress(done, total)

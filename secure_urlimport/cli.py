@@ -11,6 +11,7 @@ import argparse
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -22,7 +23,6 @@ from .errors import ConfigurationError, KeyFileError, SecureImportError
 
 if TYPE_CHECKING:
     from .audit import Report
-    from .finder import Importer
     from .keys import TrustedKeys
     from .progress import ProgressFn
 
@@ -60,7 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--key", action="append", type=Path, metavar="KEY",
                    help="private key file; repeat for several signers")
     p.add_argument("--version", type=int, metavar="N",
-                   help="tree version (default: the previous version + 1)")
+                   help="tree version (default: the previous version + 1, if the tree's "
+                        "manifest verifies against --key)")
+    p.add_argument("--allow-version-jump", action="store_true",
+                   help="accept a --version more than 2**32 above the previous one: clients "
+                        "refuse every later release below it")
     p.add_argument("--expires", metavar="DURATION",
                    help="validity from now, e.g. 90d, 12h, 30s (default 90d)")
     p.add_argument("--name", metavar="NAME",
@@ -141,12 +145,20 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
     key_path, pub_path = Path(f"{args.prefix}.key"), Path(f"{args.prefix}.pub")
     for path in (key_path, pub_path):
-        if path.exists():
-            raise KeyFileError(f"{path} already exists; choose another PREFIX or remove it")
+        # lexists: a dangling symlink planted at the name counts (exists() says no).
+        if os.path.lexists(path):
+            raise KeyFileError(f"{path} already exists (or is a symlink); choose another "
+                               "PREFIX or remove it")
     passphrase = None if args.unencrypted else passphrase_from_env_or_prompt(key_path, confirm=True)
     key = PrivateKey.generate()
-    save_private_key(key, key_path, passphrase)
-    write_public_key(key.public, pub_path)
+    save_private_key(key, key_path, passphrase)  # both are created O_EXCL | O_NOFOLLOW
+    try:
+        write_public_key(key.public, pub_path)
+    except KeyFileError:
+        # Planted after the check above: drop the new key (never used, so nothing is
+        # lost) so that running keygen again, once the name is free, just works.
+        key_path.unlink(missing_ok=True)
+        raise
     state = "unencrypted" if passphrase is None else "passphrase-encrypted"
     print(f"wrote {key_path} ({state}, keep it secret) and {pub_path} (key id {key.keyid})")
     return EXIT_OK
@@ -175,7 +187,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
     ]
     with terminal_progress(f"{PROG} sign") as progress:
         result = sign_tree(args.directory, keys, version=args.version, expires_in=expires_in,
-                           name=args.name, progress=progress)
+                           name=args.name, progress=progress,
+                           allow_version_jump=args.allow_version_jump)
     ids = ", ".join(k.keyid for k in keys)
     print(
         f"signed {result.files} file(s) in {args.directory} as version {result.version} "
@@ -195,7 +208,8 @@ def _sign_check(args: argparse.Namespace) -> int:
     if not (args.key or args.pubkey):
         raise UsageError("sign --check needs the signers' --key KEY (only its key id is read) "
                          "or --pubkey PUB")
-    for option, value in (("--version", args.version), ("--expires", args.expires)):
+    for option, value in (("--version", args.version), ("--expires", args.expires),
+                          ("--allow-version-jump", args.allow_version_jump or None)):
         if value is not None:
             raise UsageError(f"{option} has no effect with --check; leave it out")
     if not args.directory.is_dir():
@@ -316,11 +330,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     import runpy
 
     from .api import install
+    from .runner import import_signed_packages
 
     pubkeys = [Path(p) for p in args.pubkey]
     importer = install(args.url, pubkey=pubkeys, cafile=args.cafile, threshold=args.threshold,
                        name=args.name)
-    _require_signed_module(importer, args.module)
+    # Not importlib.util.find_spec: it imports parents, from the working
+    # directory if need be, before the name could be refused (runner.py).
+    import_signed_packages(importer, args.module)
     # As with python -m, the module sees only its own arguments (runpy then
     # puts the module's location, its URL, in argv[0]).
     sys.argv = [args.module, *args.args]
@@ -332,33 +349,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise exc.__cause__ from None
         raise
     return EXIT_OK
-
-
-def _require_signed_module(importer: Importer, module: str) -> None:
-    """Refuse to run MODULE unless it (or its package's ``__main__``) is in the tree.
-
-    Without this, runpy would find a same-named module elsewhere on sys.path
-    (the current directory comes first) and run unsigned local code.
-    """
-    import importlib.util
-
-    from .loader import VerifiedLoader
-
-    names = [module]
-    try:
-        spec = importlib.util.find_spec(module)
-        if spec is not None and spec.submodule_search_locations is not None:
-            names.append(f"{module}.__main__")
-            spec = importlib.util.find_spec(names[-1])
-    except ModuleNotFoundError:
-        spec = None
-    loader = spec.loader if spec is not None else None
-    if not (isinstance(loader, VerifiedLoader) and loader.tree is importer.tree):
-        raise SecureImportError(
-            f"{names[-1]!r} is not a module of the signed tree {importer.url}; "
-            "check the name (run only executes signed modules)",
-            name=names[-1],
-        )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

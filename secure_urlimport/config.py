@@ -32,7 +32,9 @@ class Config:
     cafile: str | None = None
     #: Extra request headers (e.g. ``Authorization``); sent to this origin only.
     headers: Mapping[str, str] = field(default_factory=dict)
-    #: Seconds allowed for each whole download, connection to last byte.
+    #: Seconds allowed, connection to last byte, for everything one source (the
+    #: URL or a mirror) serves for one step of an import: the manifest (with its
+    #: no-cache retry), or one module (its bundle, its file, a no-cache retry).
     timeout: float = 30.0
     #: How many distinct pinned keys must sign the manifest and each file.
     threshold: int = 1

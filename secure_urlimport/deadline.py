@@ -17,10 +17,11 @@ import itertools
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 from . import forksafe
 
-__all__ = ["Watchdog", "current_watchdog"]
+__all__ = ["Watchdog", "budget_left", "current_watchdog", "import_step", "source_budget"]
 
 
 class Watchdog:
@@ -36,7 +37,11 @@ class Watchdog:
     """
 
     def __init__(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
+        own = time.monotonic() + seconds
+        bound = _bound()
+        #: True if the import step's budget, not this download's own timeout, ends it.
+        self.budgeted = bound is not None and bound < own
+        self.deadline = bound if bound is not None and self.budgeted else own
         self.fired = False
         self._done = False
         self._lock = threading.Lock()
@@ -150,3 +155,68 @@ _current: contextvars.ContextVar[Watchdog | None] = contextvars.ContextVar(
 def current_watchdog() -> Watchdog | None:
     """The watchdog of the download running in this thread, if any."""
     return _current.get()
+
+
+# -- one import step: every download for it shares each source's deadline ------
+
+
+class _Step:
+    """The downloads one step of an import makes (the manifest, or one module:
+    its bundle, its file, a no-cache retry), each source's starting when that
+    source is first asked, so a slow mirror cannot starve the next one."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._deadlines: dict[str, float] = {}
+
+    def deadline_of(self, source: str) -> float:
+        return self._deadlines.setdefault(source, time.monotonic() + self.seconds)
+
+
+_step: contextvars.ContextVar[_Step | None] = contextvars.ContextVar(
+    "secure_urlimport_step", default=None
+)
+_source: contextvars.ContextVar[str] = contextvars.ContextVar("secure_urlimport_source", default="")
+
+
+@contextlib.contextmanager
+def import_step(seconds: float) -> Iterator[None]:
+    """Bound every download made inside to *seconds* per source, all together.
+
+    Without this each download had its own timeout, and the bundle, the file
+    and a no-cache retry dripping slowly made one import take three times
+    ``timeout``.  A step inside a step is part of the outer one (an inner
+    step must never extend the bound).  Context variables do not follow work
+    to other threads, so prefetch threads keep their own per-download bound.
+    """
+    if _step.get() is not None:
+        yield
+        return
+    token = _step.set(_Step(seconds))
+    try:
+        yield
+    finally:
+        _step.reset(token)
+
+
+@contextlib.contextmanager
+def source_budget(source: str) -> Iterator[None]:
+    """Downloads inside come from *source* (a tree URL or a mirror's) and share
+    its deadline in the current step, if there is one."""
+    token = _source.set(source)
+    try:
+        yield
+    finally:
+        _source.reset(token)
+
+
+def budget_left(seconds: float) -> float:
+    """*seconds*, or less if the current step's budget for this source ends sooner."""
+    bound = _bound()
+    return seconds if bound is None else min(seconds, bound - time.monotonic())
+
+
+def _bound() -> float | None:
+    """The deadline the current step sets for the current source, if any."""
+    step = _step.get()
+    return None if step is None else step.deadline_of(_source.get())

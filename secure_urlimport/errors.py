@@ -11,6 +11,7 @@ never leak.
     SecureImportError(ImportError)
     ├── InsecureURLError            the URL is not https://
     ├── ConfigurationError          a bad argument: key, threshold, option
+    ├── SigningError                a tree cannot be signed (``.problems``)
     ├── KeyFileError                a key file cannot be read
     │   └── WrongPassphraseError
     ├── VerificationError           the bytes are not what a pinned key signed
@@ -33,6 +34,7 @@ never leak.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 __all__ = [
     "BadSignatureError",
@@ -49,13 +51,38 @@ __all__ = [
     "ResponseTooLargeError",
     "RollbackError",
     "SecureImportError",
+    "SigningError",
     "TLSError",
     "TamperedFileError",
     "UntrustedKeyError",
     "VerificationError",
     "WrongPassphraseError",
     "WrongTreeError",
+    "shown",
 ]
+
+#: How much of one server- or proxy-chosen string a message quotes.
+SHOWN_CHARS = 200
+
+
+def shown(text: object, limit: int | None = SHOWN_CHARS) -> str:
+    """*text* fit to quote in a message: every character that is not printable
+    (ESC, BEL, CR, C1 controls, bidi overrides) as a visible escape, and at most
+    *limit* characters of it (None: no cut).
+
+    Servers and proxies choose redirect targets, reason texts and header
+    values; quoted raw, ESC sequences would retitle a terminal or rewrite
+    what an operator reads, and a 64 KiB value would bury the advice.  Every
+    such string passes through here before it reaches an exception or a log.
+    """
+    raw = str(text)
+    cut = limit is not None and len(raw) > limit
+    if cut:
+        raw = raw[:limit]
+    escaped = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in raw
+    )
+    return f"{escaped}... ({len(str(text))} chars)" if cut else escaped
 
 
 class SecureImportError(ImportError):
@@ -83,12 +110,21 @@ class SecureImportError(ImportError):
         renamed.name = name
         return renamed
 
+
 class InsecureURLError(SecureImportError):
     """The URL does not use https:// (code is never fetched over anything else)."""
 
 
 class ConfigurationError(SecureImportError):
     """An argument cannot be used: a malformed public key, a bad threshold or option."""
+
+
+class SigningError(SecureImportError):
+    """The tree cannot be signed; ``problems`` lists every reason."""
+
+    def __init__(self, msg: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(msg)
+        self.problems = list(problems)
 
 
 class KeyFileError(SecureImportError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from importlib.machinery import ModuleSpec
+from importlib.machinery import ModuleSpec, NamespaceLoader
 from types import ModuleType, TracebackType
 
 from .errors import SecureImportError
@@ -60,6 +60,10 @@ def _url_entries_claimed() -> bool:
     return path_hook in sys.path_hooks
 
 
+def _is_namespace(spec: ModuleSpec) -> bool:
+    return spec.loader is None or isinstance(spec.loader, NamespaceLoader)
+
+
 def _not_found(fullname: str, tree: RemoteTree) -> ModuleNotFoundError:
     # Raised, not returned as None: otherwise PathFinder would read the URL in
     # the package's __path__ as a local relative directory ('./https:/host/pkg/').
@@ -106,9 +110,46 @@ class Importer:
         spec = lookup(self.tree, fullname, fullname.replace(".", "/"), exclusive=exclusive)
         if spec is None and must_stop:
             raise _not_found(fullname, self.tree)
+        if spec is not None and self._yields_to_a_module(spec, path, exclusive=exclusive):
+            log.debug("%s: a module found after %s wins over its directory", fullname, self.url)
+            return None
         if spec is not None:
             log.debug("found %s in %s", fullname, self.tree.url)
         return spec
+
+    def _yields_to_a_module(
+        self, spec: ModuleSpec, path: Sequence[str] | None, *, exclusive: bool
+    ) -> bool:
+        """Whether *spec*, a directory of this tree, must give way to a module
+        or regular package that a finder after this one on sys.meta_path finds.
+
+        A namespace directory is only one portion: as on sys.path, a real
+        module (an installed package, say) wins over it rather than being
+        hidden.  The first finder after us that finds the name decides;
+        finding runs no module code, and one that raises would end the
+        import there, so it counts as not finding one.  Not asked inside a
+        package wholly ours, nor with a path holding URLs no hook claims:
+        PathFinder would read those as local directories.
+        """
+        if (
+            not _is_namespace(spec)
+            or exclusive
+            or (path is not None and not _url_entries_claimed())
+        ):
+            return False
+        finders = list(sys.meta_path)
+        after = next((i + 1 for i, finder in enumerate(finders) if finder is self), len(finders))
+        for finder in finders[after:]:
+            find_spec = getattr(finder, "find_spec", None)
+            if find_spec is None:
+                continue
+            try:
+                found = find_spec(spec.name, path, None)
+            except ImportError:
+                return False
+            if found is not None:
+                return not _is_namespace(found)
+        return False
 
     def invalidate_caches(self) -> None:
         self.tree.mark_stale()

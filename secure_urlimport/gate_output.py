@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .audit import Problem, Report
+from .errors import shown
 
 __all__ = [
     "escape_data",
@@ -38,9 +39,7 @@ PROG = "secure-urlimport"
 
 def one_line(text: str) -> str:
     """*text* with control and other unprintable characters as escapes (``\\n``, ``\\x1b``)."""
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
-    )
+    return shown(text, limit=None)
 
 
 def summary_line(report: Report) -> str:
@@ -72,8 +71,7 @@ def workspace_path(path: Path) -> str:
         return absolute.as_posix()
 
 
-def github_annotation(problem: Problem, *, file: str | None = None,
-                      url: str | None = None) -> str:
+def github_annotation(problem: Problem, *, file: str | None = None, url: str | None = None) -> str:
     """``::error file=…,title=secure-urlimport KIND::MESSAGE`` for one problem."""
     properties = [] if file is None else [f"file={escape_property(file)}"]
     properties.append(f"title={escape_property(f'{PROG} {problem.kind}')}")
@@ -83,8 +81,9 @@ def github_annotation(problem: Problem, *, file: str | None = None,
     return f"::error {','.join(properties)}::{escape_data(message)}"
 
 
-def github_lines(report: Report, *, root: Path | None = None,
-                 file_url: Callable[[str], str] | None = None) -> list[str]:
+def github_lines(
+    report: Report, *, root: Path | None = None, file_url: Callable[[str], str] | None = None
+) -> list[str]:
     """Annotations for a directory (*root*) or an https tree (*file_url*), then the summary."""
     lines = []
     for problem in report.problems:

@@ -46,6 +46,7 @@ from .keys import RAW_KEY_BYTES, PrivateKey, PublicKey
 
 __all__ = [
     "PASSPHRASE_ENV",
+    "is_private_key_file",
     "load_private_key",
     "passphrase_from_env_or_prompt",
     "read_key_id",
@@ -152,11 +153,47 @@ def _write_new_private_file(path: Path, data: bytes) -> None:
 
 
 def write_public_key(key: PublicKey, path: Path) -> None:
-    """Write the ``.pub`` line for *key* (public, so the usual mode)."""
+    """Write the ``.pub`` line for *key* to a new file *path* (mode 0644: it is public).
+
+    Like the key file, never through a symlink and never over an existing
+    file: a planted ``PREFIX.pub`` link would otherwise make keygen write
+    wherever it points, and the consumer would pin whatever sits there.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        Path(path).write_text(key.to_line(), encoding="ascii")
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise KeyFileError(
+            f"public key file {str(path)!r} already exists (or is a symlink); refusing to "
+            "write through or over it: remove it, or choose another PREFIX"
+        ) from None
     except OSError as exc:
         raise KeyFileError(f"cannot write public key file {str(path)!r}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), 0o644)  # exactly, whatever the umask
+            handle.write(key.to_line().encode("ascii"))
+    except OSError as exc:
+        Path(path).unlink(missing_ok=True)
+        raise KeyFileError(f"cannot write public key file {str(path)!r}: {exc.strerror}") from None
+
+
+def is_private_key_file(data: bytes) -> bool:
+    """True if *data* is a private key file of this format (encrypted or not).
+
+    For the signer, which must never publish one.  Deliberately loose: any
+    JSON object whose ``type`` says private key counts, whatever its other
+    fields, version or the file's name.  Cheap: a file larger than any key
+    file, or not starting with ``{``, is not parsed at all.
+    """
+    if len(data) > MAX_FILE_BYTES or not data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return False
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))  # a BOM an editor added changes nothing
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and doc.get("type") == FILE_TYPE
 
 
 # -- reading -----------------------------------------------------------------

@@ -17,6 +17,7 @@ from importlib.machinery import ModuleSpec
 from types import CodeType, ModuleType
 from typing import TYPE_CHECKING
 
+from .deadline import import_step
 from .errors import NotInManifestError, SecureImportError
 from .manifest import Manifest
 from .remote import RemoteTree
@@ -55,8 +56,11 @@ class VerifiedLoader(importlib.abc.Loader):
         # What a package's code imports is most likely its own modules, and a
         # plain module's its siblings: download those while this one runs.
         directory = self.relpath.rpartition("/")[0]
-        self.tree.prefetch(directory, recursive=self._is_package, skip=self.relpath)
-        code = self.get_code(module.__name__)
+        # The bundle fetched for the prefetch and this module's own file share
+        # one timeout per source: one bound for the whole import.
+        with import_step(self.tree.config.timeout):
+            self.tree.prefetch(directory, recursive=self._is_package, skip=self.relpath)
+            code = self.get_code(module.__name__)
         # A traceback or inspect.getsource() may have cached the previous
         # text of this URL; after a reload it must show the new one.  Then
         # register the loader, so linecache.getline(url, n) without module

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from .deadline import source_budget
 from .errors import SecureImportError, VerificationError
 
 __all__ = ["Mirrors"]
@@ -49,7 +50,8 @@ class Mirrors:
         failures: list[tuple[str, SecureImportError]] = []
         for base in self.in_order():
             try:
-                result = attempt(base)
+                with source_budget(base):  # each mirror gets the step's full bound
+                    result = attempt(base)
             except SecureImportError as exc:
                 failures.append((base, exc))
                 if len(self.urls) > 1:

@@ -25,6 +25,7 @@ from .bundle import Bundle, bundle_members
 from .bytecode import BytecodeCache, slot_digests
 from .cache import FileCache
 from .config import Config
+from .deadline import budget_left, import_step, source_budget
 from .errors import (
     ConfigurationError,
     ExpiredManifestError,
@@ -192,9 +193,12 @@ class RemoteTree:
         return max(seen, key=lambda state: state.version, default=None)
 
     def _load_manifest(self, now: datetime) -> Manifest:
-        return self.sources.first_success(
-            lambda base: self._load_manifest_from(base, now), what=f"{self.url}/{MANIFEST_NAME}"
-        )
+        # One bound per source for the conditional request and the no-cache retry.
+        with import_step(self.config.timeout):
+            return self.sources.first_success(
+                lambda base: self._load_manifest_from(base, now),
+                what=f"{self.url}/{MANIFEST_NAME}",
+            )
 
     def _load_manifest_from(self, base: str, now: datetime) -> Manifest:
         url = f"{base}/{MANIFEST_NAME}"
@@ -251,7 +255,7 @@ class RemoteTree:
         try:
             return verify_manifest(
                 data, self.trusted, now=now, previous=self._rollback_floor(), url=url,
-                name=self.config.tree_name,
+                name=self.config.tree_name, known=self._last_good,
             )
         except SecureImportError as exc:
             exc.path = url
@@ -296,16 +300,18 @@ class RemoteTree:
         if hit is not None and hit[0] == entry:
             return hit[1]
         # Cheapest first: the bundle if already at hand, the file's cached
-        # copy, then the bundle from the server, then the file on its own.
-        data = self._from_bundle(entry, manifest, url, download=False)
-        if data is None:
-            data = self._cached_copy(entry, manifest, url)
-        if data is None:
-            data = self._from_bundle(entry, manifest, url, download=True)
-        if data is None:
-            data = self._download_verified(entry, manifest)
-            if self.config.file_cache:
-                self._cache.put(entry.sha256, data)
+        # copy, then the bundle from the server, then the file on its own --
+        # all within one timeout per source (deadline.import_step).
+        with import_step(self.config.timeout):
+            data = self._from_bundle(entry, manifest, url, download=False)
+            if data is None:
+                data = self._cached_copy(entry, manifest, url)
+            if data is None:
+                data = self._from_bundle(entry, manifest, url, download=True)
+            if data is None:
+                data = self._download_verified(entry, manifest)
+                if self.config.file_cache:
+                    self._cache.put(entry.sha256, data)
         self._verified[relpath] = (entry, data)
         return data
 
@@ -369,7 +375,8 @@ class RemoteTree:
     ) -> Bundle | None:
         url = self.file_url(BUNDLE_NAME, self.sources.active)
         try:
-            data = self.fetcher.fetch(url, max_bytes=size)
+            with source_budget(self.sources.active):  # shares the file's bound
+                data = self.fetcher.fetch(url, max_bytes=size)
         except SecureImportError as exc:
             log.debug("no usable bundle at %s (%s); downloading files one by one", url, exc)
             return None
@@ -433,7 +440,7 @@ class RemoteTree:
     ) -> bytes:
         if future is not None:
             try:
-                return future.result(timeout=self.config.timeout * 2)
+                return future.result(timeout=budget_left(self.config.timeout * 2))
             except SecureImportError as exc:
                 # The download's own error (already past its deadline): asking
                 # a failing server again would only double the wait.
@@ -469,15 +476,12 @@ class RemoteTree:
     def _prefetchable(
         self, manifest: Manifest, directory: str, recursive: bool
     ) -> list[FileEntry]:
-        prefix = f"{directory}/" if directory else ""
         budget = self.config.max_file_bytes
         found = []
-        for path, entry in manifest.files.items():
-            if not path.startswith(prefix) or not path.endswith(".py"):
-                continue
-            if not recursive and "/" in path[len(prefix):]:
-                continue
-            if path in self._verified or entry.size > budget:
+        # From the index: a package deep in a big tree does not scan every path.
+        for path in manifest.directories.files_below(directory, recursive=recursive):
+            entry = manifest.files[path]
+            if not path.endswith(".py") or path in self._verified or entry.size > budget:
                 continue
             if self._prefetcher.scheduled(entry.sha256):
                 continue

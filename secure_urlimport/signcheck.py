@@ -18,7 +18,10 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import ManifestFormatError
+from .keyfile import MAX_FILE_BYTES as MAX_KEY_FILE_BYTES
+from .keyfile import is_private_key_file
 from .keys import PublicKey
+from .localfile import read_tree_file
 from .manifest import (
     FileEntry,
     Manifest,
@@ -31,7 +34,8 @@ from .manifest import (
 )
 from .paths import MANIFEST_NAME
 from .progress import ProgressFn
-from .signing import scan_tree, tree_name
+from .signing import holds_private_key, scan_tree, tree_name
+from .versions import MAX_MANIFEST_BYTES
 
 __all__ = ["CHANGE_KINDS", "Change", "SignCheck", "check_tree"]
 
@@ -46,6 +50,7 @@ CHANGE_KINDS = {
     "bad-signature": "a signature by a key given with --pubkey does not verify",
     "manifest": "there is no manifest, or it cannot be read",
     "unpublishable": "an entry signing would refuse: symlink, special file, bad name",
+    "private-key": "a private key file is in the tree; signing refuses to publish it",
 }
 
 
@@ -117,6 +122,7 @@ def check_tree(
     if signed is None or manifest is None:
         for rel in scan.files:
             check.add("added", rel, "signing would add it")
+        _report_private_keys(check, scan.files)
         return check
     check.version, check.expires = manifest.version, manifest.expires
     signing = _compare_signers(check, signed, keyids, pubkeys)
@@ -131,10 +137,22 @@ def check_tree(
     return check
 
 
+def _report_private_keys(check: SignCheck, files: Sequence[str]) -> None:
+    for rel in files:
+        if holds_private_key(check.root / rel):
+            check.add("private-key", rel, _PRIVATE_KEY)
+
+
+_PRIVATE_KEY = "a private key file; signing would refuse the tree: move it out of the tree"
+
+
 def _read_manifest(check: SignCheck) -> tuple[SignedManifestFile | None, Manifest | None]:
     path = check.root / MANIFEST_NAME
     try:
-        signed = split_manifest_file(path.read_bytes())
+        data = read_tree_file(path, MAX_MANIFEST_BYTES)  # never through a symlink
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ManifestFormatError(f"larger than {MAX_MANIFEST_BYTES} bytes")
+        signed = split_manifest_file(data)
         return signed, parse_manifest_body(signed.body)
     except FileNotFoundError:
         check.add("manifest", MANIFEST_NAME, "no manifest yet; signing would create one")
@@ -171,9 +189,10 @@ def _compare_files(
     signing: Sequence[PublicKey], progress: ProgressFn | None,
 ) -> None:
     on_disk = set(files)
-    for rel in files:
-        if rel not in manifest.files:
-            check.add("added", rel, "not in the manifest; signing would add it")
+    added = [rel for rel in files if rel not in manifest.files]
+    for rel in added:
+        check.add("added", rel, "not in the manifest; signing would add it")
+    _report_private_keys(check, added)  # the files compared below are checked as read
     for rel in sorted(manifest.files.keys() - on_disk):
         check.add("removed", rel, "in the manifest but not in the tree; signing would drop it")
     common = [rel for rel in files if rel in manifest.files]
@@ -187,11 +206,14 @@ def _compare_file(
     check: SignCheck, entry: FileEntry, manifest: Manifest, signing: Sequence[PublicKey]
 ) -> None:
     try:
-        data = (check.root / entry.path).read_bytes()
+        # Past the signed size only as far as a key file can reach: longer is "changed".
+        data = read_tree_file(check.root / entry.path, max(entry.size, MAX_KEY_FILE_BYTES))
     except OSError as exc:
         check.add("unpublishable", entry.path, f"cannot be read ({exc.strerror or exc}); "
                   "signing would fail: fix its permissions")
         return
+    if is_private_key_file(data):
+        check.add("private-key", entry.path, _PRIVATE_KEY)
     if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
         check.add("changed", entry.path, "differs from the manifest (size or SHA-256); "
                   "signing would sign the new content")

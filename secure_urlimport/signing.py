@@ -17,28 +17,30 @@ from pathlib import Path
 
 from .atomic import write_atomically
 from .bundle import build_bundle, bundle_members
-from .errors import ConfigurationError, ManifestFormatError, SecureImportError
+from .errors import ConfigurationError, SigningError
+from .keyfile import MAX_FILE_BYTES as MAX_KEY_FILE_BYTES
+from .keyfile import is_private_key_file
 from .keys import PrivateKey
+from .localfile import read_tree_file
 from .manifest import (
     MAX_NAME_CHARS,
-    MAX_VERSION,
     FileEntry,
     Manifest,
     encode_body,
     encode_manifest,
     file_message,
     manifest_message,
-    parse_manifest_body,
-    split_manifest_file,
 )
 from .paths import BUNDLE_NAME, MANIFEST_NAME, path_problem
 from .progress import ProgressFn
+from .versions import choose_version, trusted_previous_version
 
 __all__ = [
     "DEFAULT_EXPIRY",
     "SignResult",
     "SigningError",
     "TreeScan",
+    "holds_private_key",
     "parse_duration",
     "scan_tree",
     "sign_tree",
@@ -55,14 +57,6 @@ _DURATION = re.compile(r"([0-9]{1,9})([smhdw])")  # ASCII digits only
 
 #: Directories never published: bytecode caches (the importer never reads them).
 SKIPPED_DIRS = frozenset({"__pycache__"})
-
-
-class SigningError(SecureImportError):
-    """The tree cannot be signed; ``problems`` lists every reason."""
-
-    def __init__(self, msg: str, problems: Sequence[str] = ()) -> None:
-        super().__init__(msg)
-        self.problems = list(problems)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -130,6 +124,18 @@ def scan_tree(root: Path) -> TreeScan:
     return scan
 
 
+def holds_private_key(path: Path | str) -> bool:
+    """True if the file at *path* is a private key file (for ``sign --check``, ``verify``).
+
+    Reads at most one byte more than a key file can have; unreadable is False
+    (the caller reports those on its own).
+    """
+    try:
+        return is_private_key_file(read_tree_file(path, MAX_KEY_FILE_BYTES))
+    except OSError:
+        return False
+
+
 def _file_problem(path: str, rel: str) -> str | None:
     mode = os.lstat(path).st_mode
     if stat.S_ISLNK(mode):
@@ -147,21 +153,6 @@ class SignResult:
     expires: datetime
 
 
-def previous_version(root: Path) -> int | None:
-    """The version of the manifest already in *root*, if there is one."""
-    try:
-        data = (root / MANIFEST_NAME).read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        return parse_manifest_body(split_manifest_file(data).body).version
-    except ManifestFormatError as exc:
-        raise SigningError(
-            f"{root / MANIFEST_NAME} exists but cannot be read ({exc}); "
-            "pass --version N to choose the new version"
-        ) from None
-
-
 def sign_tree(
     root: Path,
     keys: Sequence[PrivateKey],
@@ -171,12 +162,16 @@ def sign_tree(
     now: datetime | None = None,
     name: str | None = None,
     progress: ProgressFn | None = None,
+    allow_version_jump: bool = False,
 ) -> SignResult:
     """Sign every file under *root* with every key and write the manifest atomically.
 
     *name* labels the tree (default: the directory's name); clients that pin it
     refuse manifests of other trees signed by the same key.  *progress(done,
-    total)* is called after each file is signed.
+    total)* is called after each file is signed.  The default *version* is one
+    above the tree's manifest, which must then verify against *keys*; a
+    *version* more than :data:`versions.MAX_VERSION_JUMP` above it needs
+    *allow_version_jump*.  A tree holding a private key file is refused.
     """
     root = Path(root)
     if not keys:
@@ -190,18 +185,27 @@ def sign_tree(
             "and sign again (only regular files with publishable names are signed)",
             scan.problems,
         )
-    version = _choose_version(root, version)
+    version = _choose_version(root, keys, version, allow_version_jump)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     if expires_in > MAX_EXPIRY or expires_in <= timedelta(0):
         raise ConfigurationError("the validity must be positive and at most 3660 days")
     entries = {}
     modules: dict[str, bytes] = {}  # the bundle's members, read once
+    secrets = []
     for done, rel in enumerate(scan.files, 1):
         entries[rel], data = _sign_file(root, rel, keys, version)
+        if is_private_key_file(data):  # checked on the bytes signed: no second read
+            secrets.append(f"{rel}: a private key file; move it out of the tree")
         if rel.endswith(".py"):
             modules[rel] = data
         if progress is not None:
             progress(done, len(scan.files))
+    if secrets:
+        raise SigningError(
+            f"refusing to sign {root}: it holds {len(secrets)} private key file(s), which "
+            "publishing would hand to everyone; move them out of the tree and sign again",
+            secrets,
+        )
     manifest = Manifest(
         version=version,
         created=now,
@@ -227,32 +231,27 @@ def tree_name(root: Path, name: str | None) -> str:
     return Path(root).resolve().name if name is None else name
 
 
-def _choose_version(root: Path, requested: int | None) -> int:
-    if requested is not None and not 1 <= requested <= MAX_VERSION:
-        raise ConfigurationError(f"--version must be from 1 to {MAX_VERSION}, not {requested}")
+def _choose_version(
+    root: Path, keys: Sequence[PrivateKey], requested: int | None, allow_jump: bool
+) -> int:
     try:
-        previous = previous_version(root)
+        previous = trusted_previous_version(root, keys)
     except SigningError:
         if requested is None:
             raise
-        previous = None  # the unreadable manifest is replaced; the caller chose the version
-    if requested is None:
-        if previous is not None and previous >= MAX_VERSION:
-            raise SigningError(f"the tree is at the highest version {MAX_VERSION}")
-        return 1 if previous is None else previous + 1
-    if previous is not None and requested <= previous:
-        raise SigningError(
-            f"--version {requested} is not newer than the tree's current version {previous}; "
-            "clients that saw it would refuse the tree as a rollback"
-        )
-    return requested
+        previous = None  # the untrusted manifest is replaced; the caller chose the version
+    return choose_version(previous, requested, allow_jump=allow_jump)
 
 
 def _sign_file(
     root: Path, rel: str, keys: Sequence[PrivateKey], version: int
 ) -> tuple[FileEntry, bytes]:
-    with open(os.path.join(root, rel), "rb") as handle:  # not pathlib: thousands of files
-        data = handle.read()
+    try:
+        # Never through a symlink, never a FIFO: the name may have been swapped since the scan.
+        data = read_tree_file(os.path.join(root, rel))  # not pathlib: thousands of files
+    except OSError as exc:
+        raise SigningError(f"cannot sign {root}: {rel} cannot be read "
+                           f"({exc.strerror or exc})") from None
     digest = hashlib.sha256(data).hexdigest()
     sigs = {
         k.keyid: k.sign(file_message(k.keyid, version, rel, digest, len(data))) for k in keys

@@ -16,9 +16,8 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from . import forksafe
 from .cache import is_sane_etag
@@ -33,7 +32,14 @@ from .errors import (
     RedirectError,
     ResponseTooLargeError,
     TLSError,
+    shown,
 )
+from .responses import Origin as _Origin
+from .responses import declared_length, redirect_target, status_text
+from .responses import https_problem as _https_problem
+from .responses import origin as _origin
+from .responses import redact as _redact
+from .responses import root_cause as _root_cause
 
 if TYPE_CHECKING:
     import requests
@@ -46,7 +52,6 @@ log = logging.getLogger("secure_urlimport")
 _CHUNK = 65536
 _POOL_SIZE = 16
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_Origin = tuple[str, str, int]
 
 
 class Fetcher(Protocol):
@@ -72,41 +77,6 @@ def require_https(url: str) -> str:
             path=shown,
         )
     return url
-
-
-def _https_problem(url: str) -> tuple[str, str] | None:
-    """What is wrong with ``url`` and how to fix it, or None if it is acceptable."""
-    if any(ch <= " " or ch == "\x7f" for ch in url):
-        return "it contains whitespace or control characters", "remove them"
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a non-numeric or out-of-range port
-    except ValueError:
-        return "it is not a valid URL", "pass a URL of the form https://host/path"
-    if parts.scheme != "https":
-        scheme = f"{parts.scheme}://" if parts.scheme else "no scheme"
-        return f"it uses {scheme}", "use an https:// URL (serve the files over TLS)"
-    if "@" in parts.netloc:
-        return "it embeds credentials (user@host)", "pass them as headers= instead"
-    if "#" in url:
-        return "it has a #fragment", "remove the fragment"
-    if not parts.hostname:
-        return "it names no host", "use a URL of the form https://host/path"
-    return None
-
-
-def _redact(url: str) -> str:
-    """``url`` without any userinfo, so a password never lands in a message."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, path = rest.partition("/")
-    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
-
-
-def _origin(url: str) -> _Origin:
-    parts = urlsplit(url)
-    return (parts.scheme, parts.hostname or "", parts.port or 443)
 
 
 class _Net(NamedTuple):
@@ -151,6 +121,13 @@ def _net() -> _Net:
                 watchdog.watch(self.sock)
             return super().getresponse()
 
+    class Session(requests.Session):
+        def get_redirect_target(self, resp: Any) -> None:
+            # _Download follows redirects itself, after checking them; even with
+            # allow_redirects=False requests would parse Location (to offer
+            # ``response.next``), and raise a bare ValueError on "https://[".
+            return None
+
     class WatchedPool(urllib3.HTTPSConnectionPool):
         ConnectionCls = WatchedConnection
 
@@ -171,7 +148,7 @@ def _net() -> _Net:
 
     exc = requests.exceptions
     return _Net(
-        session=requests.Session,
+        session=Session,
         adapter=WatchedAdapter,
         environ_proxies=requests.utils.get_environ_proxies,
         ssl_error=exc.SSLError,
@@ -211,8 +188,9 @@ class RequestsFetcher:
       URL and only same-origin redirects are followed, so they only ever reach
       that origin.
     * ``config.timeout`` bounds each whole download -- connecting, TLS, headers,
-      body and redirects -- not each read.  Not covered: the DNS lookup, which
-      Python cannot interrupt.
+      body and redirects -- not each read; inside an import step
+      (deadline.import_step) all downloads from one source share it.  Not
+      covered: the DNS lookup, which Python cannot interrupt.
     """
 
     def __init__(self, config: Config) -> None:
@@ -317,13 +295,6 @@ def _basic_auth(user: str, password: str) -> str:
 
 
 _E = TypeVar("_E", bound=DownloadError)
-_ADVICE = {
-    400: "the server refused the request; if it requires a client certificate "
-         "(mutual TLS), pass client_cert= with one it accepts",
-    404: "the file is listed but not on the server; re-publish the release",
-    401: "check the credentials passed as headers= or auth=",
-    403: "check the credentials passed as headers= or auth=",
-}
 
 
 class _Download:
@@ -364,7 +335,7 @@ class _Download:
                     return body
             finally:
                 response.close()  # on error this drops the connection mid-body
-            log.debug("redirect %d: %s -> %s", hop + 1, self.current, target)
+            log.debug("redirect %d: %s -> %s", hop + 1, self.current, shown(target))
             self.current = target
         raise self._error(RedirectError, f"more than {limit} redirects (a loop?); fix the server")
 
@@ -400,13 +371,9 @@ class _Download:
         location = response.headers.get("Location")
         if not location:
             raise self._status_error(response.status_code)
-        target = urljoin(self.current, location)
-        if _https_problem(target) or _origin(target) != _origin(self.current):
-            raise self._error(
-                RedirectError,
-                f"refusing redirect from {self.current} to {_redact(target)}: only "
-                "same-origin https redirects are followed",
-            )
+        target, problem = redirect_target(self.current, location)
+        if target is None:
+            raise self._error(RedirectError, problem)
         return target
 
     def _body(self, response: requests.Response) -> bytes:
@@ -416,7 +383,7 @@ class _Download:
         if encoding not in ("", "identity"):
             raise self._error(
                 DownloadError,
-                f"served with Content-Encoding {encoding!r}; the server must serve "
+                f"served with Content-Encoding {shown(encoding, 40)}; the server must serve "
                 "files uncompressed (they are never inflated)",
             )
         declared = self._declared_length(response)
@@ -461,24 +428,28 @@ class _Download:
         # Under chunked framing Content-Length is ignored (RFC 9112, 6.3).
         if value is None or "Transfer-Encoding" in response.headers:
             return None
-        if not (value.strip().isascii() and value.strip().isdigit()):
-            raise self._error(DownloadError, f"invalid Content-Length {value[:40]!r}")
-        return int(value)
+        length, problem = declared_length(value)
+        if length is not None:
+            return length
+        if value.strip().isascii() and value.strip().isdigit():  # too long for any cap
+            raise self._error(
+                ResponseTooLargeError, f"{problem}, over the limit of {self.max_bytes} bytes"
+            )
+        raise self._error(DownloadError, problem)
 
     def _timeout(self) -> DownloadTimeoutError:
         seconds = self.fetcher.config.timeout
+        # A step's budget (deadline.import_step) may have been spent by the
+        # downloads before this one; say so, or "within 5 s" after 0.3 s misleads.
+        spent = " (timeout= bounds all downloads from one source for one import)"
         return self._error(
             DownloadTimeoutError,
-            f"did not finish within {seconds:g} s; raise timeout= or check the server",
+            f"did not finish within {seconds:g} s{spent if self.watchdog.budgeted else ''}; "
+            "raise timeout= or check the server",
         )
 
     def _status_error(self, status: int) -> HTTPStatusError:
-        try:  # the standard phrase, not the server's own (attacker-chosen) reason text
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "unknown status"
-        advice = _ADVICE.get(status, "the server must answer 200")
-        error = self._error(HTTPStatusError, f"HTTP {status} {phrase}; {advice}")
+        error = self._error(HTTPStatusError, status_text(status))
         error.status = status
         return error
 
@@ -512,17 +483,3 @@ def _etag_of(response: requests.Response) -> str | None:
     """The response's ETag if it is a sane one to send back (ASCII, short)."""
     value = response.headers.get("ETag")
     return value if is_sane_etag(value) else None
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost error requests/urllib3 wrapped, for a short, useful message."""
-    for _ in range(10):
-        inner = getattr(exc, "reason", None)
-        if not isinstance(inner, BaseException):
-            first = exc.args[0] if exc.args else None
-            inner = first if isinstance(first, BaseException) else exc.__cause__
-        if inner is None or inner is exc:
-            break
-        exc = inner
-    text = str(exc)[:300]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

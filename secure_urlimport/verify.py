@@ -96,13 +96,24 @@ def check_threshold(
     )
 
 
-def verify_manifest_signatures(data: bytes, trusted: TrustedKeys, *, url: str) -> Manifest:
-    """Check the format and the signatures (before parsing the body); parse it."""
+def verify_manifest_signatures(
+    data: bytes, trusted: TrustedKeys, *, url: str, known: Manifest | None = None
+) -> Manifest:
+    """Check the format and the signatures (before parsing the body); parse it.
+
+    *known* is a manifest this function returned before: if the body is the
+    same (SHA-256), it is returned instead of parsing the body again.
+    """
     signed = split_manifest_file(data)
     signers = check_threshold(
         signed.signatures, lambda keyid: manifest_message(keyid, signed.body), trusted,
         what=f"manifest {url}", all_signers=True,
     )
+    if known is not None and known.digest == hashlib.sha256(signed.body).hexdigest():
+        # The same bytes parse to the same value.  Reusing it (with its
+        # directory index) keeps a refresh after invalidate_caches(), made
+        # under the import lock, from parsing megabytes again.
+        return known if known.signers == signers else dataclasses.replace(known, signers=signers)
     return dataclasses.replace(parse_manifest_body(signed.body), signers=signers)
 
 
@@ -132,13 +143,15 @@ def verify_manifest(
     previous: TrustedState | None,
     url: str,
     name: str | None = None,
+    known: Manifest | None = None,
 ) -> Manifest:
     """Verify a manifest file and return its contents.
 
     Checks, in order: format, signatures (before parsing the body), the tree
-    name if one is pinned, expiry, rollback against *previous*.
+    name if one is pinned, expiry, rollback against *previous*.  *known*: see
+    :func:`verify_manifest_signatures`.
     """
-    manifest = verify_manifest_signatures(data, trusted, url=url)
+    manifest = verify_manifest_signatures(data, trusted, url=url, known=known)
     check_name(manifest, name, url=url)
     check_expiry(manifest, now=now, url=url)
     _check_rollback(manifest, previous, url)

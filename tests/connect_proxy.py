@@ -6,7 +6,9 @@ squid or tinyproxy tunnel HTTPS.  It records every CONNECT target, the raw
 request head of every request, and every byte the client sent (through the
 tunnel that is TLS, so a token sent to the origin can never be readable here).
 With ``credentials=(user, password)`` it answers 407 unless the CONNECT
-carries the matching ``Proxy-Authorization: Basic``.
+carries the matching ``Proxy-Authorization: Basic``.  With ``refusal=raw`` it
+answers every CONNECT with those raw bytes (a hostile proxy's status line and
+reason text) and closes the connection.
 """
 
 from __future__ import annotations
@@ -66,10 +68,15 @@ class _Tunnel(socketserver.BaseRequestHandler):
         if method != "CONNECT":
             client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
             return
+        if proxy.refusal is not None:
+            client.sendall(proxy.refusal)
+            return
         if not proxy._authorized(headers.get("proxy-authorization")):
-            client.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
-                           b'Proxy-Authenticate: Basic realm="tests"\r\n'
-                           b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            client.sendall(
+                b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                b'Proxy-Authenticate: Basic realm="tests"\r\n'
+                b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
             return
         host, _, port = target.rpartition(":")
         try:
@@ -103,8 +110,11 @@ class _Tunnel(socketserver.BaseRequestHandler):
 class ConnectProxy:
     """A running proxy: ``url``, and what it has seen so far."""
 
-    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, credentials: tuple[str, str] | None = None, refusal: bytes | None = None
+    ) -> None:
         self.credentials = credentials
+        self.refusal = refusal
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._targets: list[str] = []
@@ -114,8 +124,9 @@ class ConnectProxy:
         self._server = _Server(("127.0.0.1", 0), _Tunnel)
         self._server.proxy = self
         self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -186,9 +197,11 @@ class ConnectProxy:
 
 
 @contextmanager
-def running_proxy(credentials: tuple[str, str] | None = None) -> Iterator[ConnectProxy]:
+def running_proxy(
+    credentials: tuple[str, str] | None = None, refusal: bytes | None = None
+) -> Iterator[ConnectProxy]:
     """A started :class:`ConnectProxy`, stopped on exit."""
-    proxy = ConnectProxy(credentials).start()
+    proxy = ConnectProxy(credentials, refusal).start()
     try:
         yield proxy
     finally:

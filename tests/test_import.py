@@ -623,7 +623,8 @@ def test_leaked_key_at_max_version_does_not_brick_clients_after_rotation(
     from secure_urlimport.signing import sign_tree
 
     root = write_tree(tmp_path / "t", {"mod.py": "release = 'leaked'\n"})
-    sign_tree(root, [publisher.key], version=MAX_VERSION)  # the leaked key's release
+    sign_tree(root, [publisher.key], version=MAX_VERSION,  # the leaked key's release
+              allow_version_jump=True)
     server = serve(root)
     install(server.url, pubkey=publisher.pub, cafile=tls.cafile).uninstall()
     (root / "secure-urlimport.manifest").unlink()

@@ -121,7 +121,9 @@ def sign_release(
             path = root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(_as_bytes(content))
-        sign_tree(root, keys, version=version, expires_in=expires_in, now=now, name=name)
+        # allow_version_jump: the simulator also signs as an attacker holding a leaked key.
+        sign_tree(root, keys, version=version, expires_in=expires_in, now=now, name=name,
+                  allow_version_jump=True)
         manifest_bytes = (root / MANIFEST_NAME).read_bytes()
     return Release(version, {rel: _as_bytes(c) for rel, c in files.items()}, manifest_bytes)
 
