@@ -46,14 +46,15 @@ import os
 import secrets
 import stat
 import sys
-import threading
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import CodeType
 
+from . import forksafe
 from .atomic import write_atomically
 from .cache import SAFE_READ_FLAGS, read_regular_file
+from .privatedir import is_private, make_private_dirs
 
 __all__ = ["KEY_NAME", "PACK_MAGIC", "BytecodeCache", "load_or_create_key", "slot_digests",
            "slot_id"]
@@ -110,9 +111,9 @@ class BytecodeCache:
         self._enabled = enabled and SUPPORTED
         self._key: bytes | None = None
         self._key_loaded = False
-        # Guards the fields below; never held during disk I/O (a fork while
-        # another thread held it would leave the child's copy locked).
-        self._lock = threading.Lock()
+        # Guards the fields below; never held during disk I/O.  Fork-safe: a
+        # fork while another thread held it leaves the child a fresh one.
+        self._lock = forksafe.Lock()
         self._packed: dict[bytes, Entry] | None = None  # None: not read yet
         self._compiled: dict[bytes, Entry] = {}  # what this process compiled
         self._bad: set[bytes] = set()  # entries that failed their MAC
@@ -196,7 +197,7 @@ class BytecodeCache:
         if len(blob) > MAX_PACK_BYTES:
             return
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent)
             write_atomically(self.path, blob, durable=False, mode=None)
         except OSError as exc:
             log.debug("cache: cannot write %s: %s", self.path, exc)
@@ -235,17 +236,13 @@ class BytecodeCache:
                                 or os.path.lexists(path))
         return self._key
 
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
-
 
 def _is_ours(path: Path) -> bool:
     """True if *path* is this user's file that others cannot write."""
     try:
-        info = os.lstat(path)
+        return is_private(os.lstat(path))
     except OSError:
         return False
-    return info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def _mac(key: bytes, slot: bytes, data: bytes) -> bytes:
@@ -286,7 +283,7 @@ _hooks_registered = False
 
 
 def _register_process_hooks() -> None:
-    """Register the exit and fork hooks once, with the first cache, not at import.
+    """Register the exit hook once, with the first cache, not at import.
 
     No lock: a lock taken here could be held by another thread at a fork.  Two
     threads making the first caches at once may both register, which only
@@ -296,19 +293,12 @@ def _register_process_hooks() -> None:
     if _hooks_registered:
         return
     _hooks_registered = True
-    atexit.register(_flush_all)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_reset_locks_in_child)
+    atexit.register(_flush_all)  # (its lock is fork-safe: forksafe.py)
 
 
 def _flush_all() -> None:
     for cache in list(_open_caches):
         cache.flush()
-
-
-def _reset_locks_in_child() -> None:
-    for cache in list(_open_caches):
-        cache._after_fork_in_child()
 
 
 # -- the key ---------------------------------------------------------------------
@@ -362,7 +352,7 @@ def _read_key(path: Path) -> bytes:
     finally:
         os.close(fd)
     directory = os.stat(path.parent)
-    if directory.st_uid != os.getuid() or directory.st_mode & 0o022:
+    if not is_private(directory):
         raise _UnsafeKeyError(
             f"{path.parent} can be written by others (mode "
             f"{stat.S_IMODE(directory.st_mode):04o}, owner {directory.st_uid}), who could "
@@ -377,7 +367,7 @@ def _create_key(path: Path) -> None:
     """Write a new key under a temporary name, then link it into place: two
     processes racing both end up reading the one that got there first, and
     nobody ever reads a half-written key."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
                  0o600)

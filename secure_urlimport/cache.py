@@ -29,6 +29,7 @@ import stat
 from pathlib import Path
 
 from .atomic import write_atomically
+from .privatedir import make_private_dirs
 
 __all__ = ["SAFE_READ_FLAGS", "FileCache", "is_sane_etag", "read_regular_file"]
 
@@ -166,7 +167,7 @@ def read_regular_file(path: Path, limit: int) -> bytes | None:
 def _write_atomically(path: Path, data: bytes) -> None:
     """Best effort: a cache that cannot be written is only a slower cache."""
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         write_atomically(path, data, durable=False, mode=None)
     except OSError as exc:
         log.debug("cache: cannot write %s: %s", path, exc)

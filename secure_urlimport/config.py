@@ -129,10 +129,20 @@ def _without_userinfo(url: str | None) -> str | None:
 
 def default_cache_dir() -> Path:
     """``$SECURE_URLIMPORT_CACHE_DIR``, else ``$XDG_CACHE_HOME/secure_urlimport``,
-    else ``~/.cache/secure_urlimport``."""
+    else ``~/.cache/secure_urlimport``; ConfigurationError if there is no home."""
     override = os.environ.get(CACHE_DIR_ENV)
     if override:
         return Path(override)
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "secure_urlimport"
+    if xdg and os.path.isabs(xdg):  # the XDG spec: a relative path is to be ignored
+        return Path(xdg) / "secure_urlimport"
+    try:
+        home = Path.home()
+    except RuntimeError:  # no $HOME and no passwd entry (e.g. a container's user id)
+        raise ConfigurationError(
+            "cannot tell where to keep client state (rollback records, cache): $HOME is "
+            "not set and this user id has no passwd entry; set "
+            f"{CACHE_DIR_ENV} (or pass config=Config(cache_dir=...)) to a directory of "
+            "your own"
+        ) from None
+    return home / ".cache" / "secure_urlimport"

@@ -14,11 +14,12 @@ import contextlib
 import contextvars
 import heapq
 import itertools
-import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
+
+from . import forksafe
 
 __all__ = ["Watchdog", "budget_left", "current_watchdog", "import_step", "source_budget"]
 
@@ -150,8 +151,7 @@ def _register_fork_reset() -> None:
     if _fork_reset_registered:
         return
     _fork_reset_registered = True
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_timer.reset)
+    forksafe.at_fork_in_child(_timer.reset)
 
 
 def _shutdown(sock: socket.socket) -> None:

@@ -12,6 +12,10 @@ the loader simply downloads the file again and reports that outcome.
 The threads are daemons that never import anything (the transport is warmed
 up before the first prefetch), so they cannot deadlock with the import
 system or keep the interpreter alive at exit.
+
+A forked child inherits the pool but none of its threads: it gets an empty
+pool of its own (forksafe.py), or it would queue downloads that no thread
+runs and wait for each one until the loader's deadline.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+
+from . import forksafe
 
 __all__ = ["Prefetcher"]
 
@@ -34,13 +40,23 @@ class Prefetcher:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._lock = threading.Lock()
+        self._lock = forksafe.Lock()
+        self._closed = False
+        self._new_pool()
+        forksafe.register(self)
+
+    def _new_pool(self) -> None:
         self._futures: dict[str, Future[bytes]] = {}
         self._queue: queue.SimpleQueue[tuple[Future[bytes], Callable[[], bytes]] | None] = (
             queue.SimpleQueue()
         )
         self._threads: list[threading.Thread] = []
-        self._closed = False
+
+    def _after_fork_in_child(self) -> None:
+        # The inherited futures are dropped, not cancelled: cancelling takes
+        # each future's lock, which a parent's worker may have held.  The loader
+        # then finds no prefetch and downloads the file itself.
+        self._new_pool()
 
     def __repr__(self) -> str:
         return f"<Prefetcher workers={self.workers} pending={len(self._futures)}>"

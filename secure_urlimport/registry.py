@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from . import forksafe
 from .config import Config
 from .errors import SecureImportError
 from .excepthook import install_excepthooks, remove_excepthooks
@@ -97,7 +97,9 @@ class Registry:
         # the registry's edits of sys.meta_path, sys.path_hooks and
         # sys.path_importer_cache.  Also held while the path hook asks a tree
         # for its manifest, which may fetch it; install() fetches outside it.
-        self.lock = threading.RLock()
+        # Held while a path-hook refresh fetches a manifest: fork-safe, or a
+        # child forked meanwhile would wait for it forever.
+        self.lock = forksafe.RLock()
         self._pins: dict[str, Pin] = {}
         self._trees: dict[str, RemoteTree] = {}
         self._warned: set[str] = set()

@@ -26,6 +26,8 @@ from .manifest import FileEntry, Manifest
 from .mirrors import Mirrors
 from .paths import url_in_tree
 from .prefetch import Prefetcher
+from .privatedir import client_state_dir
+from .state import StateStore
 from .transport import require_https
 from .tree_bundle import ReleaseBundle
 from .tree_current import CurrentManifest
@@ -78,10 +80,12 @@ class RemoteTree:
 
             fetcher = RequestsFetcher(config)
         self.fetcher = fetcher
-        cache = FileCache(config.state_dir())
+        state_dir = client_state_dir(config, self.url)  # refused if others can write it
+        cache = FileCache(state_dir)
         # Each part keeps its own state; only `current` has a lock (see there).
         self.current = CurrentManifest(
-            self.url, trusted, config, fetcher=fetcher, sources=self.sources, cache=cache
+            self.url, trusted, config, fetcher=fetcher, sources=self.sources, cache=cache,
+            state=StateStore(state_dir),
         )
         self.bundle = ReleaseBundle(self.url, config, fetcher, self.sources, cache)
         self.store = Store(config, cache)
@@ -97,7 +101,7 @@ class RemoteTree:
         #: Compiled code of verified modules (bytecode.py); the loader's to use.
         # Only with the file cache: tracebacks and getsource() then read the
         # verified source from disk, never from the network.
-        self.bytecode = BytecodeCache(config.state_dir(), self.url,
+        self.bytecode = BytecodeCache(state_dir, self.url,
                                       enabled=config.bytecode_cache and config.file_cache)
         self.bytecode.live_slots = lambda: slot_digests(
             (self.file_url(path), entry.sha256)

@@ -8,9 +8,10 @@ through; removing a leaked key drops its record from the check, so a leaked
 key that signed version 2**63-1 cannot brick clients that stopped pinning it.
 
 The files are written atomically.  They are not secret, but they are trusted
-the way ``~/.ssh/known_hosts`` is: a local attacker who can edit them can
-also edit the program (out of scope, see SECURITY.md).  A file that cannot be
-parsed is treated as missing and logged.
+the way ``~/.ssh/known_hosts`` is: a local attacker who can edit them as this
+user can also edit the program (out of scope, see SECURITY.md).  Other users
+cannot: the directories are 0700 and one they could write is refused
+(privatedir.py).  A file that cannot be parsed is treated as missing and logged.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .atomic import write_atomically
+from .privatedir import make_private_dirs
 from .verify import TrustedState
 
 __all__ = ["StateStore"]
@@ -72,7 +74,7 @@ class StateStore:
             "keys": {k: {"version": s.version, "digest": s.digest} for k, s in records.items()},
         })
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.directory)
             write_atomically(self._path(url), data.encode("utf-8"), mode=None)
         except OSError as exc:
             # Not fatal: the import is already verified, and this process keeps

@@ -14,12 +14,12 @@ import base64
 import functools
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
+from . import forksafe
 from .cache import is_sane_etag
 from .config import Config
 from .deadline import Watchdog, current_watchdog
@@ -188,9 +188,16 @@ class RequestsFetcher:
         self.config = config
         env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         self.verify: str | bool = config.cafile or env_ca or True
-        self._lock = threading.Lock()
+        self._lock = forksafe.Lock()
         self._sessions: dict[_Origin, requests.Session] = {}
         self._env_proxies: dict[_Origin, dict[str, str]] = {}
+        forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's keep-alive TLS connections are not the child's to use:
+        # two processes writing one TLS stream break it ("bad record MAC").
+        # Dropped, never closed (forksafe.py); the child connects afresh.
+        self._sessions = {}
 
     def __repr__(self) -> str:
         with self._lock:

@@ -16,6 +16,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from . import forksafe
 from .cache import FileCache
 from .config import Config
 from .deadline import import_step
@@ -46,6 +47,7 @@ class CurrentManifest:
         fetcher: Fetcher,
         sources: Mirrors,
         cache: FileCache,
+        state: StateStore,
     ) -> None:
         self.url = url
         self.config = config
@@ -53,11 +55,11 @@ class CurrentManifest:
         self.sources = sources
         self.trusted_set = TrustedManifests(trusted, name=config.tree_name)
         self._cache = cache
-        self._state = StateStore(config.state_dir())
+        self._state = state
         # Guards the fields below and every call of trusted_set.accept; never
         # held during network I/O, because a thread waiting for it may hold
-        # the global import lock.
-        self._lock = threading.Lock()
+        # the global import lock.  Fork-safe (forksafe.py).
+        self._lock = forksafe.Lock()
         self._manifest: Manifest | None = None  # None: stale, fetch on next use
         self._failure: SecureImportError | None = None
         self._generation = 0  # bumped by mark_stale: older fetches are not current

@@ -412,8 +412,8 @@ def test_our_own_cached_file_renamed_onto_the_key_is_refused(sim, key, marker, c
 def test_cache_directory_writable_by_others_turns_the_cache_off(sim, key, caplog, compiles):
     sim.publish({"mod.py": GOOD}, [key])
     warm(sim, key, "mod")
-    cache_root().chmod(0o777)  # anyone could swap files in it
-    next_run(sim, key)
+    next_run(sim, key)  # install() refuses such a directory (privatedir.py); here it
+    cache_root().chmod(0o777)  # turns writable later, before the key is read
     with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
         assert importlib.import_module("mod").SIGNED is True
     assert "can be written by others" in caplog.text
