@@ -46,6 +46,10 @@ def dripping(body: bytes, seconds: float, *, length: int | None = None):
     def route(h) -> None:
         h.send_response(200)
         h.send_header("Content-Length", str(length if length is not None else len(body)))
+        # It closes the connection afterwards, so it says so (RFC 9112, 9.6): else
+        # the client may send its next request on it before the close arrives,
+        # and get RemoteDisconnected instead of the drip this test stages.
+        h.send_header("Connection", "close")
         h.end_headers()
         pause = seconds / max(len(body), 1)
         for byte in body:
