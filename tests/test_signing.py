@@ -197,6 +197,24 @@ def test_non_ascii_module_name_is_refused(tree: Path) -> None:
     assert [p.split(":")[0] for p in _refused(tree).problems] == ["\uff4dod.py"]
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["x\\..\\..\\evil.txt", "a\u2029b.txt", "a\u2028b.txt", "a\x85b.txt", "a\u200bb.txt"],
+    ids=["backslash-traversal", "paragraph-separator", "line-separator", "c1-control",
+         "zero-width-space"],
+)
+def test_data_file_name_that_another_system_reads_differently_is_refused(
+    tree: Path, name: str
+) -> None:
+    # One real file, legal on Linux, whose name a Windows client splits at the
+    # backslashes (x/../../evil.txt) or a terminal shows as two lines.  Not
+    # .py, so only the backslash / control-character rule can refuse it.
+    (tree / name).write_bytes(b"data\n")
+    [problem] = _refused(tree).problems
+    reason = "backslash in path" if "\\" in name else "control or format character in path"
+    assert problem.startswith(name) and problem.endswith(reason)
+
+
 def _case_sensitive(directory: Path) -> bool:
     (directory / "probe").write_text("")
     sensitive = not (directory / "PROBE").exists()
