@@ -248,6 +248,7 @@ def test_pub_line_carrying_another_key_under_a_pinned_key_id_is_rejected() -> No
         f"ed25519 {K1.keyid} !!!notbase64!!!",
         f"ed25519 {K1.keyid} {base64.b64encode(K1.public.raw).decode()} extra",
     ],
+    ids=["empty", "prefix-only", "ssh-prefix", "rsa-prefix", "bad-base64", "extra-field"],
 )
 def test_malformed_pub_line_is_rejected(text: str) -> None:
     with pytest.raises(KeyFileError):
@@ -649,13 +650,19 @@ def _files_body(count: int) -> bytes:
     return signed_json(obj)
 
 
+#: The cap, written out: a test that read MAX_FILES
+#: would follow a raised cap instead of noticing it.
+FILE_COUNT_CAP = 1_000_000
+
+
 def test_manifest_listing_more_than_the_file_count_cap_is_refused_before_its_entries() -> None:
-    # At the real cap (a million): one more entry is refused by the cap, the
-    # cap itself gets past it (and fails on the placeholder entry).
+    # One more entry than the cap is refused by the cap; the cap itself gets
+    # past it (and fails on the placeholder entry).
+    assert MAX_FILES == FILE_COUNT_CAP
     with pytest.raises(ManifestFormatError, match="at most a million entries"):
-        verify(_files_body(MAX_FILES + 1))
+        verify(_files_body(FILE_COUNT_CAP + 1))
     with pytest.raises(ManifestFormatError, match="entry for 'f0' is malformed"):
-        verify(_files_body(MAX_FILES))
+        verify(_files_body(FILE_COUNT_CAP))
 
 
 def test_signature_base64_padding_bits_do_not_change_what_is_trusted() -> None:
@@ -1027,6 +1034,15 @@ def test_file_signed_by_one_key_fails_threshold_two() -> None:
 
 # --------------------------------------------------------------------------- paths
 
+def _plain_id(path: object) -> str | None:
+    # Test ids without backslashes, spaces or control characters: mutmut passes ids
+    # on a command line, and one pytest cannot find is counted as a kill.
+    if not isinstance(path, str):
+        return None  # pytest's own id
+    return "".join(ch if ch.isascii() and ch.isprintable() and ch not in " \\" else "~"
+                   for ch in path)[:40] or "empty"
+
+
 GOOD_PATHS = [
     "a.py",
     "pkg/__init__.py",
@@ -1077,16 +1093,9 @@ BAD_PATHS = [
 ]
 
 
-@pytest.mark.parametrize("path", GOOD_PATHS)
+@pytest.mark.parametrize("path", GOOD_PATHS, ids=_plain_id)
 def test_publishable_path_is_accepted(path: str) -> None:
     assert path_problem(path) is None
-
-
-def _plain_id(path: str) -> str:
-    # Test ids without backslashes or control characters: mutmut passes ids
-    # on a command line, and one pytest cannot find is counted as a kill.
-    return "".join(ch if ch.isascii() and ch.isprintable() and ch != "\\" else "~"
-                   for ch in path)[:40] or "empty"
 
 
 @pytest.mark.parametrize(
@@ -1167,6 +1176,7 @@ def test_paths_next_to_a_rule_are_accepted(path: str) -> None:
         ("mod/sub", False),
         ("mod sub", False),
     ],
+    ids=_plain_id,
 )
 def test_is_module_name_table(name: str, ok: bool) -> None:
     assert is_module_name(name) is ok
@@ -1525,7 +1535,9 @@ def test_ordinary_pinned_key_does_not_accept_the_keyless_forgery() -> None:
         verify(forged)
 
 
-@pytest.mark.parametrize("name", [123, None, "x" * 201, "tab\there", ["list"]])
+@pytest.mark.parametrize(
+    "name", [123, None, "x" * 201, "tab\there", ["list"]], ids=_plain_id
+)
 def test_signed_body_with_malformed_tree_name_is_rejected(name: object) -> None:
     body = json.loads(build_body())
     body["name"] = name
