@@ -11,10 +11,12 @@ of the checkout, runs the tests that should notice, and reports::
     python scripts/hand_mutants.py -k keyid   # those whose name contains 'keyid'
     python scripts/hand_mutants.py --list
 
-A mutant is *killed* only when pytest ran and a test failed (exit status 1).
-Any other status (collection error, no test found, usage error) is reported
-as an error, not a kill: a test id pytest cannot find once made mutmut count
-a mutant as killed.  Exit status: 0 if every mutant was killed, 1 otherwise.
+A mutant is *killed* when a test failed (pytest exit status 1), or when the
+test modules no longer import (status 2: a module-level known answer broke;
+the unmutated copy is run first, so the mutant is the cause).  Any other
+status (internal error, usage error, no test found) is reported as an error,
+not a kill: a test id pytest cannot find once made mutmut count a mutant as
+killed.  Exit status: 0 if every mutant was killed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 #: What the temporary copy needs to run the tests (testcode: test fixtures).
 COPIED = ("secure_urlimport", "tests", "testcode", "pyproject.toml")
+
+#: pytest exit statuses that mean the tests noticed the mutant.
+KILLED = (1, 2)
+VERDICTS = {0: "SURVIVED", 1: "killed", 2: "killed at collection"}
 
 FORMATS = "tests/test_formats.py"
 SIGNING = "tests/test_signing.py"
@@ -141,7 +147,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "paths-backslash-rule-removed",
         "paths.py",
-        'if "\\\\" in path:\n        return "backslash in path"\n',
+        '    if "\\\\" in path:\n        return "backslash in path"\n',
         "",
         (FORMATS, SIGNING),
     ),
@@ -335,8 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 status = run_tests(root, mutant.tests)
             finally:
                 (root / "secure_urlimport" / mutant.module).write_text(original, encoding="utf-8")
-            verdict = {0: "SURVIVED", 1: "killed"}.get(status, f"ERROR (pytest exit {status})")
-            if status != 1:
+            verdict = VERDICTS.get(status, f"ERROR (pytest exit {status})")
+            if status not in KILLED:
                 survived.append(mutant.name)
             print(f"{verdict:<24} {mutant.name} ({time.monotonic() - started:.1f} s)", flush=True)
     print(f"{len(chosen) - len(survived)} of {len(chosen)} hand-made mutants killed")
