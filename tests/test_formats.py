@@ -222,6 +222,14 @@ def test_pub_line_round_trips() -> None:
     assert line.startswith(f"ed25519 {K1.keyid} ") and line.endswith("\n")
     assert PublicKey.from_line(line) == K1.public
     assert PublicKey.from_line("  " + line.strip() + "  \n\n") == K1.public
+    assert PublicKey.from_line(line) != K2.public
+
+
+def test_pub_line_whose_base64_carries_a_stray_character_is_rejected() -> None:
+    # A lenient decoder drops the '*' and loads the key: refuse the damaged line.
+    prefix, keyid, encoded = K1.public.to_line().split()
+    with pytest.raises(KeyFileError, match="not valid base64"):
+        PublicKey.from_line(f"{prefix} {keyid} {encoded[:10]}*{encoded[10:]}")
 
 
 def test_pub_line_with_damaged_key_id_is_rejected() -> None:
@@ -749,6 +757,7 @@ HOSTILE_BODIES: dict[str, object] = {
     "sha-uppercase": _with(files={"a.py": _entry(sha256=_SHA.upper())}),
     "sha-short": _with(files={"a.py": _entry(sha256=_SHA[:-1])}),
     "sha-non-hex": _with(files={"a.py": _entry(sha256="g" * 64)}),
+    "sha-one-letter-x": _with(files={"a.py": _entry(sha256=_SHA[:-1] + "X")}),
     "sha-int": _with(files={"a.py": _entry(sha256=0)}),
     "signatures-empty": _with(files={"a.py": _entry(signatures={})}),
     "signatures-list": _with(files={"a.py": _entry(signatures=[_SIG])}),
