@@ -225,17 +225,22 @@ def load_public_keys(pubkey: PubKeyArg) -> list[PublicKey]:
 class TrustedKeys:
     """The pinned keys for one URL and how many of them must sign."""
 
+    # No default threshold: a default is what a new caller forgets to think
+    # about, and 0 would accept a manifest that no pinned key signed.
     keys: dict[str, PublicKey]
-    threshold: int = 1
+    threshold: int
+
+    def __post_init__(self) -> None:
+        # Checked here, not only in from_arg, so no constructor can build a
+        # set that accepts fewer than one signature.
+        if type(self.threshold) is not int or not 1 <= self.threshold <= len(self.keys):
+            raise ConfigurationError(
+                f"threshold {self.threshold!r} cannot be met by {len(self.keys)} pinned key(s)"
+            )
 
     @classmethod
-    def from_arg(cls, pubkey: PubKeyArg, threshold: int = 1) -> TrustedKeys:
-        keys = {k.keyid: k for k in load_public_keys(pubkey)}
-        if not 1 <= threshold <= len(keys):
-            raise ConfigurationError(
-                f"threshold {threshold} cannot be met by {len(keys)} pinned key(s)"
-            )
-        return cls(keys, threshold)
+    def from_arg(cls, pubkey: PubKeyArg, threshold: int) -> TrustedKeys:
+        return cls({k.keyid: k for k in load_public_keys(pubkey)}, threshold)
 
     @property
     def keyids(self) -> list[str]:

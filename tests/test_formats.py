@@ -39,6 +39,7 @@ from secure_urlimport.errors import (
 from secure_urlimport.keys import KEYID_TAG, PrivateKey, PublicKey, TrustedKeys, load_public_keys
 from secure_urlimport.manifest import (
     MAGIC,
+    MAX_FILES,
     FileEntry,
     Manifest,
     encode_body,
@@ -193,11 +194,42 @@ def test_key_id_is_stable_for_a_known_key() -> None:
     assert PublicKey.from_raw(raw).keyid == key.keyid
 
 
+def test_signed_messages_and_manifest_are_byte_for_byte_the_documented_format() -> None:
+    # Known answers (SECURITY.md, "Formats"): the tags, the length prefixes,
+    # the magic line, the body layout and the key-id derivation are shared
+    # with every published tree; a change to any of them must show here.
+    assert file_message(K1.keyid, 7, "pkg/mod.py", "ab" * 32, 5) == (
+        b"\x00\x00\x00\x18secure-urlimport/file/v1"
+        b"\x00\x00\x00\x10e3806b4906978550"
+        b"\x00\x00\x00\x017"
+        b"\x00\x00\x00\x0apkg/mod.py"
+        b"\x00\x00\x00\x20" + b"\xab" * 32
+        + b"\x00\x00\x00\x015"
+    )
+    assert manifest_message(K1.keyid, b"{}") == (
+        b"\x00\x00\x00\x1csecure-urlimport/manifest/v1"
+        b"\x00\x00\x00\x10e3806b4906978550"
+        b"\x00\x00\x00\x02{}"
+    )
+    assert VALID.startswith(b"secure-urlimport-manifest v1\nsignature e3806b4906978550 ")
+    assert hashlib.sha256(VALID).hexdigest() == (
+        "7a5d6be5e1cacc1413e89f0a028036dcc58545ee9dd41f9ab8fef90a43db4875"
+    )
+
+
 def test_pub_line_round_trips() -> None:
     line = K1.public.to_line()
     assert line.startswith(f"ed25519 {K1.keyid} ") and line.endswith("\n")
     assert PublicKey.from_line(line) == K1.public
     assert PublicKey.from_line("  " + line.strip() + "  \n\n") == K1.public
+    assert PublicKey.from_line(line) != K2.public
+
+
+def test_pub_line_whose_base64_carries_a_stray_character_is_rejected() -> None:
+    # A lenient decoder drops the '*' and loads the key: refuse the damaged line.
+    prefix, keyid, encoded = K1.public.to_line().split()
+    with pytest.raises(KeyFileError, match="not valid base64"):
+        PublicKey.from_line(f"{prefix} {keyid} {encoded[:10]}*{encoded[10:]}")
 
 
 def test_pub_line_with_damaged_key_id_is_rejected() -> None:
@@ -224,6 +256,7 @@ def test_pub_line_carrying_another_key_under_a_pinned_key_id_is_rejected() -> No
         f"ed25519 {K1.keyid} !!!notbase64!!!",
         f"ed25519 {K1.keyid} {base64.b64encode(K1.public.raw).decode()} extra",
     ],
+    ids=["empty", "prefix-only", "ssh-prefix", "rsa-prefix", "bad-base64", "extra-field"],
 )
 def test_malformed_pub_line_is_rejected(text: str) -> None:
     with pytest.raises(KeyFileError):
@@ -298,6 +331,25 @@ def test_duplicate_pinned_keys_do_not_inflate_the_threshold() -> None:
     # Pinning the same key twice must not make threshold=2 reachable with one key.
     with pytest.raises(ConfigurationError):
         TrustedKeys.from_arg([K1.public, K1.public.raw], 2)
+
+
+def test_trusted_keys_have_no_default_threshold_a_new_caller_could_forget() -> None:
+    # A default (say 0, accepting a manifest no pinned key signed) is what the
+    # next caller would inherit without thinking: every caller must choose.
+    with pytest.raises(TypeError):
+        TrustedKeys({K1.keyid: K1.public})  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        TrustedKeys.from_arg(K1.public)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "threshold", [0, -1, 3, True, 1.0], ids=["zero", "negative", "above-count", "bool", "float"]
+)
+def test_trusted_keys_built_directly_refuse_a_threshold_that_is_not_a_count_of_signers(
+    threshold: object,
+) -> None:
+    with pytest.raises(ConfigurationError):
+        TrustedKeys({K1.keyid: K1.public, K2.keyid: K2.public}, threshold)  # type: ignore[arg-type]
 
 
 def test_private_key_repr_never_shows_key_material() -> None:
@@ -515,6 +567,112 @@ def test_one_bad_pinned_signature_does_not_spoil_a_met_threshold() -> None:
     assert verify(encode_manifest(body, sigs), pinned(K1, K2)) == VALID_MANIFEST
 
 
+def _signatures(body: bytes, *keys: PrivateKey) -> list[tuple[str, bytes]]:
+    return [(k.keyid, k.sign(manifest_message(k.keyid, body))) for k in keys]
+
+
+@pytest.mark.parametrize(
+    ("order", "threshold"),
+    [
+        ((K1, K2), 1),
+        ((K2, K1), 1),
+        ((K1, K1, K2), 1),
+        ((STRANGER, K1, K1, K3, K2), 1),
+        ((K1, K2, K3), 2),
+        ((K3, K3, K1, K2), 2),
+    ],
+    ids=["a-b", "b-a", "a-a-b", "stranger-a-a-c-b", "a-b-c-of-two", "c-c-a-b-of-two"],
+)
+def test_every_valid_pinned_signer_is_recorded_not_only_enough_for_the_threshold(
+    order: tuple[PrivateKey, ...], threshold: int
+) -> None:
+    # Rollback records are kept per signer: a signer missing here never has
+    # its record raised, and once the others are unpinned an older release
+    # it signed would pass (tests/attacks: ..._after_the_first_key_is_dropped).
+    body = build_body(keys=[K1, K2, K3])
+    manifest = verify(
+        encode_manifest(body, _signatures(body, *order)), pinned(K1, K2, K3, threshold=threshold)
+    )
+    assert manifest.signers == {k.keyid for k in order} - {STRANGER.keyid}
+
+
+def test_a_bad_signature_is_not_recorded_as_a_signer() -> None:
+    body = split_body(VALID)
+    sigs = [*_signatures(body, K1), (K2.keyid, bytes(64)), (K3.keyid, K3.sign(b"other"))]
+    assert verify(encode_manifest(body, sigs), pinned(K1, K2, K3)).signers == {K1.keyid}
+
+
+#: Key ids a server might send: each must be refused as a format error before
+#: it is looked up or reaches a message (16 lower-case hex digits only).
+MALFORMED_KEYIDS = {
+    "upper-case": "0123456789ABCDEF",
+    "mixed-case": K1.keyid[:-1].upper() + "F",
+    "not-hex": "0123456789abcdeg",
+    "sixteen-letters": "zzzzzzzzzzzzzzzz",
+    "sixteen-punctuation": "-_.:;<>()[]{}!?*",
+    "fifteen-digits": "0123456789abcde",
+    "seventeen-digits": "0123456789abcdef0",
+    "one-digit": "0",
+    "sixty-four-digits": "0" * 64,
+    "empty": "",
+    "fullwidth-digits": "\uff10" * 16,
+    "arabic-indic-digits": "\u0660" * 16,
+    "trailing-newline": K1.keyid + "\n",
+}
+_LINE_SAFE_KEYIDS = {k: v for k, v in MALFORMED_KEYIDS.items() if v.isascii() and "\n" not in v}
+
+
+@pytest.mark.parametrize("keyid", list(_LINE_SAFE_KEYIDS.values()), ids=list(_LINE_SAFE_KEYIDS))
+def test_malformed_key_id_on_a_signature_line_is_a_format_error(keyid: str) -> None:
+    body = split_body(VALID)
+    data = encode_manifest(body, [(keyid, bytes(64)), *_signatures(body, K1)])
+    with pytest.raises(ManifestFormatError, match="not 16 hex digits"):
+        verify(data)
+
+
+@pytest.mark.parametrize("keyid", list(MALFORMED_KEYIDS.values()), ids=list(MALFORMED_KEYIDS))
+def test_malformed_key_id_in_the_signed_body_is_a_format_error(keyid: str) -> None:
+    listed = body_object()
+    listed["keyids"] = [K1.keyid, keyid]
+    with pytest.raises(ManifestFormatError, match="not 16 hex digits"):
+        verify(signed_json(listed))
+    signing = body_object()
+    signing["files"]["mod.py"]["signatures"][keyid] = _SIG
+    with pytest.raises(ManifestFormatError, match="not 16 hex digits"):
+        verify(signed_json(signing))
+
+
+def test_well_formed_key_ids_of_unpinned_keys_parse() -> None:
+    # The twin of the tests above: the refusal is about the form, not about
+    # whether the key is pinned.
+    listed = body_object()
+    listed["keyids"] = [K1.keyid, "0123456789abcdef"]
+    listed["files"]["mod.py"]["signatures"]["fedcba9876543210"] = _SIG
+    assert verify(signed_json(listed)).keyids == (K1.keyid, "0123456789abcdef")
+
+
+def _files_body(count: int) -> bytes:
+    # Entries are placeholders: the cap must refuse before they are parsed.
+    obj = body_object()
+    obj["files"] = {f"f{i}": 0 for i in range(count)}
+    return signed_json(obj)
+
+
+#: The cap, written out: a test that read MAX_FILES
+#: would follow a raised cap instead of noticing it.
+FILE_COUNT_CAP = 1_000_000
+
+
+def test_manifest_listing_more_than_the_file_count_cap_is_refused_before_its_entries() -> None:
+    # One more entry than the cap is refused by the cap; the cap itself gets
+    # past it (and fails on the placeholder entry).
+    assert MAX_FILES == FILE_COUNT_CAP
+    with pytest.raises(ManifestFormatError, match="at most a million entries"):
+        verify(_files_body(FILE_COUNT_CAP + 1))
+    with pytest.raises(ManifestFormatError, match="entry for 'f0' is malformed"):
+        verify(_files_body(FILE_COUNT_CAP))
+
+
 def test_signature_base64_padding_bits_do_not_change_what_is_trusted() -> None:
     # Python's base64 decoder ignores the unused low bits of the last data
     # character, so the signature *line* is malleable.  That is harmless only
@@ -599,6 +757,7 @@ HOSTILE_BODIES: dict[str, object] = {
     "sha-uppercase": _with(files={"a.py": _entry(sha256=_SHA.upper())}),
     "sha-short": _with(files={"a.py": _entry(sha256=_SHA[:-1])}),
     "sha-non-hex": _with(files={"a.py": _entry(sha256="g" * 64)}),
+    "sha-one-letter-x": _with(files={"a.py": _entry(sha256=_SHA[:-1] + "X")}),
     "sha-int": _with(files={"a.py": _entry(sha256=0)}),
     "signatures-empty": _with(files={"a.py": _entry(signatures={})}),
     "signatures-list": _with(files={"a.py": _entry(signatures=[_SIG])}),
@@ -884,6 +1043,15 @@ def test_file_signed_by_one_key_fails_threshold_two() -> None:
 
 # --------------------------------------------------------------------------- paths
 
+def _plain_id(path: object) -> str | None:
+    # Test ids without backslashes, spaces or control characters: mutmut passes ids
+    # on a command line, and one pytest cannot find is counted as a kill.
+    if not isinstance(path, str):
+        return None  # pytest's own id
+    return "".join(ch if ch.isascii() and ch.isprintable() and ch not in " \\" else "~"
+                   for ch in path)[:40] or "empty"
+
+
 GOOD_PATHS = [
     "a.py",
     "pkg/__init__.py",
@@ -919,6 +1087,7 @@ BAD_PATHS = [
     "a\u200b.txt",
     "a\u202e.txt",
     "a\u2028.txt",
+    "a\u2029.txt",
     "a\ud800.txt",
     "cafe\u0301.txt",
     "\uff4dod.py",
@@ -933,15 +1102,69 @@ BAD_PATHS = [
 ]
 
 
-@pytest.mark.parametrize("path", GOOD_PATHS)
+@pytest.mark.parametrize("path", GOOD_PATHS, ids=_plain_id)
 def test_publishable_path_is_accepted(path: str) -> None:
     assert path_problem(path) is None
 
 
-@pytest.mark.parametrize("path", BAD_PATHS, ids=[repr(p)[:40] for p in BAD_PATHS])
+@pytest.mark.parametrize(
+    "path", BAD_PATHS, ids=[f"{i}-{_plain_id(p)}" for i, p in enumerate(BAD_PATHS)]
+)
 def test_unpublishable_path_is_refused(path: str) -> None:
     problem = path_problem(path)
     assert isinstance(problem, str) and problem
+
+
+#: One path per rule that no other rule refuses (not .py, so the module-name
+#: rule cannot catch it), with the exact reason: weakening a rule must show.
+PATHS_ONLY_ONE_RULE_REFUSES = {
+    "backslash-traversal": ("x\\..\\..\\evil.txt", "backslash in path"),
+    "backslash": ("a\\b.txt", "backslash in path"),
+    "backslash-only": ("\\", "backslash in path"),
+    "nul-Cc": ("a\x00b.txt", "control or format character in path"),
+    "newline-Cc": ("a\nb.txt", "control or format character in path"),
+    "delete-Cc": ("a\x7f.txt", "control or format character in path"),
+    "c1-Cc": ("a\x85.txt", "control or format character in path"),
+    "zero-width-space-Cf": ("a\u200b.txt", "control or format character in path"),
+    "rtl-override-Cf": ("a\u202etxt.exe", "control or format character in path"),
+    "surrogate-Cs": ("a\ud800.txt", "control or format character in path"),
+    "line-separator-Zl": ("a\u2028.txt", "control or format character in path"),
+    "paragraph-separator-Zp": ("a\u2029.txt", "control or format character in path"),
+    "not-nfc": ("cafe\u0301.txt", "path is not NFC-normalised"),
+    "absolute": ("/etc/passwd", "absolute path"),
+    "empty": ("", "empty path"),
+    "too-long": ("x" * 1025, "path longer than 1024 characters"),
+    "dotdot": ("a/../b.txt", "path component '..' not allowed"),
+    "dot": ("a/./b.txt", "path component '.' not allowed"),
+    "empty-component": ("a//b.txt", "path component '' not allowed"),
+    "hidden": ("a/.git/config", "hidden component '.git' not allowed"),
+    "manifest": (MANIFEST_NAME, "the manifest's own name"),
+    "bundle": ("secure-urlimport.bundle", "the bundle's own name"),
+    "py-not-a-module": ("my-pkg/mod.py", "a .py file whose path is not an ASCII module name"),
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    list(PATHS_ONLY_ONE_RULE_REFUSES.values()),
+    ids=list(PATHS_ONLY_ONE_RULE_REFUSES),
+)
+def test_each_path_rule_refuses_on_its_own(path: str, reason: str) -> None:
+    assert path_problem(path) == reason
+    with pytest.raises(ManifestFormatError) as info:
+        verify(signed_json(_files(path)))
+    assert reason in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["a.txt", "x" * 1024, "a/b-c_d.e.txt", "-x", "_", "9", "\u00e9t\u00e9.txt", "\u2030.txt"],
+    ids=["plain", "at-the-length-cap", "punctuation", "dash-first", "underscore", "digit",
+         "nfc-accents", "per-mille-sign"],
+)
+def test_paths_next_to_a_rule_are_accepted(path: str) -> None:
+    # The twins of the table above: the rules refuse what they name, no more.
+    assert path_problem(path) is None
 
 
 @pytest.mark.parametrize(
@@ -962,6 +1185,7 @@ def test_unpublishable_path_is_refused(path: str) -> None:
         ("mod/sub", False),
         ("mod sub", False),
     ],
+    ids=_plain_id,
 )
 def test_is_module_name_table(name: str, ok: bool) -> None:
     assert is_module_name(name) is ok
@@ -1300,13 +1524,13 @@ def test_small_order_public_key_pins_or_raises_configuration_error(raw: bytes) -
     # Whatever cryptography does with these bytes, pinning them may only
     # succeed or raise ConfigurationError: never a foreign exception.
     with contextlib.suppress(ConfigurationError):
-        TrustedKeys.from_arg(raw)
+        TrustedKeys.from_arg(raw, threshold=1)
 
 
 @pytest.mark.parametrize("raw", list(SMALL_ORDER_KEYS.values()), ids=list(SMALL_ORDER_KEYS))
 def test_small_order_pinned_key_does_not_accept_a_keyless_forgery(raw: bytes) -> None:
     try:
-        trusted = TrustedKeys.from_arg(raw)
+        trusted = TrustedKeys.from_arg(raw, threshold=1)
     except ConfigurationError:
         return  # refused at pin time: the safe outcome
     forged = _forge_for(trusted.keys[PublicKey.from_raw(raw).keyid])
@@ -1320,7 +1544,9 @@ def test_ordinary_pinned_key_does_not_accept_the_keyless_forgery() -> None:
         verify(forged)
 
 
-@pytest.mark.parametrize("name", [123, None, "x" * 201, "tab\there", ["list"]])
+@pytest.mark.parametrize(
+    "name", [123, None, "x" * 201, "tab\there", ["list"]], ids=_plain_id
+)
 def test_signed_body_with_malformed_tree_name_is_rejected(name: object) -> None:
     body = json.loads(build_body())
     body["name"] = name

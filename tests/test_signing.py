@@ -197,6 +197,24 @@ def test_non_ascii_module_name_is_refused(tree: Path) -> None:
     assert [p.split(":")[0] for p in _refused(tree).problems] == ["\uff4dod.py"]
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["x\\..\\..\\evil.txt", "a\u2029b.txt", "a\u2028b.txt", "a\x85b.txt", "a\u200bb.txt"],
+    ids=["backslash-traversal", "paragraph-separator", "line-separator", "c1-control",
+         "zero-width-space"],
+)
+def test_data_file_name_that_another_system_reads_differently_is_refused(
+    tree: Path, name: str
+) -> None:
+    # One real file, legal on Linux, whose name a Windows client splits at the
+    # backslashes (x/../../evil.txt) or a terminal shows as two lines.  Not
+    # .py, so only the backslash / control-character rule can refuse it.
+    (tree / name).write_bytes(b"data\n")
+    [problem] = _refused(tree).problems
+    reason = "backslash in path" if "\\" in name else "control or format character in path"
+    assert problem.startswith(name) and problem.endswith(reason)
+
+
 def _case_sensitive(directory: Path) -> bool:
     (directory / "probe").write_text("")
     sensitive = not (directory / "PROBE").exists()
@@ -392,6 +410,15 @@ def test_written_manifest_is_world_readable(tree: Path) -> None:
 # --------------------------------------------------------------------------- parse_duration
 
 
+def _text_id(value: object) -> str | None:
+    # No backslashes, spaces or empty ids: mutmut passes test ids back to
+    # pytest, and an id it cannot find counts as a killed mutant.
+    if not isinstance(value, str):
+        return None
+    return "".join(ch if ch.isascii() and ch.isprintable() and ch not in " \\" else "~"
+                   for ch in value) or "empty"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -404,6 +431,7 @@ def test_written_manifest_is_world_readable(tree: Path) -> None:
         (" 7d\n", timedelta(days=7)),
         ("007d", timedelta(days=7)),
     ],
+    ids=_text_id,
 )
 def test_parse_duration_accepts(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
@@ -413,6 +441,7 @@ def test_parse_duration_accepts(text: str, expected: timedelta) -> None:
     "text",
     ["0d", "0s", "10", "d", "-1d", "+1d", "1y", "", " ", "1.5d", "1D", "1 d", "1dd", "1d2h",
      "1000000000d"],
+    ids=_text_id,
 )
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ConfigurationError):

@@ -142,6 +142,45 @@ def test_older_release_after_newer_is_rejected_across_process_restarts(
     assert marker.exists()
 
 
+def test_older_release_signed_by_a_still_pinned_key_is_refused_after_the_first_key_is_dropped(
+    tmp_path, serve, tls, marker, monkeypatch
+):
+    # Releases 1 (with the hole, played by the marker) and 2 are both signed
+    # by keys A and B.  A client pinning A+B sees release 2: the record of
+    # *every* valid signer must rise to 2, not only the first one that met
+    # threshold 1.  The client then drops A (rotation, or A leaked) and the
+    # server replays release 1, still validly signed by B.
+    a, b = PrivateKey.generate(), PrivateKey.generate()
+    releases = {}
+    for version, source in ((1, evil_source(marker) + "RELEASE = 1\n"), (2, "RELEASE = 2\n")):
+        root = write_tree(tmp_path / f"release-{version}", {"mod.py": source})
+        sign_tree(root, [a, b], version=version)
+        releases[version] = root
+    served = tmp_path / "served"
+    shutil.copytree(releases[2], served)
+    server = serve(served)
+    install(server.url, pubkey=[a.public.raw, b.public.raw], cafile=tls.cafile)
+    assert importlib.import_module("mod").RELEASE == 2
+    uninstall(server.url)
+    [path] = state_files()
+    recorded = json.loads(path.read_text())["keys"]
+    assert {k: r["version"] for k, r in recorded.items()} == {a.keyid: 2, b.keyid: 2}
+    sys.modules.pop("mod")
+    shutil.copytree(releases[1], served, dirs_exist_ok=True)  # the replay
+    with pytest.raises(RollbackError) as err:
+        install(server.url, pubkey=b.public.raw, cafile=tls.cafile)
+    assert type(err.value) is RollbackError
+    assert "version 1" in str(err.value) and "version 2" in str(err.value)
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("mod")
+    assert_never_ran(marker, "mod")
+    # The twin: B's record is what protects; without it release 1 is accepted.
+    monkeypatch.setenv("SECURE_URLIMPORT_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    install(server.url, pubkey=b.public.raw, cafile=tls.cafile)
+    assert importlib.import_module("mod").RELEASE == 1
+    assert marker.exists()
+
+
 def test_same_version_with_different_content_is_rejected(sim, key, marker):
     sim.publish({"mod.py": "", "extra.py": "SAFE = True\n"}, [key], version=5)
     install(sim.url, pubkey=key.public.raw, fetcher=sim)
