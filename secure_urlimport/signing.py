@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from .atomic import write_atomically
 from .bundle import build_bundle, bundle_members
@@ -37,6 +38,7 @@ from .versions import choose_version, trusted_previous_version
 
 __all__ = [
     "DEFAULT_EXPIRY",
+    "PathProblem",
     "SignResult",
     "SigningError",
     "TreeScan",
@@ -55,6 +57,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_EXPIRY = timedelta(days=3660)
 _DURATION = re.compile(r"([0-9]{1,9})([smhdw])")  # ASCII digits only
 
+_SYMLINK = "symlink (publish real files only)"
+
 #: Directories never published: bytecode caches (the importer never reads them).
 SKIPPED_DIRS = frozenset({"__pycache__"})
 
@@ -72,12 +76,23 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+class PathProblem(NamedTuple):
+    """Why an entry of a tree cannot be published: its tree-relative *path* and *why*."""
+
+    path: str
+    why: str
+
+    def line(self) -> str:
+        """``path: why``, as :class:`SigningError` lists it."""
+        return f"{self.path}: {self.why}"
+
+
 @dataclass
 class TreeScan:
     """The publishable files of a tree (relative paths) and what is wrong with it."""
 
     files: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[PathProblem] = field(default_factory=list)
 
 
 def scan_tree(root: Path) -> TreeScan:
@@ -93,7 +108,7 @@ def scan_tree(root: Path) -> TreeScan:
     def unreadable(error: OSError) -> None:
         # Skipping it silently would publish (and audit) an incomplete tree.
         where = Path(error.filename or root).relative_to(root).as_posix()
-        scan.problems.append(f"{where}: cannot be read ({error.strerror})")
+        scan.problems.append(PathProblem(where, f"cannot be read ({error.strerror})"))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
@@ -103,7 +118,7 @@ def scan_tree(root: Path) -> TreeScan:
             if name.startswith(".") or name in SKIPPED_DIRS:
                 continue
             if os.path.islink(os.path.join(dirpath, name)):
-                scan.problems.append(f"{prefix}{name}: symlink (publish real files only)")
+                scan.problems.append(PathProblem(prefix + name, _SYMLINK))
                 continue
             kept_dirs.append(name)
         dirnames[:] = kept_dirs
@@ -117,7 +132,7 @@ def scan_tree(root: Path) -> TreeScan:
                 if other != rel:
                     problem = f"differs from {other!r} only in case"
             if problem is not None:
-                scan.problems.append(f"{rel}: {problem}")
+                scan.problems.append(PathProblem(rel, problem))
             else:
                 scan.files.append(rel)
     scan.files.sort()
@@ -139,7 +154,7 @@ def holds_private_key(path: Path | str) -> bool:
 def _file_problem(path: str, rel: str) -> str | None:
     mode = os.lstat(path).st_mode
     if stat.S_ISLNK(mode):
-        return "symlink (publish real files only)"
+        return _SYMLINK
     if not stat.S_ISREG(mode):
         return "not a regular file"
     return path_problem(rel)
@@ -183,7 +198,7 @@ def sign_tree(
         raise SigningError(
             f"cannot sign {root}: {len(scan.problems)} problem(s); fix or remove these entries "
             "and sign again (only regular files with publishable names are signed)",
-            scan.problems,
+            [problem.line() for problem in scan.problems],
         )
     version = _choose_version(root, keys, version, allow_version_jump)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
@@ -195,7 +210,7 @@ def sign_tree(
     for done, rel in enumerate(scan.files, 1):
         entries[rel], data = _sign_file(root, rel, keys, version)
         if is_private_key_file(data):  # checked on the bytes signed: no second read
-            secrets.append(f"{rel}: a private key file; move it out of the tree")
+            secrets.append(PathProblem(rel, "a private key file; move it out of the tree"))
         if rel.endswith(".py"):
             modules[rel] = data
         if progress is not None:
@@ -204,7 +219,7 @@ def sign_tree(
         raise SigningError(
             f"refusing to sign {root}: it holds {len(secrets)} private key file(s), which "
             "publishing would hand to everyone; move them out of the tree and sign again",
-            secrets,
+            [secret.line() for secret in secrets],
         )
     manifest = Manifest(
         version=version,
