@@ -7,7 +7,7 @@ collects all problems so one CI run shows everything to fix.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -176,23 +176,28 @@ def audit_directory(
     report = Report(str(root))
     scan = scan_tree(root)
     for problem in scan.problems:
-        report.add(
-            "unpublishable", problem.path, f"{problem.why}; fix or remove it, then re-sign the tree"
-        )
+        why = f"{problem.why}; fix or remove it, then re-sign the tree"
+        report.add("unpublishable", problem.path, why)
     data = _read_local_manifest(report, root)
     manifest = None
     if data is not None:
         manifest = _check_manifest(report, data, trusted, now=now, where=str(root), name=name)
-    listed = manifest.files if manifest is not None else {}
-    for rel in scan.files:
-        if rel not in listed:
-            report.add("unsigned", rel, f"{rel} is not in the signed manifest; re-sign the tree")
-            if holds_private_key(root / rel):
-                report.add("private-key", rel, _PRIVATE_KEY)
+    _check_unlisted(report, root, scan.files, manifest.files if manifest is not None else {})
     if manifest is not None:
         _check_listed_files(report, root, manifest, trusted, progress)
         _check_bundle(report, _read_local_bundle(report, root, manifest), manifest)
     return report
+
+
+def _check_unlisted(
+    report: Report, root: Path, files: Sequence[str], listed: Mapping[str, FileEntry]
+) -> None:
+    """Report the tree's files the manifest does not list (and the key files among them)."""
+    for rel in files:
+        if rel not in listed:
+            report.add("unsigned", rel, f"{rel} is not in the signed manifest; re-sign the tree")
+            if holds_private_key(root / rel):
+                report.add("private-key", rel, _PRIVATE_KEY)
 
 
 def _read_local_manifest(report: Report, root: Path) -> bytes | None:

@@ -124,11 +124,8 @@ def check_tree(
     scan = scan_tree(root)
     check.files = len(scan.files)
     for problem in scan.problems:
-        check.add(
-            "unpublishable",
-            problem.path,
-            f"{problem.why}; signing would refuse the tree: fix or remove it",
-        )
+        why = f"{problem.why}; signing would refuse the tree: fix or remove it"
+        check.add("unpublishable", problem.path, why)
     signed, manifest = _read_manifest(check)
     if signed is None or manifest is None:
         for rel in scan.files:
@@ -137,21 +134,25 @@ def check_tree(
         return check
     check.version, check.expires = manifest.version, manifest.expires
     signing = _compare_signers(check, signed, keyids, pubkeys)
+    _compare_header(check, manifest, now=now, name=tree_name(root, name))
+    _compare_files(check, scan.files, manifest, signing, progress)
+    return check
+
+
+def _compare_header(check: SignCheck, manifest: Manifest, *, now: datetime, name: str) -> None:
+    """Report an expired manifest, or one naming another tree than signing would."""
     if now >= manifest.expires:
         check.add(
             "expired",
             MANIFEST_NAME,
             f"expired at {format_time(manifest.expires)}; signing renews it",
         )
-    wanted = tree_name(root, name)
-    if manifest.name != wanted:
+    if manifest.name != name:
         check.add(
             "name",
             MANIFEST_NAME,
-            f"the manifest names the tree {manifest.name!r}; signing would name it {wanted!r}",
+            f"the manifest names the tree {manifest.name!r}; signing would name it {name!r}",
         )
-    _compare_files(check, scan.files, manifest, signing, progress)
-    return check
 
 
 def _report_private_keys(check: SignCheck, files: Sequence[str]) -> None:
@@ -206,21 +207,28 @@ def _compare_signers(
         )
     signing = [TrustedKeys({key.keyid: key}) for key in pubkeys if key.keyid in present]
     for alone in signing:
-        try:
-            check_threshold(
-                signed.signatures,
-                lambda keyid: manifest_message(keyid, signed.body),
-                alone,
-                what=MANIFEST_NAME,
-            )
-        except (BadSignatureError, UntrustedKeyError):
-            check.add(
-                "bad-signature",
-                MANIFEST_NAME,
-                f"the signature by key {alone.keyids[0]} "
-                "does not verify: the manifest was edited after signing; signing replaces it",
-            )
+        _check_manifest_signature(check, signed, alone)
     return signing
+
+
+def _check_manifest_signature(
+    check: SignCheck, signed: SignedManifestFile, alone: TrustedKeys
+) -> None:
+    """Report the manifest unless the one key of *alone* signed exactly its body."""
+    try:
+        check_threshold(
+            signed.signatures,
+            lambda keyid: manifest_message(keyid, signed.body),
+            alone,
+            what=MANIFEST_NAME,
+        )
+    except (BadSignatureError, UntrustedKeyError):
+        check.add(
+            "bad-signature",
+            MANIFEST_NAME,
+            f"the signature by key {alone.keyids[0]} "
+            "does not verify: the manifest was edited after signing; signing replaces it",
+        )
 
 
 def _compare_files(
@@ -267,12 +275,19 @@ def _compare_file(
         )
         return
     for alone in signing:
-        try:
-            verify_file_signatures(entry, manifest, alone, url=entry.path)
-        except (BadSignatureError, UntrustedKeyError):
-            check.add(
-                "bad-signature",
-                entry.path,
-                f"no valid signature by key {alone.keyids[0]} "
-                f"for version {manifest.version}; signing would sign it again",
-            )
+        _check_file_signature(check, entry, manifest, alone)
+
+
+def _check_file_signature(
+    check: SignCheck, entry: FileEntry, manifest: Manifest, alone: TrustedKeys
+) -> None:
+    """Report *entry* unless the one key of *alone* signed it for this release."""
+    try:
+        verify_file_signatures(entry, manifest, alone, url=entry.path)
+    except (BadSignatureError, UntrustedKeyError):
+        check.add(
+            "bad-signature",
+            entry.path,
+            f"no valid signature by key {alone.keyids[0]} "
+            f"for version {manifest.version}; signing would sign it again",
+        )
