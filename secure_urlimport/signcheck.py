@@ -81,10 +81,6 @@ class SignCheck:
     def up_to_date(self) -> bool:
         return not self.findings
 
-    @property
-    def ok(self) -> bool:
-        return self.up_to_date
-
     def add(self, kind: str, path: str, message: str) -> None:
         self.findings.add(kind, path, message)
 
