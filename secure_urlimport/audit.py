@@ -7,12 +7,11 @@ collects all problems so one CI run shows everything to fix.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .bundle import Bundle, bundle_members
 from .errors import (
@@ -24,6 +23,7 @@ from .errors import (
     TamperedFileError,
     UntrustedKeyError,
 )
+from .findings import Finding, Findings, plural
 from .keyfile import MAX_FILE_BYTES as MAX_KEY_FILE_BYTES
 from .keyfile import is_private_key_file
 from .keys import TrustedKeys
@@ -55,31 +55,39 @@ PROBLEM_KINDS = {
     "private-key": "a private key file is in the published tree",
 }
 
-_PRIVATE_KEY = ("a private key file is in the tree, published to everyone: move it out, "
-                "replace the key (it is no longer secret) and re-sign")
+_PRIVATE_KEY = (
+    "a private key file is in the tree, published to everyone: move it out, "
+    "replace the key (it is no longer secret) and re-sign"
+)
 
 
-@dataclass(frozen=True)
-class Problem:
-    kind: str
-    path: str
-    message: str
+#: A problem the gate found (the findings model shared with ``sign --check``).
+Problem = Finding
 
 
 @dataclass
 class Report:
+    """Everything ``verify`` found in one tree; ``ok`` when nothing."""
+
     target: str
     version: int | None = None
     files_checked: int = 0
-    problems: list[Problem] = field(default_factory=list)
+    findings: Findings = field(default_factory=lambda: Findings(PROBLEM_KINDS))
+
+    #: The command whose summary line this is (``secure-urlimport verify: …``).
+    command: ClassVar[str] = "verify"
+
+    @property
+    def problems(self) -> list[Finding]:
+        return self.findings.items
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.findings
 
     def add(self, kind: str, path: str, message: str) -> None:
         log.debug("%s: %s: %s", kind, path, message)
-        self.problems.append(Problem(kind, path, message))
+        self.findings.add(kind, path, message)
 
     def summary(self) -> str:
         """One line: ``OK|FAILED: N files checked, M problems (…); tree T, version V``.
@@ -87,13 +95,13 @@ class Report:
         The CLI prefixes it with ``secure-urlimport verify: ``; docs/ci.md
         documents the format, so keep the two in step.
         """
-        counts = Counter(p.kind for p in self.problems)
-        detail = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
         verdict = "OK" if self.ok else "FAILED"
-        checked = _count(self.files_checked, "file")
-        problems = _count(len(self.problems), "problem") + (f" ({detail})" if detail else "")
+        checked = plural(self.files_checked, "file")
         version = f", version {self.version}" if self.version is not None else ""
-        return f"{verdict}: {checked} checked, {problems}; tree {self.target}{version}"
+        return (
+            f"{verdict}: {checked} checked, {self.findings.summary('problem')}; "
+            f"tree {self.target}{version}"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The stable ``verify --format json`` document (schema version 1)."""
@@ -103,18 +111,17 @@ class Report:
             "ok": self.ok,
             "version": self.version,
             "files_checked": self.files_checked,
-            "problems": [
-                {"kind": p.kind, "path": p.path, "message": p.message} for p in self.problems
-            ],
+            "problems": [finding.to_json() for finding in self.findings],
         }
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def _check_manifest(
-    report: Report, data: bytes, trusted: TrustedKeys, *, now: datetime, where: str,
+    report: Report,
+    data: bytes,
+    trusted: TrustedKeys,
+    *,
+    now: datetime,
+    where: str,
     name: str | None,
 ) -> Manifest | None:
     try:
@@ -124,8 +131,9 @@ def _check_manifest(
         report.add("invalid-manifest", MANIFEST_NAME, str(exc))
         return None
     report.version = manifest.version
-    log.debug("verified manifest %s: version %d, %d files", where, manifest.version,
-              len(manifest.files))
+    log.debug(
+        "verified manifest %s: version %d, %d files", where, manifest.version, len(manifest.files)
+    )
     try:
         check_expiry(manifest, now=now, url=where)
     except ExpiredManifestError as exc:
@@ -134,8 +142,13 @@ def _check_manifest(
 
 
 def _check_file(
-    report: Report, entry: FileEntry, data: bytes, *, manifest: Manifest,
-    trusted: TrustedKeys, where: str,
+    report: Report,
+    entry: FileEntry,
+    data: bytes,
+    *,
+    manifest: Manifest,
+    trusted: TrustedKeys,
+    where: str,
 ) -> None:
     report.files_checked += 1
     try:
@@ -148,7 +161,11 @@ def _check_file(
 
 
 def audit_directory(
-    root: Path, trusted: TrustedKeys, *, now: datetime, name: str | None = None,
+    root: Path,
+    trusted: TrustedKeys,
+    *,
+    now: datetime,
+    name: str | None = None,
     progress: ProgressFn | None = None,
 ) -> Report:
     """Check a signed tree on disk: manifest, every listed file, and no unsigned extras.
@@ -159,22 +176,28 @@ def audit_directory(
     report = Report(str(root))
     scan = scan_tree(root)
     for problem in scan.problems:
-        path, _, why = problem.partition(": ")
-        report.add("unpublishable", path, f"{why}; fix or remove it, then re-sign the tree")
+        why = f"{problem.why}; fix or remove it, then re-sign the tree"
+        report.add("unpublishable", problem.path, why)
     data = _read_local_manifest(report, root)
     manifest = None
     if data is not None:
         manifest = _check_manifest(report, data, trusted, now=now, where=str(root), name=name)
-    listed = manifest.files if manifest is not None else {}
-    for rel in scan.files:
-        if rel not in listed:
-            report.add("unsigned", rel, f"{rel} is not in the signed manifest; re-sign the tree")
-            if holds_private_key(root / rel):
-                report.add("private-key", rel, _PRIVATE_KEY)
+    _check_unlisted(report, root, scan.files, manifest.files if manifest is not None else {})
     if manifest is not None:
         _check_listed_files(report, root, manifest, trusted, progress)
         _check_bundle(report, _read_local_bundle(report, root, manifest), manifest)
     return report
+
+
+def _check_unlisted(
+    report: Report, root: Path, files: Sequence[str], listed: Mapping[str, FileEntry]
+) -> None:
+    """Report the tree's files the manifest does not list (and the key files among them)."""
+    for rel in files:
+        if rel not in listed:
+            report.add("unsigned", rel, f"{rel} is not in the signed manifest; re-sign the tree")
+            if holds_private_key(root / rel):
+                report.add("private-key", rel, _PRIVATE_KEY)
 
 
 def _read_local_manifest(report: Report, root: Path) -> bytes | None:
@@ -182,14 +205,20 @@ def _read_local_manifest(report: Report, root: Path) -> bytes | None:
     try:
         data = read_tree_file(root / MANIFEST_NAME, MAX_MANIFEST_BYTES)
     except OSError as exc:
-        report.add("invalid-manifest", MANIFEST_NAME,
-                   f"cannot read the manifest ({exc.strerror or exc}); sign the tree first: "
-                   f"secure-urlimport sign {root} --key KEY")
+        report.add(
+            "invalid-manifest",
+            MANIFEST_NAME,
+            f"cannot read the manifest ({exc.strerror or exc}); sign the tree first: "
+            f"secure-urlimport sign {root} --key KEY",
+        )
         return None
     if len(data) > MAX_MANIFEST_BYTES:
-        report.add("invalid-manifest", MANIFEST_NAME,
-                   f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes, which clients "
-                   "refuse; re-sign the tree")
+        report.add(
+            "invalid-manifest",
+            MANIFEST_NAME,
+            f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes, which clients "
+            "refuse; re-sign the tree",
+        )
         return None
     return data
 
@@ -202,8 +231,12 @@ def _read_local_bundle(report: Report, root: Path, manifest: Manifest) -> bytes 
     except FileNotFoundError:
         return None  # publishing without a bundle is allowed, only slower
     except OSError as exc:
-        report.add("stale-bundle", BUNDLE_NAME, f"{BUNDLE_NAME} cannot be read "
-                   f"({exc.strerror or exc}); sign the tree again (it rewrites the bundle)")
+        report.add(
+            "stale-bundle",
+            BUNDLE_NAME,
+            f"{BUNDLE_NAME} cannot be read "
+            f"({exc.strerror or exc}); sign the tree again (it rewrites the bundle)",
+        )
         return None
 
 
@@ -217,14 +250,20 @@ def _check_bundle(report: Report, data: bytes | None, manifest: Manifest) -> Non
         return
     problem = Bundle(data, bundle_members(manifest.files)).first_difference()
     if problem is not None:
-        report.add("stale-bundle", BUNDLE_NAME,
-                   f"{BUNDLE_NAME} does not hold the signed modules ({problem}); clients fall "
-                   "back to one download per file and warn. Sign the tree again (it rewrites "
-                   "the bundle) and publish the bundle together with the manifest")
+        report.add(
+            "stale-bundle",
+            BUNDLE_NAME,
+            f"{BUNDLE_NAME} does not hold the signed modules ({problem}); clients fall "
+            "back to one download per file and warn. Sign the tree again (it rewrites "
+            "the bundle) and publish the bundle together with the manifest",
+        )
 
 
 def _check_listed_files(
-    report: Report, root: Path, manifest: Manifest, trusted: TrustedKeys,
+    report: Report,
+    root: Path,
+    manifest: Manifest,
+    trusted: TrustedKeys,
     progress: ProgressFn | None,
 ) -> None:
     total = len(manifest.files)
@@ -234,14 +273,17 @@ def _check_listed_files(
             # Past the signed size only as far as a key file can reach: longer is tampered.
             data = read_tree_file(path, max(entry.size, MAX_KEY_FILE_BYTES))
         except OSError as exc:  # absent, a symlink or special file, or unreadable
-            report.add("missing", rel, f"{rel} is in the manifest but not in {root} as a "
-                       f"readable regular file ({exc.strerror or exc}); restore it, or "
-                       "re-sign the tree without it")
+            report.add(
+                "missing",
+                rel,
+                f"{rel} is in the manifest but not in {root} as a "
+                f"readable regular file ({exc.strerror or exc}); restore it, or "
+                "re-sign the tree without it",
+            )
         else:
             if is_private_key_file(data):
                 report.add("private-key", rel, _PRIVATE_KEY)
-            _check_file(report, entry, data, manifest=manifest, trusted=trusted,
-                        where=str(path))
+            _check_file(report, entry, data, manifest=manifest, trusted=trusted, where=str(path))
         if progress is not None:
             progress(done, total)
 
@@ -275,12 +317,14 @@ def audit_url(
         return report
     total = len(manifest.files)
     for done, (rel, entry) in enumerate(manifest.files.items(), 1):
-        _check_remote_file(report, entry, fetcher, where=file_url(rel), manifest=manifest,
-                           trusted=trusted)
+        _check_remote_file(
+            report, entry, fetcher, where=file_url(rel), manifest=manifest, trusted=trusted
+        )
         if progress is not None:
             progress(done, total)
-    _check_bundle(report, _remote_bundle(report, fetcher, file_url(BUNDLE_NAME), manifest),
-                  manifest)
+    _check_bundle(
+        report, _remote_bundle(report, fetcher, file_url(BUNDLE_NAME), manifest), manifest
+    )
     return report
 
 
@@ -302,8 +346,13 @@ def _remote_bundle(
 
 
 def _check_remote_file(
-    report: Report, entry: FileEntry, fetcher: Fetcher, *, where: str,
-    manifest: Manifest, trusted: TrustedKeys,
+    report: Report,
+    entry: FileEntry,
+    fetcher: Fetcher,
+    *,
+    where: str,
+    manifest: Manifest,
+    trusted: TrustedKeys,
 ) -> None:
     rel = entry.path
     try:
@@ -319,4 +368,3 @@ def _check_remote_file(
         report.add("download", rel, str(exc))
         return
     _check_file(report, entry, body, manifest=manifest, trusted=trusted, where=where)
-

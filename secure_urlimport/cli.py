@@ -199,7 +199,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 def _sign_check(args: argparse.Namespace) -> int:
     """``sign --check``: what signing would change; reads key ids, never a private key."""
-    from .gate_output import one_line
+    from .gate_output import text_lines
     from .keyfile import read_key_id
     from .keys import load_public_keys
     from .progress import terminal_progress
@@ -222,9 +222,7 @@ def _sign_check(args: argparse.Namespace) -> int:
     with terminal_progress(f"{PROG} sign --check") as progress:
         check = check_tree(args.directory, keyids, pubkeys, now=datetime.now(UTC),
                            name=args.name, progress=progress)
-    for change in check.changes:
-        print(one_line(f"{change.kind}: {change.path}: {change.message}"))
-    print(one_line(f"{PROG} sign --check: {check.summary()}"))
+    print("\n".join(text_lines(check)))
     return EXIT_OK if check.up_to_date else EXIT_FAILED
 
 

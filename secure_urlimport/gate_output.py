@@ -1,9 +1,11 @@
-"""How the CI gate prints a report: text lines, or GitHub workflow commands.
+"""How the CI gate and ``sign --check`` print their findings: text lines, or GitHub
+workflow commands.
 
 docs/ci.md documents both formats (and the JSON document, ``Report.to_json``);
 keep them in step.
 
-- text: ``KIND: PATH: MESSAGE`` per problem, then one summary line.  Control
+- text (``verify`` and ``sign --check``): ``KIND: PATH: MESSAGE`` per
+  finding, then one summary line ``secure-urlimport COMMAND: SUMMARY``.  Control
   characters (a newline in a file name) are shown as escapes, so every
   problem is exactly one line.
 - github: ``::error file=PATH,title=secure-urlimport KIND::MESSAGE`` per
@@ -19,13 +21,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from .audit import Problem, Report
 from .errors import shown
+from .findings import Finding, Findings
+
+if TYPE_CHECKING:
+    from .audit import Report
 
 __all__ = [
+    "Outcome",
     "escape_data",
     "escape_property",
+    "finding_line",
     "github_annotation",
     "github_lines",
     "one_line",
@@ -42,13 +50,31 @@ def one_line(text: str) -> str:
     return shown(text, limit=None)
 
 
-def summary_line(report: Report) -> str:
-    return one_line(f"{PROG} verify: {report.summary()}")
+class Outcome(Protocol):
+    """What a command found: the gate's ``Report`` or ``sign --check``'s ``SignCheck``."""
+
+    @property
+    def command(self) -> str: ...
+
+    @property
+    def findings(self) -> Findings: ...
+
+    def summary(self) -> str: ...
 
 
-def text_lines(report: Report) -> list[str]:
-    lines = [one_line(f"{p.kind}: {p.path}: {p.message}") for p in report.problems]
-    return [*lines, summary_line(report)]
+def summary_line(outcome: Outcome) -> str:
+    """``secure-urlimport COMMAND: SUMMARY``, always the last line printed."""
+    return one_line(f"{PROG} {outcome.command}: {outcome.summary()}")
+
+
+def finding_line(finding: Finding) -> str:
+    """``KIND: PATH: MESSAGE`` on exactly one line."""
+    return one_line(f"{finding.kind}: {finding.path}: {finding.message}")
+
+
+def text_lines(outcome: Outcome) -> list[str]:
+    """One line per finding, then the summary line."""
+    return [*map(finding_line, outcome.findings), summary_line(outcome)]
 
 
 def escape_data(text: str) -> str:
@@ -71,7 +97,7 @@ def workspace_path(path: Path) -> str:
         return absolute.as_posix()
 
 
-def github_annotation(problem: Problem, *, file: str | None = None, url: str | None = None) -> str:
+def github_annotation(problem: Finding, *, file: str | None = None, url: str | None = None) -> str:
     """``::error file=…,title=secure-urlimport KIND::MESSAGE`` for one problem."""
     properties = [] if file is None else [f"file={escape_property(file)}"]
     properties.append(f"title={escape_property(f'{PROG} {problem.kind}')}")
@@ -86,7 +112,7 @@ def github_lines(
 ) -> list[str]:
     """Annotations for a directory (*root*) or an https tree (*file_url*), then the summary."""
     lines = []
-    for problem in report.problems:
+    for problem in report.findings:
         if root is not None:
             lines.append(github_annotation(problem, file=workspace_path(root / problem.path)))
         else:

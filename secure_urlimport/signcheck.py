@@ -11,22 +11,22 @@ too.  Nothing is written.  This is the publisher's diff, not the gate:
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import ClassVar
 
-from .errors import ManifestFormatError
+from .errors import BadSignatureError, ManifestFormatError, UntrustedKeyError
+from .findings import Finding, Findings, plural
 from .keyfile import MAX_FILE_BYTES as MAX_KEY_FILE_BYTES
 from .keyfile import is_private_key_file
-from .keys import PublicKey
+from .keys import PublicKey, TrustedKeys
 from .localfile import read_tree_file
 from .manifest import (
     FileEntry,
     Manifest,
     SignedManifestFile,
-    file_message,
     format_time,
     manifest_message,
     parse_manifest_body,
@@ -35,6 +35,7 @@ from .manifest import (
 from .paths import MANIFEST_NAME
 from .progress import ProgressFn
 from .signing import holds_private_key, scan_tree, tree_name
+from .verify import check_threshold, verify_file_signatures
 from .versions import MAX_MANIFEST_BYTES
 
 __all__ = ["CHANGE_KINDS", "Change", "SignCheck", "check_tree"]
@@ -54,30 +55,34 @@ CHANGE_KINDS = {
 }
 
 
-@dataclass(frozen=True)
-class Change:
-    kind: str
-    path: str
-    message: str
+#: A change ``sign`` would make (the findings model shared with the gate).
+Change = Finding
 
 
 @dataclass
 class SignCheck:
-    """What ``sign`` would change in *root*; empty ``changes`` means up to date."""
+    """What ``sign`` would change in *root*; no findings means up to date."""
 
     root: Path
     files: int = 0
     version: int | None = None
     expires: datetime | None = None
     signatures_checked: bool = False
-    changes: list[Change] = field(default_factory=list)
+    findings: Findings = field(default_factory=lambda: Findings(CHANGE_KINDS))
+
+    #: The command whose summary line this is (``secure-urlimport sign --check: …``).
+    command: ClassVar[str] = "sign --check"
+
+    @property
+    def changes(self) -> list[Finding]:
+        return self.findings.items
 
     @property
     def up_to_date(self) -> bool:
-        return not self.changes
+        return not self.findings
 
     def add(self, kind: str, path: str, message: str) -> None:
-        self.changes.append(Change(kind, path, message))
+        self.findings.add(kind, path, message)
 
     def summary(self) -> str:
         """One line: ``UP TO DATE: …`` or ``WOULD CHANGE: N changes (…); …``."""
@@ -85,17 +90,16 @@ class SignCheck:
         tree = f"tree {self.root}{version}"
         if self.up_to_date:
             expires = format_time(self.expires) if self.expires else "?"
-            checked = ("signatures checked" if self.signatures_checked
-                       else "signatures not checked (give --pubkey to check them)")
-            return f"UP TO DATE: {tree}, {_count(self.files, 'file')}, expires {expires}; {checked}"
-        counts = Counter(c.kind for c in self.changes)
-        detail = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
-        return (f"WOULD CHANGE: {_count(len(self.changes), 'change')} ({detail}); {tree}; "
-                f"to update it: secure-urlimport sign {self.root} --key KEY")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+            checked = (
+                "signatures checked"
+                if self.signatures_checked
+                else "signatures not checked (give --pubkey to check them)"
+            )
+            return f"UP TO DATE: {tree}, {plural(self.files, 'file')}, expires {expires}; {checked}"
+        return (
+            f"WOULD CHANGE: {self.findings.summary('change')}; {tree}; "
+            f"to update it: secure-urlimport sign {self.root} --key KEY"
+        )
 
 
 def check_tree(
@@ -116,8 +120,8 @@ def check_tree(
     scan = scan_tree(root)
     check.files = len(scan.files)
     for problem in scan.problems:
-        path, _, why = problem.partition(": ")
-        check.add("unpublishable", path, f"{why}; signing would refuse the tree: fix or remove it")
+        why = f"{problem.why}; signing would refuse the tree: fix or remove it"
+        check.add("unpublishable", problem.path, why)
     signed, manifest = _read_manifest(check)
     if signed is None or manifest is None:
         for rel in scan.files:
@@ -126,15 +130,25 @@ def check_tree(
         return check
     check.version, check.expires = manifest.version, manifest.expires
     signing = _compare_signers(check, signed, keyids, pubkeys)
-    if now >= manifest.expires:
-        check.add("expired", MANIFEST_NAME,
-                  f"expired at {format_time(manifest.expires)}; signing renews it")
-    wanted = tree_name(root, name)
-    if manifest.name != wanted:
-        check.add("name", MANIFEST_NAME, f"the manifest names the tree {manifest.name!r}; "
-                  f"signing would name it {wanted!r}")
+    _compare_header(check, manifest, now=now, name=tree_name(root, name))
     _compare_files(check, scan.files, manifest, signing, progress)
     return check
+
+
+def _compare_header(check: SignCheck, manifest: Manifest, *, now: datetime, name: str) -> None:
+    """Report an expired manifest, or one naming another tree than signing would."""
+    if now >= manifest.expires:
+        check.add(
+            "expired",
+            MANIFEST_NAME,
+            f"expired at {format_time(manifest.expires)}; signing renews it",
+        )
+    if manifest.name != name:
+        check.add(
+            "name",
+            MANIFEST_NAME,
+            f"the manifest names the tree {manifest.name!r}; signing would name it {name!r}",
+        )
 
 
 def _report_private_keys(check: SignCheck, files: Sequence[str]) -> None:
@@ -159,34 +173,66 @@ def _read_manifest(check: SignCheck) -> tuple[SignedManifestFile | None, Manifes
     except OSError as exc:
         check.add("manifest", MANIFEST_NAME, f"cannot read the manifest ({exc.strerror or exc})")
     except ManifestFormatError as exc:
-        check.add("manifest", MANIFEST_NAME, f"the manifest cannot be read ({exc}); "
-                  "signing needs --version N to replace it")
+        check.add(
+            "manifest",
+            MANIFEST_NAME,
+            f"the manifest cannot be read ({exc}); signing needs --version N to replace it",
+        )
     return None, None
 
 
 def _compare_signers(
-    check: SignCheck, signed: SignedManifestFile, keyids: Sequence[str],
+    check: SignCheck,
+    signed: SignedManifestFile,
+    keyids: Sequence[str],
     pubkeys: Sequence[PublicKey],
-) -> list[PublicKey]:
-    """Report other signers and bad manifest signatures; the pubkeys that did sign."""
+) -> list[TrustedKeys]:
+    """Report other signers and bad manifest signatures.
+
+    Returns the *pubkeys* that did sign, each alone as the pinned keys (threshold
+    1): the verification core then checks its signatures, and a finding names it.
+    """
     present = {keyid for keyid, _ in signed.signatures}
     wanted = set(keyids) | {key.keyid for key in pubkeys}
     if present != wanted:
-        check.add("signers", MANIFEST_NAME, f"signed by {', '.join(sorted(present))}; "
-                  f"signing would sign with {', '.join(sorted(wanted))}")
-    signing = [key for key in pubkeys if key.keyid in present]
-    for key in signing:
-        message = manifest_message(key.keyid, signed.body)
-        if not any(key.verifies(sig, message) for kid, sig in signed.signatures
-                   if kid == key.keyid):
-            check.add("bad-signature", MANIFEST_NAME, f"the signature by key {key.keyid} does "
-                      "not verify: the manifest was edited after signing; signing replaces it")
+        check.add(
+            "signers",
+            MANIFEST_NAME,
+            f"signed by {', '.join(sorted(present))}; "
+            f"signing would sign with {', '.join(sorted(wanted))}",
+        )
+    signing = [TrustedKeys({key.keyid: key}) for key in pubkeys if key.keyid in present]
+    for alone in signing:
+        _check_manifest_signature(check, signed, alone)
     return signing
 
 
+def _check_manifest_signature(
+    check: SignCheck, signed: SignedManifestFile, alone: TrustedKeys
+) -> None:
+    """Report the manifest unless the one key of *alone* signed exactly its body."""
+    try:
+        check_threshold(
+            signed.signatures,
+            lambda keyid: manifest_message(keyid, signed.body),
+            alone,
+            what=MANIFEST_NAME,
+        )
+    except (BadSignatureError, UntrustedKeyError):
+        check.add(
+            "bad-signature",
+            MANIFEST_NAME,
+            f"the signature by key {alone.keyids[0]} "
+            "does not verify: the manifest was edited after signing; signing replaces it",
+        )
+
+
 def _compare_files(
-    check: SignCheck, files: Sequence[str], manifest: Manifest,
-    signing: Sequence[PublicKey], progress: ProgressFn | None,
+    check: SignCheck,
+    files: Sequence[str],
+    manifest: Manifest,
+    signing: Sequence[TrustedKeys],
+    progress: ProgressFn | None,
 ) -> None:
     on_disk = set(files)
     added = [rel for rel in files if rel not in manifest.files]
@@ -203,24 +249,41 @@ def _compare_files(
 
 
 def _compare_file(
-    check: SignCheck, entry: FileEntry, manifest: Manifest, signing: Sequence[PublicKey]
+    check: SignCheck, entry: FileEntry, manifest: Manifest, signing: Sequence[TrustedKeys]
 ) -> None:
     try:
         # Past the signed size only as far as a key file can reach: longer is "changed".
         data = read_tree_file(check.root / entry.path, max(entry.size, MAX_KEY_FILE_BYTES))
     except OSError as exc:
-        check.add("unpublishable", entry.path, f"cannot be read ({exc.strerror or exc}); "
-                  "signing would fail: fix its permissions")
+        check.add(
+            "unpublishable",
+            entry.path,
+            f"cannot be read ({exc.strerror or exc}); signing would fail: fix its permissions",
+        )
         return
     if is_private_key_file(data):
         check.add("private-key", entry.path, _PRIVATE_KEY)
     if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
-        check.add("changed", entry.path, "differs from the manifest (size or SHA-256); "
-                  "signing would sign the new content")
+        check.add(
+            "changed",
+            entry.path,
+            "differs from the manifest (size or SHA-256); signing would sign the new content",
+        )
         return
-    for key in signing:
-        sig = entry.signatures.get(key.keyid)
-        message = file_message(key.keyid, manifest.version, entry.path, entry.sha256, entry.size)
-        if sig is None or not key.verifies(sig, message):
-            check.add("bad-signature", entry.path, f"no valid signature by key {key.keyid} "
-                      f"for version {manifest.version}; signing would sign it again")
+    for alone in signing:
+        _check_file_signature(check, entry, manifest, alone)
+
+
+def _check_file_signature(
+    check: SignCheck, entry: FileEntry, manifest: Manifest, alone: TrustedKeys
+) -> None:
+    """Report *entry* unless the one key of *alone* signed it for this release."""
+    try:
+        verify_file_signatures(entry, manifest, alone, url=entry.path)
+    except (BadSignatureError, UntrustedKeyError):
+        check.add(
+            "bad-signature",
+            entry.path,
+            f"no valid signature by key {alone.keyids[0]} "
+            f"for version {manifest.version}; signing would sign it again",
+        )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from .atomic import write_atomically
 from .bundle import build_bundle, bundle_members
@@ -37,6 +38,7 @@ from .versions import choose_version, trusted_previous_version
 
 __all__ = [
     "DEFAULT_EXPIRY",
+    "PathProblem",
     "SignResult",
     "SigningError",
     "TreeScan",
@@ -55,6 +57,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_EXPIRY = timedelta(days=3660)
 _DURATION = re.compile(r"([0-9]{1,9})([smhdw])")  # ASCII digits only
 
+_SYMLINK = "symlink (publish real files only)"
+
 #: Directories never published: bytecode caches (the importer never reads them).
 SKIPPED_DIRS = frozenset({"__pycache__"})
 
@@ -72,12 +76,23 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+class PathProblem(NamedTuple):
+    """Why an entry of a tree cannot be published: its tree-relative *path* and *why*."""
+
+    path: str
+    why: str
+
+    def line(self) -> str:
+        """``path: why``, as :class:`SigningError` lists it."""
+        return f"{self.path}: {self.why}"
+
+
 @dataclass
 class TreeScan:
     """The publishable files of a tree (relative paths) and what is wrong with it."""
 
     files: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[PathProblem] = field(default_factory=list)
 
 
 def scan_tree(root: Path) -> TreeScan:
@@ -93,35 +108,36 @@ def scan_tree(root: Path) -> TreeScan:
     def unreadable(error: OSError) -> None:
         # Skipping it silently would publish (and audit) an incomplete tree.
         where = Path(error.filename or root).relative_to(root).as_posix()
-        scan.problems.append(f"{where}: cannot be read ({error.strerror})")
+        scan.problems.append(PathProblem(where, f"cannot be read ({error.strerror})"))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
-        kept_dirs = []
-        for name in sorted(dirnames):
-            if name.startswith(".") or name in SKIPPED_DIRS:
-                continue
-            if os.path.islink(os.path.join(dirpath, name)):
-                scan.problems.append(f"{prefix}{name}: symlink (publish real files only)")
-                continue
-            kept_dirs.append(name)
-        dirnames[:] = kept_dirs
+        dirnames[:] = _kept_dirs(scan, dirpath, prefix, dirnames)
         for name in sorted(filenames):
             rel = prefix + name
             if name.startswith(".") or rel in (MANIFEST_NAME, BUNDLE_NAME):
                 continue
-            problem = _file_problem(os.path.join(dirpath, name), rel)
-            if problem is None:
-                other = folded.setdefault(rel.casefold(), rel)
-                if other != rel:
-                    problem = f"differs from {other!r} only in case"
+            problem = _file_problem(os.path.join(dirpath, name), rel, folded)
             if problem is not None:
-                scan.problems.append(f"{rel}: {problem}")
+                scan.problems.append(PathProblem(rel, problem))
             else:
                 scan.files.append(rel)
     scan.files.sort()
     return scan
+
+
+def _kept_dirs(scan: TreeScan, dirpath: str, prefix: str, dirnames: list[str]) -> list[str]:
+    """The subdirectories to walk into, sorted; symlinks are *scan* problems."""
+    kept = []
+    for name in sorted(dirnames):
+        if name.startswith(".") or name in SKIPPED_DIRS:
+            continue
+        if os.path.islink(os.path.join(dirpath, name)):
+            scan.problems.append(PathProblem(prefix + name, _SYMLINK))
+            continue
+        kept.append(name)
+    return kept
 
 
 def holds_private_key(path: Path | str) -> bool:
@@ -136,13 +152,22 @@ def holds_private_key(path: Path | str) -> bool:
         return False
 
 
-def _file_problem(path: str, rel: str) -> str | None:
+def _file_problem(path: str, rel: str, folded: dict[str, str]) -> str | None:
+    """Why the file at *path* (*rel* in the tree) cannot be published, or None.
+
+    *folded* maps the case-folded names seen so far to their spelling.
+    """
     mode = os.lstat(path).st_mode
     if stat.S_ISLNK(mode):
-        return "symlink (publish real files only)"
+        return _SYMLINK
     if not stat.S_ISREG(mode):
         return "not a regular file"
-    return path_problem(rel)
+    problem = path_problem(rel)
+    if problem is None:
+        other = folded.setdefault(rel.casefold(), rel)
+        if other != rel:
+            return f"differs from {other!r} only in case"
+    return problem
 
 
 @dataclass(frozen=True)
@@ -176,36 +201,12 @@ def sign_tree(
     root = Path(root)
     if not keys:
         raise ConfigurationError("sign needs at least one private key")
-    if not root.is_dir():
-        raise SigningError(f"{root} is not a directory; give the tree to sign")
-    scan = scan_tree(root)
-    if scan.problems:
-        raise SigningError(
-            f"cannot sign {root}: {len(scan.problems)} problem(s); fix or remove these entries "
-            "and sign again (only regular files with publishable names are signed)",
-            scan.problems,
-        )
+    files = _publishable_files(root)
     version = _choose_version(root, keys, version, allow_version_jump)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     if expires_in > MAX_EXPIRY or expires_in <= timedelta(0):
         raise ConfigurationError("the validity must be positive and at most 3660 days")
-    entries = {}
-    modules: dict[str, bytes] = {}  # the bundle's members, read once
-    secrets = []
-    for done, rel in enumerate(scan.files, 1):
-        entries[rel], data = _sign_file(root, rel, keys, version)
-        if is_private_key_file(data):  # checked on the bytes signed: no second read
-            secrets.append(f"{rel}: a private key file; move it out of the tree")
-        if rel.endswith(".py"):
-            modules[rel] = data
-        if progress is not None:
-            progress(done, len(scan.files))
-    if secrets:
-        raise SigningError(
-            f"refusing to sign {root}: it holds {len(secrets)} private key file(s), which "
-            "publishing would hand to everyone; move them out of the tree and sign again",
-            secrets,
-        )
+    entries, modules = _sign_files(root, files, keys, version, progress)
     manifest = Manifest(
         version=version,
         created=now,
@@ -216,14 +217,67 @@ def sign_tree(
     )
     if len(manifest.name) > MAX_NAME_CHARS or not manifest.name.isprintable():
         raise ConfigurationError("--name must be printable and at most 200 characters")
+    path = _write_release(root, manifest, keys, modules)
+    return SignResult(path, version, len(entries), manifest.expires)
+
+
+def _publishable_files(root: Path) -> list[str]:
+    """The files :func:`sign_tree` signs; raise listing every entry it cannot publish."""
+    if not root.is_dir():
+        raise SigningError(f"{root} is not a directory; give the tree to sign")
+    scan = scan_tree(root)
+    if scan.problems:
+        raise SigningError(
+            f"cannot sign {root}: {len(scan.problems)} problem(s); fix or remove these entries "
+            "and sign again (only regular files with publishable names are signed)",
+            [problem.line() for problem in scan.problems],
+        )
+    return scan.files
+
+
+def _sign_files(
+    root: Path,
+    files: Sequence[str],
+    keys: Sequence[PrivateKey],
+    version: int,
+    progress: ProgressFn | None,
+) -> tuple[dict[str, FileEntry], dict[str, bytes]]:
+    """Every file's signed entry, and the modules' bytes (the bundle's members, read once).
+
+    Raises listing every private key file among them, checked on the bytes signed.
+    """
+    entries = {}
+    modules: dict[str, bytes] = {}
+    secrets = []
+    for done, rel in enumerate(files, 1):
+        entries[rel], data = _sign_file(root, rel, keys, version)
+        if is_private_key_file(data):
+            secrets.append(PathProblem(rel, "a private key file; move it out of the tree"))
+        if rel.endswith(".py"):
+            modules[rel] = data
+        if progress is not None:
+            progress(done, len(files))
+    if secrets:
+        raise SigningError(
+            f"refusing to sign {root}: it holds {len(secrets)} private key file(s), which "
+            "publishing would hand to everyone; move them out of the tree and sign again",
+            [secret.line() for secret in secrets],
+        )
+    return entries, modules
+
+
+def _write_release(
+    root: Path, manifest: Manifest, keys: Sequence[PrivateKey], modules: dict[str, bytes]
+) -> Path:
+    """Sign *manifest*, write the bundle and then the manifest; the manifest's path."""
     body = encode_body(manifest)
     sigs = [(k.keyid, k.sign(manifest_message(k.keyid, body))) for k in keys]
     # The bundle first: a client that sees the new manifest with the old
     # bundle only falls back to downloading files one by one.
-    write_atomically(root / BUNDLE_NAME, build_bundle(bundle_members(entries), modules))
+    write_atomically(root / BUNDLE_NAME, build_bundle(bundle_members(manifest.files), modules))
     path = root / MANIFEST_NAME
     write_atomically(path, encode_manifest(body, sigs))
-    return SignResult(path, version, len(entries), manifest.expires)
+    return path
 
 
 def tree_name(root: Path, name: str | None) -> str:
@@ -250,11 +304,9 @@ def _sign_file(
         # Never through a symlink, never a FIFO: the name may have been swapped since the scan.
         data = read_tree_file(os.path.join(root, rel))  # not pathlib: thousands of files
     except OSError as exc:
-        raise SigningError(f"cannot sign {root}: {rel} cannot be read "
-                           f"({exc.strerror or exc})") from None
+        raise SigningError(
+            f"cannot sign {root}: {rel} cannot be read ({exc.strerror or exc})"
+        ) from None
     digest = hashlib.sha256(data).hexdigest()
-    sigs = {
-        k.keyid: k.sign(file_message(k.keyid, version, rel, digest, len(data))) for k in keys
-    }
+    sigs = {k.keyid: k.sign(file_message(k.keyid, version, rel, digest, len(data))) for k in keys}
     return FileEntry(rel, len(data), digest, sigs), data
-
