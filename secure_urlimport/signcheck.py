@@ -201,7 +201,7 @@ def _compare_signers(
             f"signed by {', '.join(sorted(present))}; "
             f"signing would sign with {', '.join(sorted(wanted))}",
         )
-    signing = [TrustedKeys({key.keyid: key}) for key in pubkeys if key.keyid in present]
+    signing = [TrustedKeys({key.keyid: key}, 1) for key in pubkeys if key.keyid in present]
     for alone in signing:
         _check_manifest_signature(check, signed, alone)
     return signing
