@@ -7,7 +7,6 @@ its exceptions are translated here and never escape.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
@@ -105,7 +104,7 @@ class PublicKey:
             )
         try:
             raw = base64.b64decode(fields[2], validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a non-ASCII character (ValueError itself)
             raise KeyFileError(f"{source}: the key is not valid base64") from None
         key = cls.from_raw(raw)
         if key.keyid != fields[1]:

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from secure_urlimport import install
 from secure_urlimport.errors import (
     BadSignatureError,
     ConfigurationError,
@@ -230,6 +231,15 @@ def test_pub_line_whose_base64_carries_a_stray_character_is_rejected() -> None:
     prefix, keyid, encoded = K1.public.to_line().split()
     with pytest.raises(KeyFileError, match="not valid base64"):
         PublicKey.from_line(f"{prefix} {keyid} {encoded[:10]}*{encoded[10:]}")
+
+
+def test_pub_line_with_a_non_ascii_key_is_a_key_file_error_even_through_install() -> None:
+    _, keyid, b64 = K1.public.to_line().split()
+    line = f"ed25519 {keyid} {b64[:-2]}é=\n"
+    with pytest.raises(KeyFileError, match="not valid base64"):
+        PublicKey.from_line(line)
+    with pytest.raises(KeyFileError, match="not valid base64"):
+        install("https://127.0.0.1:9/tree", pubkey=line)  # refused before any request
 
 
 def test_pub_line_with_damaged_key_id_is_rejected() -> None:
