@@ -70,11 +70,17 @@ def sign_tree(
     version: int | None = None,
     expires_in: timedelta = DEFAULT_EXPIRY,
     name: str | None = None,
+    allow_version_jump: bool = False,
 ) -> SignResult:
     """Sign every file under *directory* with every key; write its manifest and bundle.
 
-    *version* defaults to one more than the tree's current signed version.
+    *version* defaults to one more than the version of the tree's manifest, if
+    one of *keys* signed it; a version more than 2**32 above that needs
+    *allow_version_jump* (clients refuse every later release below it).
     Returns where the manifest went, the version, the file count and expiry.
     """
     chosen = [keys] if isinstance(keys, PrivateKey) else list(keys)
-    return _sign_tree(Path(directory), chosen, version=version, expires_in=expires_in, name=name)
+    return _sign_tree(
+        Path(directory), chosen, version=version, expires_in=expires_in, name=name,
+        allow_version_jump=allow_version_jump,
+    )
