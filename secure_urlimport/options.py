@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TypedDict
 
 from .config import Config
-from .transport import Fetcher
+from .fetcher import Fetcher
 
 __all__ = ["Options", "check_options", "config_of"]
 
