@@ -14,13 +14,12 @@ from __future__ import annotations
 from http import HTTPStatus
 from urllib.parse import urljoin, urlsplit
 
-from .errors import shown
+from .errors import redact, shown
 
 __all__ = [
     "declared_length",
     "https_problem",
     "origin",
-    "redact",
     "redirect_target",
     "root_cause",
     "status_text",
@@ -61,15 +60,6 @@ def https_problem(url: str) -> tuple[str, str] | None:
     if not parts.hostname:
         return "it names no host", "use a URL of the form https://host/path"
     return None
-
-
-def redact(url: str) -> str:
-    """``url`` without any userinfo, so a password never lands in a message."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, path = rest.partition("/")
-    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def origin(url: str) -> Origin:

@@ -32,6 +32,7 @@ from .errors import (
     RedirectError,
     ResponseTooLargeError,
     TLSError,
+    redact,
     shown,
 )
 from .fetcher import Fetcher  # the contract, re-exported: ``from .transport import Fetcher``
@@ -39,7 +40,6 @@ from .responses import Origin as _Origin
 from .responses import declared_length, redirect_target, status_text
 from .responses import https_problem as _https_problem
 from .responses import origin as _origin
-from .responses import redact as _redact
 from .responses import root_cause as _root_cause
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def require_https(url: str) -> str:
     """Return ``url`` unchanged, or raise InsecureURLError if it is not plain https."""
     problem = _https_problem(url)
     if problem is not None:
-        shown = _redact(url)
+        shown = redact(url)
         raise InsecureURLError(
             f"refusing to fetch {shown!r}: {problem[0]}; code is only fetched over "
             f"https://, so {problem[1]}",
@@ -448,7 +448,7 @@ class _Download:
             source = "proxy=" if self.fetcher.config.proxy else "HTTPS_PROXY"
             return self._error(
                 DownloadError,
-                f"the proxy {_redact(proxy)} (from {source}) failed: {cause}; check that "
+                f"the proxy {redact(proxy)} (from {source}) failed: {cause}; check that "
                 "it runs and accepts the credentials, or set NO_PROXY for this host",
             )
         if isinstance(exc, net.ssl_error):
