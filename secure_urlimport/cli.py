@@ -288,7 +288,8 @@ def _audit_remote(
 def cmd_serve(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .server import TreeServer, make_local_ca
+    from .local_ca import make_local_ca
+    from .server import TreeServer
 
     if not args.directory.is_dir():
         raise UsageError(f"{args.directory} is not a directory")
