@@ -87,8 +87,8 @@ def shown(text: object, limit: int | None = SHOWN_CHARS) -> str:
 
 
 def redact(url: str) -> str:
-    """*url* with any ``user:password@`` replaced by ``…@``, so a credential
-    never lands in a message, a repr or a log.
+    """*url* without any ``user:password@``, so a credential never lands in a
+    message, a repr or a log.
 
     The userinfo is everything up to the last ``@`` before the first ``/``
     after ``scheme://`` (or a leading ``//``; else from the start, for a
@@ -101,7 +101,7 @@ def redact(url: str) -> str:
     netloc, slash, path = rest.partition("/")
     if "@" not in netloc:
         return url
-    return f"{scheme}{sep}…@{netloc.rpartition('@')[2]}{slash}{path}"
+    return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 class SecureImportError(ImportError):
