@@ -19,7 +19,7 @@ from .deadline import Watchdog
 from .errors import DownloadError, HTTPStatusError, shown
 from .failures import broke_off, proxy_failed, root_cause, timed_out, tls_failed
 from .requests_session import requests_parts
-from .responses import Refusal, body_refusal, expected_length, redirect
+from .responses import Refusal, body_refusal, expected_length, redirect, too_many_redirects
 
 if TYPE_CHECKING:
     import requests
@@ -68,18 +68,13 @@ class Download:
         """GET the URL, following at most max_redirects same-origin redirects;
         None if the server says the copy we hold (``etag``) is current."""
         limit = self.connections.config.max_redirects
-        followed = 0
-        while True:
+        for hop in range(limit + 1):
             response = self._get()
             try:
                 if response.status_code == 304 and self.etag is not None:
                     return None
                 where = redirect(
-                    response.status_code,
-                    response.headers.get("Location"),
-                    self.current,
-                    followed=followed,
-                    limit=limit,
+                    response.status_code, response.headers.get("Location"), self.current
                 )
                 if isinstance(where, Refusal):
                     raise self._error(where)
@@ -89,9 +84,9 @@ class Download:
                     return body
             finally:
                 response.close()  # on error this drops the connection mid-body
-            followed += 1
-            log.debug("redirect %d: %s -> %s", followed, self.current, shown(where))
+            log.debug("redirect %d: %s -> %s", hop + 1, self.current, shown(where))
             self.current = where
+        raise self._error(too_many_redirects(limit))
 
     def _error(self, refusal: Refusal) -> DownloadError:
         error = refusal.error(f"cannot download {self.current}: {refusal.problem}", path=self.url)

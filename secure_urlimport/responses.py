@@ -39,6 +39,7 @@ __all__ = [
     "redirect_target",
     "status_refusal",
     "status_text",
+    "too_many_redirects",
 ]
 
 Origin = tuple[str, str, int]
@@ -97,21 +98,21 @@ def origin(url: str) -> Origin:
     return (parts.scheme, parts.hostname or "", parts.port or 443)
 
 
-def redirect(
-    status: int, location: str | None, current: str, *, followed: int, limit: int
-) -> str | Refusal | None:
-    """Where an answer with *status* sends a download that is at *current*
-    after *followed* redirects: None if it is not a redirect (its body is the
-    answer), the target if it may be followed, else the refusal -- no
-    Location, a target :func:`redirect_target` refuses, or more than *limit*
-    redirects."""
+def redirect(status: int, location: str | None, current: str) -> str | Refusal | None:
+    """Where an answer with *status* sends a download that is at *current*:
+    None if it is not a redirect (its body is the answer), the target if it
+    may be followed, else the refusal -- no Location, or a target
+    :func:`redirect_target` refuses."""
     if status not in REDIRECTS:
         return None
     if not location:
         return status_refusal(status)
-    target = redirect_target(current, location)
-    if isinstance(target, Refusal) or followed < limit:
-        return target
+    return redirect_target(current, location)
+
+
+def too_many_redirects(limit: int) -> Refusal:
+    """The refusal once *limit* redirects were followed and the next answer
+    is one more."""
     return Refusal(RedirectError, f"more than {limit} redirects (a loop?); fix the server")
 
 

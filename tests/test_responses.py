@@ -28,6 +28,7 @@ from secure_urlimport.responses import (
     redirect,
     redirect_target,
     status_refusal,
+    too_many_redirects,
 )
 
 CURRENT = "https://code.example.com/tree/pkg/mod.py"
@@ -101,63 +102,43 @@ def test_a_redirect_is_followed_only_to_the_same_origin_over_https(
 
 
 REDIRECTS = {
-    "200-is-no-redirect": (200, "/x", 0, 3, None),
-    "304-is-no-redirect": (304, "/x", 0, 3, None),
-    "404-is-no-redirect": (404, "/x", 0, 3, None),
-    "301": (301, "/x", 0, 3, f"{HOME}/x"),
-    "302": (302, "/x", 0, 3, f"{HOME}/x"),
-    "303": (303, "/x", 0, 3, f"{HOME}/x"),
-    "307": (307, "/x", 0, 3, f"{HOME}/x"),
-    "308": (308, "/x", 0, 3, f"{HOME}/x"),
-    "300-is-no-redirect": (300, "/x", 0, 3, None),
+    "200-is-no-redirect": (200, "/x", None),
+    "300-is-no-redirect": (300, "/x", None),
+    "304-is-no-redirect": (304, "/x", None),
+    "404-is-no-redirect": (404, "/x", None),
+    "301": (301, "/x", f"{HOME}/x"),
+    "302": (302, "/x", f"{HOME}/x"),
+    "303": (303, "/x", f"{HOME}/x"),
+    "307": (307, "/x", f"{HOME}/x"),
+    "308": (308, "/x", f"{HOME}/x"),
+    "refused-target": (302, "https://evil.example/", refused_redirect("https://evil.example/")),
     "no-location": (
         302,
         None,
-        0,
-        3,
         Refusal(HTTPStatusError, "HTTP 302 Found; the server must answer 200", 302),
     ),
     "empty-location": (
         301,
         "",
-        0,
-        3,
         Refusal(HTTPStatusError, "HTTP 301 Moved Permanently; the server must answer 200", 301),
-    ),
-    "last-allowed": (302, "/x", 2, 3, f"{HOME}/x"),
-    "too-many": (
-        302,
-        "/x",
-        3,
-        3,
-        Refusal(RedirectError, "more than 3 redirects (a loop?); fix the server"),
-    ),
-    "none-allowed": (
-        302,
-        "/x",
-        0,
-        0,
-        Refusal(RedirectError, "more than 0 redirects (a loop?); fix the server"),
-    ),
-    "too-many-but-refused-first": (
-        302,
-        "https://evil.example/",
-        3,
-        3,
-        refused_redirect("https://evil.example/"),
     ),
 }
 
 
 @pytest.mark.parametrize(
-    ("status", "location", "followed", "limit", "expected"),
-    REDIRECTS.values(),
-    ids=REDIRECTS.keys(),
+    ("status", "location", "expected"), REDIRECTS.values(), ids=REDIRECTS.keys()
 )
-def test_an_answer_is_a_redirect_only_with_a_redirect_status_a_location_and_hops_left(
-    status: int, location: str | None, followed: int, limit: int, expected: str | Refusal | None
+def test_an_answer_is_a_redirect_only_with_a_redirect_status_and_a_location(
+    status: int, location: str | None, expected: str | Refusal | None
 ) -> None:
-    assert redirect(status, location, CURRENT, followed=followed, limit=limit) == expected
+    assert redirect(status, location, CURRENT) == expected
+
+
+@pytest.mark.parametrize("limit", [0, 1, 3])
+def test_one_redirect_more_than_the_limit_is_a_redirect_error(limit: int) -> None:
+    assert too_many_redirects(limit) == Refusal(
+        RedirectError, f"more than {limit} redirects (a loop?); fix the server"
+    )
 
 
 # -- declared lengths ---------------------------------------------------------
