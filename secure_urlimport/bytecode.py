@@ -54,6 +54,7 @@ from types import CodeType
 from . import forksafe
 from .atomic import write_atomically
 from .cache import SAFE_READ_FLAGS, read_regular_file
+from .file_names import file_name_for
 from .privatedir import is_private, make_private_dirs
 
 __all__ = ["KEY_NAME", "PACK_MAGIC", "BytecodeCache", "load_or_create_key", "slot_digests",
@@ -91,7 +92,7 @@ def slot_id(url: str, sha256: str) -> bytes:
 def pack_name(tree_url: str) -> str:
     """The file name of the pack holding *tree_url*'s code for this interpreter."""
     tag = f"{tree_url}\0{sys.implementation.cache_tag}\0{sys.flags.optimize}"
-    return hashlib.sha256(tag.encode("utf-8")).hexdigest()[:32]
+    return file_name_for(tag)
 
 
 def slot_digests(modules: Iterable[tuple[str, str]]) -> set[bytes]:

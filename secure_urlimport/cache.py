@@ -20,7 +20,6 @@ and otherwise ignored, so a full disk never fails an import.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ import stat
 from pathlib import Path
 
 from .atomic import write_atomically
+from .file_names import file_name_for
 from .privatedir import make_private_dirs
 
 __all__ = ["SAFE_READ_FLAGS", "FileCache", "is_sane_etag", "read_regular_file"]
@@ -100,7 +100,7 @@ class FileCache:
     # -- manifests ----------------------------------------------------------
 
     def _manifest_path(self, url: str) -> Path:
-        return self._manifests / hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+        return self._manifests / file_name_for(url)
 
     def get_manifest(self, url: str, max_bytes: int) -> tuple[str, bytes] | None:
         """The ETag and bytes of the manifest last accepted from *url*, or None."""

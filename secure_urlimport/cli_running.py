@@ -21,7 +21,8 @@ __all__ = ['cmd_demo', 'cmd_run', 'cmd_serve']
 def cmd_serve(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .server import TreeServer, make_local_ca
+    from .local_ca import make_local_ca
+    from .server import TreeServer
 
     if not args.directory.is_dir():
         raise UsageError(f"{args.directory} is not a directory")

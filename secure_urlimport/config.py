@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, redact
 
 __all__ = ["CACHE_DIR_ENV", "Config", "default_cache_dir"]
 
@@ -110,21 +110,13 @@ class Config:
 
     def __repr__(self) -> str:
         # Header values are credentials: show only their names.
+        proxy = None if self.proxy is None else redact(self.proxy)
         return (
             f"Config(cafile={self.cafile!r}, headers={sorted(self.headers)!r}, "
             f"timeout={self.timeout!r}, threshold={self.threshold!r}, "
             f"client_cert={self.client_cert!r}, cache_dir={self.cache_dir!r}, "
-            f"auth={'(…)' if self.auth else None}, proxy={_without_userinfo(self.proxy)!r})"
+            f"auth={'(…)' if self.auth else None}, proxy={proxy!r})"
         )
-
-
-def _without_userinfo(url: str | None) -> str | None:
-    """``url`` with any ``user:password@`` replaced, for reprs and logs."""
-    if url is None or "@" not in url:
-        return url
-    scheme, sep, rest = url.partition("://")
-    netloc, slash, path = rest.partition("/")
-    return f"{scheme}{sep}…@{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def default_cache_dir() -> Path:

@@ -81,8 +81,9 @@ def run_demo(say: Callable[[str], None] = print) -> int:
     from . import Config, SecureImportError, install
     from .keyfile import write_public_key
     from .keys import PrivateKey
+    from .local_ca import make_local_ca
     from .paths import BUNDLE_NAME
-    from .server import TreeServer, make_local_ca
+    from .server import TreeServer
     from .signing import sign_tree
 
     with tempfile.TemporaryDirectory(prefix="secure-urlimport-demo-") as tmp_name, \

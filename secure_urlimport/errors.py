@@ -58,6 +58,7 @@ __all__ = [
     "VerificationError",
     "WrongPassphraseError",
     "WrongTreeError",
+    "redact",
     "shown",
 ]
 
@@ -83,6 +84,24 @@ def shown(text: object, limit: int | None = SHOWN_CHARS) -> str:
         ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in raw
     )
     return f"{escaped}... ({len(str(text))} chars)" if cut else escaped
+
+
+def redact(url: str) -> str:
+    """*url* without any ``user:password@``, so a credential never lands in a
+    message, a repr or a log.
+
+    The userinfo is everything up to the last ``@`` before the first ``/``
+    after ``scheme://`` (or a leading ``//``; else from the start, for a
+    proxy written ``user:password@host:port``).  That may hide more than a
+    URL parser would call userinfo, never less.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = ("//", url[2:]) if url.startswith("//") else ("", url)
+    netloc, slash, path = rest.partition("/")
+    if "@" not in netloc:
+        return url
+    return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 class SecureImportError(ImportError):

@@ -1,32 +1,51 @@
 """What a server's answer means: pure decisions about URLs, redirects, lengths
 and statuses, with no I/O (after httpx's ``_redirect_url``).
 
-Everything here takes strings a hostile server chose and either returns a
-value the transport can use or a short problem text, already escaped and cut
-(:func:`~secure_urlimport.errors.shown`), for a DownloadError.  Nothing here
-may raise anything else: a Location ``urljoin`` cannot parse or a
-Content-Length of 5,000 digits (beyond Python's int-digit limit) must end in
-a clear error, never a ValueError out of an ``import`` statement.
+Everything here takes the status and header values a hostile server chose and
+returns either what the download does next (a redirect target, a length to
+expect) or a :class:`Refusal`: the DownloadError class and a short problem
+text, already escaped and cut (:func:`~secure_urlimport.errors.shown`).  The
+I/O loop (``download.py``) only adds which URL it was.  Nothing here may
+raise: a Location ``urljoin`` cannot parse or a Content-Length of 5,000 digits
+(beyond Python's int-digit limit) must end in a clear error, never a
+ValueError out of an ``import`` statement.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import urljoin, urlsplit
 
-from .errors import shown
+from .errors import (
+    DownloadError,
+    HTTPStatusError,
+    RedirectError,
+    ResponseTooLargeError,
+    redact,
+    shown,
+)
 
 __all__ = [
+    "REDIRECTS",
+    "Refusal",
+    "body_refusal",
     "declared_length",
+    "expected_length",
     "https_problem",
     "origin",
-    "redact",
+    "redirect",
     "redirect_target",
-    "root_cause",
+    "status_refusal",
     "status_text",
+    "too_many_redirects",
 ]
 
 Origin = tuple[str, str, int]
+
+#: The statuses that send a download elsewhere (with a Location).
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 #: More digits than any length a cap allows (caps are far below 10**18).
 _MAX_LENGTH_DIGITS = 18
@@ -38,6 +57,16 @@ _ADVICE = {
     401: "check the credentials passed as headers= or auth=",
     403: "check the credentials passed as headers= or auth=",
 }
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a download fails: the error to raise and what to say after
+    ``cannot download URL:``; *status* is an HTTPStatusError's ``.status``."""
+
+    error: type[DownloadError]
+    problem: str
+    status: int | None = None
 
 
 def https_problem(url: str) -> tuple[str, str] | None:
@@ -63,50 +92,113 @@ def https_problem(url: str) -> tuple[str, str] | None:
     return None
 
 
-def redact(url: str) -> str:
-    """``url`` without any userinfo, so a password never lands in a message."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, path = rest.partition("/")
-    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
-
-
 def origin(url: str) -> Origin:
     """(scheme, host, port) of a URL that :func:`https_problem` accepted."""
     parts = urlsplit(url)
     return (parts.scheme, parts.hostname or "", parts.port or 443)
 
 
-def redirect_target(current: str, location: str) -> tuple[str | None, str]:
-    """``(target, "")`` for a same-origin https redirect from *current* to
-    *location*, else ``(None, problem)``: the problem text to report."""
+def redirect(status: int, location: str | None, current: str) -> str | Refusal | None:
+    """Where an answer with *status* sends a download that is at *current*:
+    None if it is not a redirect (its body is the answer), the target if it
+    may be followed, else the refusal -- no Location, or a target
+    :func:`redirect_target` refuses."""
+    if status not in REDIRECTS:
+        return None
+    if not location:
+        return status_refusal(status)
+    return redirect_target(current, location)
+
+
+def too_many_redirects(limit: int) -> Refusal:
+    """The refusal once *limit* redirects were followed and the next answer
+    is one more."""
+    return Refusal(RedirectError, f"more than {limit} redirects (a loop?); fix the server")
+
+
+def redirect_target(current: str, location: str) -> str | Refusal:
+    """The URL a redirect from *current* to *location* leads to, if it is a
+    same-origin https one; else the refusal (credentials in it redacted)."""
     try:
         target = urljoin(current, location)
     except ValueError:  # e.g. "https://[" or "//[::1": an unclosed IPv6 bracket
-        return None, (
+        return Refusal(
+            RedirectError,
             f"refusing redirect from {current} to {shown(redact(location))}: "
-            "it is not a valid URL; fix the server"
+            "it is not a valid URL; fix the server",
         )
     if https_problem(target) or origin(target) != origin(current):
-        return None, (
+        return Refusal(
+            RedirectError,
             f"refusing redirect from {current} to {shown(redact(target))}: only "
-            "same-origin https redirects are followed"
+            "same-origin https redirects are followed",
         )
-    return target, ""
+    return target
 
 
-def declared_length(value: str) -> tuple[int | None, str]:
-    """``(length, "")`` for a Content-Length value, ``(None, problem)`` if it is
-    not one.  Over-long digit strings are reported as too large without
-    ``int()``, which refuses more than 4,300 digits with a ValueError."""
+def expected_length(
+    status: int, headers: Mapping[str, str], max_bytes: int
+) -> int | Refusal | None:
+    """The length the head of a final (not redirecting) answer declares, None
+    if it declares none (read to the end), or why its body is not even read:
+    a status other than 200, a compressed body, a bad or too large length.
+    *headers* must look names up case-insensitively, as requests' do."""
+    if status != 200:
+        return status_refusal(status)
+    encoding = headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return Refusal(
+            DownloadError,
+            f"served with Content-Encoding {shown(encoding, 40)}; the server must serve "
+            "files uncompressed (they are never inflated)",
+        )
+    value = headers.get("Content-Length")
+    # Under chunked framing Content-Length is ignored (RFC 9112, 6.3).
+    if value is None or "Transfer-Encoding" in headers:
+        return None
+    return declared_length(value, max_bytes)
+
+
+def declared_length(value: str, max_bytes: int) -> int | Refusal:
+    """The length a Content-Length *value* declares, or its refusal: not a
+    number (negative, several values), or over *max_bytes*.  Over-long digit
+    strings are refused as too large without ``int()``, which refuses more
+    than 4,300 digits with a ValueError."""
     text = value.strip()
     if not (text.isascii() and text.isdigit()):
-        return None, f"invalid Content-Length {shown(value, 40)}"
+        return Refusal(DownloadError, f"invalid Content-Length {shown(value, 40)}")
     digits = text.lstrip("0") or "0"
+    limit = f"over the limit of {max_bytes} bytes"
     if len(digits) > _MAX_LENGTH_DIGITS:
-        return None, f"it announces a {len(digits)}-digit number of bytes"
-    return int(digits), ""
+        return Refusal(
+            ResponseTooLargeError, f"it announces a {len(digits)}-digit number of bytes, {limit}"
+        )
+    length = int(digits)
+    if length > max_bytes:
+        return Refusal(ResponseTooLargeError, f"it announces {length} bytes, {limit}")
+    return length
+
+
+def body_refusal(received: int, declared: int | None, max_bytes: int) -> Refusal | None:
+    """What is wrong with a body of *received* bytes, read to its end or to
+    just past *max_bytes*, whose head declared *declared*; None if nothing."""
+    if received > max_bytes:
+        return Refusal(
+            ResponseTooLargeError, f"its body is larger, over the limit of {max_bytes} bytes"
+        )
+    if declared is not None and received != declared:
+        return Refusal(
+            DownloadError,
+            f"truncated: received {received} of {declared} bytes "
+            "(the server closed the connection early)",
+        )
+    return None
+
+
+def status_refusal(status: int) -> Refusal:
+    """The refusal of an answer with *status* where a 200 (or a redirect
+    with a Location) was needed."""
+    return Refusal(HTTPStatusError, status_text(status), status)
 
 
 def status_text(status: int) -> str:
@@ -117,21 +209,3 @@ def status_text(status: int) -> str:
     except ValueError:
         phrase = "unknown status"
     return f"HTTP {status} {phrase}; {_ADVICE.get(status, 'the server must answer 200')}"
-
-
-def root_cause(exc: BaseException) -> str:
-    """The innermost error requests/urllib3 wrapped, for a short, useful message.
-
-    Its text may quote the server (a status line, a proxy's reason text), so
-    it is escaped and cut.
-    """
-    for _ in range(10):
-        inner = getattr(exc, "reason", None)
-        if not isinstance(inner, BaseException):
-            first = exc.args[0] if exc.args else None
-            inner = first if isinstance(first, BaseException) else exc.__cause__
-        if inner is None or inner is exc:
-            break
-        exc = inner
-    text = shown(exc, 300)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

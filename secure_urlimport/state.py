@@ -16,13 +16,13 @@ cannot: the directories are 0700 and one they could write is refused
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 
 from .atomic import write_atomically
+from .file_names import file_name_for
 from .privatedir import make_private_dirs
 from .verify import TrustedState
 
@@ -38,7 +38,7 @@ class StateStore:
         self.directory = Path(directory) / "state"
 
     def _path(self, url: str) -> Path:
-        return self.directory / f"{hashlib.sha256(url.encode('utf-8')).hexdigest()[:32]}.json"
+        return self.directory / f"{file_name_for(url)}.json"
 
     def load(self, url: str) -> dict[str, TrustedState]:
         """Key id -> newest release that key signed at *url* (empty if none)."""
