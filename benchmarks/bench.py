@@ -58,11 +58,24 @@ PRELOAD = ("dataclasses", "functools", "os")
 CHILD_TIMEOUT = 300.0
 MIB = 1024 * 1024
 #: Variables that would change what a child trusts, where it connects or how it imports.
-DROPPED_ENV = frozenset({
-    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR",
-    "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
-    "NO_PROXY", "no_proxy", "SECURE_URLIMPORT_CACHE_DIR", "SECURE_URLIMPORT_PASSPHRASE",
-})
+DROPPED_ENV = frozenset(
+    {
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "SECURE_URLIMPORT_CACHE_DIR",
+        "SECURE_URLIMPORT_PASSPHRASE",
+    }
+)
 
 log = logging.getLogger("bench")
 
@@ -311,7 +324,7 @@ class Workspace:
 
 
 def make_tls(ws: Workspace) -> None:
-    from secure_urlimport.server import make_local_ca
+    from secure_urlimport.cli.devserver import make_local_ca
 
     files = make_local_ca(ws.root / "tls")
     ws.cafile, ws.certfile, ws.keyfile = files.ca_file, files.cert_file, files.key_file
@@ -331,8 +344,8 @@ def build_trees(ws: Workspace, sizes: Sequence[int]) -> None:
 
 def sign_trees(ws: Workspace, sizes: Sequence[int], rounds: int) -> list[float]:
     """Sign every tree with a fresh key; files/s of each signing of the largest tree."""
-    from secure_urlimport.keys import PrivateKey
-    from secure_urlimport.signing import sign_tree
+    from secure_urlimport._format.keys import PrivateKey
+    from secure_urlimport.publish.signing import sign_tree
 
     key = PrivateKey.generate()
     ws.pubkey.write_text(key.public.to_line(), encoding="ascii")
@@ -361,8 +374,7 @@ class Server:
 #: The nginx settings a benchmark wants on top of the tests' harness (tests/nginx.py,
 #: the one nginx launcher of the project): long keep-alive, sendfile, modern TLS.
 NGINX_TUNING = (
-    "sendfile on; keepalive_timeout 65s; keepalive_requests 1000000; "
-    "ssl_protocols TLSv1.2 TLSv1.3;"
+    "sendfile on; keepalive_timeout 65s; keepalive_requests 1000000; ssl_protocols TLSv1.2 TLSv1.3;"
 )
 
 
@@ -375,12 +387,17 @@ def nginx_version(binary: str) -> str:
 def start_nginx(ws: Workspace, binary: str) -> tuple[Nginx, Server]:
     """Start nginx on a free loopback port; raise BenchError if it does not start."""
     try:
-        nginx = harness.start_nginx(binary, ws.root / "nginx", ws.www, certfile=str(ws.certfile),
-                                    keyfile=str(ws.keyfile), extra=NGINX_TUNING)
+        nginx = harness.start_nginx(
+            binary,
+            ws.root / "nginx",
+            ws.www,
+            certfile=str(ws.certfile),
+            keyfile=str(ws.keyfile),
+            extra=NGINX_TUNING,
+        )
     except harness.NginxError as exc:
         raise BenchError(str(exc)) from exc
-    return nginx, Server(nginx_version(binary), nginx.url,
-                         lambda: count_lines(nginx.access_log))
+    return nginx, Server(nginx_version(binary), nginx.url, lambda: count_lines(nginx.access_log))
 
 
 def count_lines(path: Path) -> int:
@@ -402,10 +419,10 @@ class _RequestCounter(logging.Handler):
 
 @contextlib.contextmanager
 def serve_builtin(ws: Workspace) -> Iterator[Server]:
-    from secure_urlimport.server import TreeServer
+    from secure_urlimport.cli.devserver import TreeServer
 
     counter = _RequestCounter()
-    server_log = logging.getLogger("secure_urlimport.server")  # one DEBUG line per request
+    server_log = logging.getLogger("secure_urlimport.cli.devserver")  # one DEBUG line per request
     old_level, old_propagate = server_log.level, server_log.propagate
     server_log.addHandler(counter)
     server_log.setLevel(logging.DEBUG)
@@ -450,7 +467,8 @@ def serve(ws: Workspace, choice: str) -> Iterator[Server]:
 def child_env(ws: Workspace, cache_dir: Path, library: str | None) -> dict[str, str]:
     """The parent's environment without proxy, CA and PYTHON* settings (but PYTHONPATH)."""
     env = {
-        name: value for name, value in os.environ.items()
+        name: value
+        for name, value in os.environ.items()
         if name not in DROPPED_ENV and (not name.startswith("PYTHON") or name == "PYTHONPATH")
     }
     if library is not None:
@@ -467,24 +485,42 @@ class Run:
     requests: int
 
 
-def run_child(ws: Workspace, server: Server, label: str, *, spec: dict[str, Any],
-              cache_dir: Path, flags: Sequence[str] = (), baseline: bool = False) -> Run:
+def run_child(
+    ws: Workspace,
+    server: Server,
+    label: str,
+    *,
+    spec: dict[str, Any],
+    cache_dir: Path,
+    flags: Sequence[str] = (),
+    baseline: bool = False,
+) -> Run:
     before = server.requests_served()
     command = [sys.executable, *flags, "-c", CHILD_CODE, json.dumps(spec)]
     try:
         result = subprocess.run(  # noqa: S603
-            command, capture_output=True, text=True, cwd=ws.cwd, timeout=CHILD_TIMEOUT,
+            command,
+            capture_output=True,
+            text=True,
+            cwd=ws.cwd,
+            timeout=CHILD_TIMEOUT,
             env=child_env(ws, cache_dir, ws.baseline_path if baseline else ws.library_path),
             check=False,
         )
     except subprocess.TimeoutExpired:
         raise BenchError(f"{label}: no result within {CHILD_TIMEOUT:.0f} s") from None
     if result.returncode != 0:
-        raise BenchError(f"{label}: the child exited with {result.returncode}:\n"
-                         + tail(result.stderr or result.stdout))
+        raise BenchError(
+            f"{label}: the child exited with {result.returncode}:\n"
+            + tail(result.stderr or result.stdout)
+        )
     data = json.loads(result.stdout.strip().splitlines()[-1])
-    return Run(float(data["seconds"]), float(data["setup"]), int(data["maxrss_kib"]),
-               server.requests_served() - before)
+    return Run(
+        float(data["seconds"]),
+        float(data["setup"]),
+        int(data["maxrss_kib"]),
+        server.requests_served() - before,
+    )
 
 
 def tail(text: str, lines: int = 40) -> str:
@@ -495,16 +531,25 @@ def child_spec(ws: Workspace, server: Server, scenario: str, modules: int) -> di
     common = {"names_from": str(ws.local("local-source", modules)), "preload": PRELOAD}
     if scenario.startswith("local-"):
         root = str(ws.local(scenario, modules))
-        return {**common, "mode": "local", "root": root, "origin_prefix": root + os.sep,
-                "dont_write_bytecode": scenario == "local-source"}
+        return {
+            **common,
+            "mode": "local",
+            "root": root,
+            "origin_prefix": root + os.sep,
+            "dont_write_bytecode": scenario == "local-source",
+        }
     url = f"{server.url}/n{modules}"
-    return {**common, "mode": "remote" if scenario.startswith("remote-") else "naive",
-            "url": url, "origin_prefix": url + "/", "pubkey": str(ws.pubkey),
-            "cafile": str(ws.cafile)}
+    return {
+        **common,
+        "mode": "remote" if scenario.startswith("remote-") else "naive",
+        "url": url,
+        "origin_prefix": url + "/",
+        "pubkey": str(ws.pubkey),
+        "cafile": str(ws.cafile),
+    }
 
 
-def run_scenario(ws: Workspace, server: Server, scenario: str, modules: int,
-                 rep: int) -> Run:
+def run_scenario(ws: Workspace, server: Server, scenario: str, modules: int, rep: int) -> Run:
     """One run; ``remote-cold@baseline`` is ``remote-cold`` with the --baseline checkout."""
     label = f"{scenario} ({modules} modules, run {rep + 1})"
     kind, _, variant = scenario.partition("@")
@@ -515,8 +560,9 @@ def run_scenario(ws: Workspace, server: Server, scenario: str, modules: int,
     else:
         cache = ws.fresh_cache(f"{kind}-{variant}-{modules}-{rep}")
     flags = ["-B"] if kind == "local-source" else []
-    return run_child(ws, server, label, spec=spec, cache_dir=cache, flags=flags,
-                     baseline=bool(variant))
+    return run_child(
+        ws, server, label, spec=spec, cache_dir=cache, flags=flags, baseline=bool(variant)
+    )
 
 
 def warm_seed(ws: Workspace, modules: int, variant: str = "") -> Path:
@@ -528,8 +574,14 @@ def seed_warm_cache(ws: Workspace, server: Server, modules: int, variant: str = 
     cache = warm_seed(ws, modules, variant)
     cache.mkdir(parents=True)
     spec = child_spec(ws, server, "remote-cold", modules)
-    run_child(ws, server, f"warm-up ({modules} modules)", spec=spec, cache_dir=cache,
-              baseline=bool(variant))
+    run_child(
+        ws,
+        server,
+        f"warm-up ({modules} modules)",
+        spec=spec,
+        cache_dir=cache,
+        baseline=bool(variant),
+    )
 
 
 def scenarios(ws: Workspace) -> tuple[str, ...]:
@@ -542,8 +594,7 @@ def scenarios(ws: Workspace) -> tuple[str, ...]:
 Results = dict[tuple[str, int], list[Run]]
 
 
-def measure_imports(ws: Workspace, server: Server, sizes: Sequence[int],
-                    repeat: int) -> Results:
+def measure_imports(ws: Workspace, server: Server, sizes: Sequence[int], repeat: int) -> Results:
     """Every scenario for every size, interleaved so background load hits all alike."""
     for modules in sizes:
         seed_warm_cache(ws, server, modules)
@@ -555,8 +606,15 @@ def measure_imports(ws: Workspace, server: Server, sizes: Sequence[int],
             for scenario in scenarios(ws):
                 run = run_scenario(ws, server, scenario, modules, rep)
                 results[scenario, modules].append(run)
-                log.info("run %d/%d %-23s %5d modules %8.1f ms %6d requests",
-                         rep + 1, repeat, scenario, modules, run.seconds * 1e3, run.requests)
+                log.info(
+                    "run %d/%d %-23s %5d modules %8.1f ms %6d requests",
+                    rep + 1,
+                    repeat,
+                    scenario,
+                    modules,
+                    run.seconds * 1e3,
+                    run.requests,
+                )
     return results
 
 
@@ -572,17 +630,18 @@ class Verification:
 
 def measure_verification(tree: Path, pubkey: Path, rounds: int) -> Verification:
     """Verify the signed manifest, then every file of *tree* against it, in-process."""
-    from secure_urlimport.keys import TrustedKeys
-    from secure_urlimport.paths import MANIFEST_NAME
-    from secure_urlimport.verify import verify_file, verify_manifest
+    from secure_urlimport._format.keys import TrustedKeys
+    from secure_urlimport._format.paths import MANIFEST_NAME
+    from secure_urlimport._trust.verify import verify_file, verify_manifest
 
     trusted = TrustedKeys.from_arg(str(pubkey), threshold=1)
     data = (tree / MANIFEST_NAME).read_bytes()
     manifest_times = []
     for _ in range(rounds):
         started = time.perf_counter()
-        manifest = verify_manifest(data, trusted, now=datetime.now(UTC), previous=None,
-                                   url=MANIFEST_NAME)
+        manifest = verify_manifest(
+            data, trusted, now=datetime.now(UTC), previous=None, url=MANIFEST_NAME
+        )
         manifest_times.append(time.perf_counter() - started)
     blobs = [(entry, (tree / path).read_bytes()) for path, entry in manifest.files.items()]
     file_times = []
@@ -591,8 +650,11 @@ def measure_verification(tree: Path, pubkey: Path, rounds: int) -> Verification:
         for entry, blob in blobs:
             verify_file(entry, blob, manifest, trusted, url=entry.path)
         file_times.append(time.perf_counter() - started)
-    return Verification(len(blobs), statistics.median(file_times) / len(blobs) * 1e6,
-                        statistics.median(manifest_times) * 1e3)
+    return Verification(
+        len(blobs),
+        statistics.median(file_times) / len(blobs) * 1e6,
+        statistics.median(manifest_times) * 1e3,
+    )
 
 
 @dataclass(frozen=True)
@@ -617,8 +679,9 @@ def parse_importtime(stderr: str) -> list[tuple[int, str, int]]:
     return entries
 
 
-def heaviest_dependencies(entries: list[tuple[int, str, int]], top: int) -> tuple[
-        int, list[tuple[str, int]]]:
+def heaviest_dependencies(
+    entries: list[tuple[int, str, int]], top: int
+) -> tuple[int, list[tuple[str, int]]]:
     """The package's cumulative µs and the heaviest outside modules it imports itself."""
     root = max(i for i, e in enumerate(entries) if e[1] == "secure_urlimport")
     own = ("secure_urlimport", "secure_urlimport.")
@@ -627,7 +690,7 @@ def heaviest_dependencies(entries: list[tuple[int, str, int]], top: int) -> tupl
         indent, name, cumulative = entries[index]
         if indent <= entries[root][0]:
             break
-        parent = next(e[1] for e in entries[index + 1:] if e[0] < indent)
+        parent = next(e[1] for e in entries[index + 1 :] if e[0] < indent)
         if not name.startswith(own) and (parent == own[0] or parent.startswith(own[1])):
             found.append((name, cumulative))
     found.sort(key=lambda item: -item[1])
@@ -641,7 +704,11 @@ def measure_import_time(ws: Workspace, rounds: int) -> ImportTime:
     for _ in range(rounds):
         result = subprocess.run(
             [sys.executable, "-X", "importtime", "-c", "import secure_urlimport"],
-            capture_output=True, text=True, cwd=ws.cwd, env=env, check=False,
+            capture_output=True,
+            text=True,
+            cwd=ws.cwd,
+            env=env,
+            check=False,
         )
         if result.returncode != 0:
             raise BenchError("import secure_urlimport failed:\n" + tail(result.stderr))
@@ -675,14 +742,25 @@ def summarize(results: Results) -> list[Row]:
         median_s = statistics.median(r.seconds for r in runs)
         rss = statistics.median(r.rss_kib for r in runs) * 1024 / MIB
         setup_s = statistics.median(r.setup for r in runs)
-        rows.append(Row(scenario, modules, median_s * 1e3, min(r.seconds for r in runs) * 1e3,
-                        setup_s * 1e3, median_s / base_s, rss, rss - base_rss,
-                        round(statistics.median(r.requests for r in runs))))
+        rows.append(
+            Row(
+                scenario,
+                modules,
+                median_s * 1e3,
+                min(r.seconds for r in runs) * 1e3,
+                setup_s * 1e3,
+                median_s / base_s,
+                rss,
+                rss - base_rss,
+                round(statistics.median(r.requests for r in runs)),
+            )
+        )
     return rows
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool,
-                 align: str = "") -> str:
+def format_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool, align: str = ""
+) -> str:
     """*align*: one ``l`` or ``r`` per column (default: first left, the rest right)."""
     align = align or "l" + "r" * (len(headers) - 1)
     if markdown:
@@ -693,8 +771,10 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w)
-                         for c, w, a in zip(cells, widths, align, strict=True)).rstrip()
+        return "  ".join(
+            c.ljust(w) if a == "l" else c.rjust(w)
+            for c, w, a in zip(cells, widths, align, strict=True)
+        ).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
@@ -706,12 +786,31 @@ def scenario_order(scenario: str) -> tuple[int, str]:
 
 
 def import_table(rows: Sequence[Row], markdown: bool) -> str:
-    headers = ["scenario", "modules", "median ms", "min ms", "setup ms", "x local-source",
-               "peak RSS MB", "Δ RSS MB", "requests"]
-    cells = [[r.scenario, str(r.modules), f"{r.median_ms:.1f}", f"{r.min_ms:.1f}",
-              f"{r.setup_ms:.1f}", f"{r.ratio:.2f}", f"{r.rss_mb:.1f}", f"{r.rss_delta_mb:+.1f}",
-              "-" if r.scenario.startswith("local-") else str(r.requests)]
-             for r in sorted(rows, key=lambda r: (-r.modules, scenario_order(r.scenario)))]
+    headers = [
+        "scenario",
+        "modules",
+        "median ms",
+        "min ms",
+        "setup ms",
+        "x local-source",
+        "peak RSS MB",
+        "Δ RSS MB",
+        "requests",
+    ]
+    cells = [
+        [
+            r.scenario,
+            str(r.modules),
+            f"{r.median_ms:.1f}",
+            f"{r.min_ms:.1f}",
+            f"{r.setup_ms:.1f}",
+            f"{r.ratio:.2f}",
+            f"{r.rss_mb:.1f}",
+            f"{r.rss_delta_mb:+.1f}",
+            "-" if r.scenario.startswith("local-") else str(r.requests),
+        ]
+        for r in sorted(rows, key=lambda r: (-r.modules, scenario_order(r.scenario)))
+    ]
     return format_table(headers, cells, markdown)
 
 
@@ -727,12 +826,21 @@ def extras_table(extras: Extras, markdown: bool) -> str:
     v, it = extras.verification, extras.import_time
     heavy = ", ".join(f"{name} {us / 1e3:.1f}" for name, us in it.heaviest) or "-"
     cells = [
-        ["verification", f"{v.us_per_file:.1f} µs/file",
-         f"{v.files} files; manifest verified in {v.manifest_ms:.1f} ms"],
-        ["signing", f"{statistics.median(extras.signing_rates):.0f} files/s",
-         f"sign_tree of {extras.signed_files} files, median of {len(extras.signing_rates)}"],
-        ["import secure_urlimport", f"{it.cumulative_us / 1e3:.1f} ms",
-         f"-X importtime cumulative; heaviest deps (ms): {heavy}"],
+        [
+            "verification",
+            f"{v.us_per_file:.1f} µs/file",
+            f"{v.files} files; manifest verified in {v.manifest_ms:.1f} ms",
+        ],
+        [
+            "signing",
+            f"{statistics.median(extras.signing_rates):.0f} files/s",
+            f"sign_tree of {extras.signed_files} files, median of {len(extras.signing_rates)}",
+        ],
+        [
+            "import secure_urlimport",
+            f"{it.cumulative_us / 1e3:.1f} ms",
+            f"-X importtime cumulative; heaviest deps (ms): {heavy}",
+        ],
     ]
     return format_table(["measure", "value", "detail"], cells, markdown, align="lrl")
 
@@ -743,42 +851,84 @@ def find_row(rows: Sequence[Row], scenario: str, modules: int) -> Row | None:
 
 def targets_table(rows: Sequence[Row], extras: Extras, markdown: bool) -> str:
     """The issue's targets: measured value and whether it is met (n/a: size not run)."""
+
     def ratio(scenario: str, modules: int) -> float | None:
         row = find_row(rows, scenario, modules)
         return None if row is None else row.ratio
 
     cold = find_row(rows, "remote-cold", 1000)
     checks: list[tuple[str, float | None, str, Callable[[float], bool], str]] = [
-        ("cold import, 1000 modules", ratio("remote-cold", 1000), "≤ 1.40x",
-         lambda x: x <= 1.4, "{:.2f}x"),
-        ("warm start, 1000 modules", ratio("remote-warm", 1000), "≤ 1.15x",
-         lambda x: x <= 1.15, "{:.2f}x"),
-        ("cold import, 100 modules", ratio("remote-cold", 100), "≤ 1.50x",
-         lambda x: x <= 1.5, "{:.2f}x"),
-        ("verification per file", extras.verification.us_per_file, "≤ 150 µs",
-         lambda x: x <= 150, "{:.1f} µs"),
-        ("signing", statistics.median(extras.signing_rates), "≥ 5000 files/s",
-         lambda x: x >= 5000, "{:.0f} files/s"),
-        ("peak RSS, cold 1000 vs local", None if cold is None else cold.rss_delta_mb,
-         "≤ +30 MB", lambda x: x <= 30, "{:+.1f} MB"),
+        (
+            "cold import, 1000 modules",
+            ratio("remote-cold", 1000),
+            "≤ 1.40x",
+            lambda x: x <= 1.4,
+            "{:.2f}x",
+        ),
+        (
+            "warm start, 1000 modules",
+            ratio("remote-warm", 1000),
+            "≤ 1.15x",
+            lambda x: x <= 1.15,
+            "{:.2f}x",
+        ),
+        (
+            "cold import, 100 modules",
+            ratio("remote-cold", 100),
+            "≤ 1.50x",
+            lambda x: x <= 1.5,
+            "{:.2f}x",
+        ),
+        (
+            "verification per file",
+            extras.verification.us_per_file,
+            "≤ 150 µs",
+            lambda x: x <= 150,
+            "{:.1f} µs",
+        ),
+        (
+            "signing",
+            statistics.median(extras.signing_rates),
+            "≥ 5000 files/s",
+            lambda x: x >= 5000,
+            "{:.0f} files/s",
+        ),
+        (
+            "peak RSS, cold 1000 vs local",
+            None if cold is None else cold.rss_delta_mb,
+            "≤ +30 MB",
+            lambda x: x <= 30,
+            "{:+.1f} MB",
+        ),
     ]
-    cells = [[name, target, "n/a" if value is None else fmt.format(value),
-              "n/a" if value is None else ("yes" if ok(value) else "NO")]
-             for name, value, target, ok, fmt in checks]
+    cells = [
+        [
+            name,
+            target,
+            "n/a" if value is None else fmt.format(value),
+            "n/a" if value is None else ("yes" if ok(value) else "NO"),
+        ]
+        for name, value, target, ok, fmt in checks
+    ]
     return format_table(["target (issue #5)", "goal", "measured", "met"], cells, markdown)
 
 
 def header(server: Server, repeat: int) -> str:
-    return (f"secure_urlimport benchmark — Python {platform.python_version()} "
-            f"({platform.python_implementation()}), {os.cpu_count()} CPUs, "
-            f"{platform.platform()}; server: {server.description} at {server.url}; "
-            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; median of {repeat} run(s)")
+    return (
+        f"secure_urlimport benchmark — Python {platform.python_version()} "
+        f"({platform.python_implementation()}), {os.cpu_count()} CPUs, "
+        f"{platform.platform()}; server: {server.description} at {server.url}; "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; median of {repeat} run(s)"
+    )
 
 
-def report(server: Server, repeat: int, rows: Sequence[Row], extras: Extras,
-           markdown: bool) -> str:
-    parts = [header(server, repeat), import_table(rows, markdown),
-             extras_table(extras, markdown), targets_table(rows, extras, markdown)]
+def report(server: Server, repeat: int, rows: Sequence[Row], extras: Extras, markdown: bool) -> str:
+    parts = [
+        header(server, repeat),
+        import_table(rows, markdown),
+        extras_table(extras, markdown),
+        targets_table(rows, extras, markdown),
+    ]
     return "\n\n".join(parts)
 
 
@@ -787,22 +937,38 @@ def report(server: Server, repeat: int, rows: Sequence[Row], extras: Extras,
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--modules", type=int, nargs="+", metavar="N",
-                        help="tree sizes (default: 1000 100)")
+    parser.add_argument(
+        "--modules", type=int, nargs="+", metavar="N", help="tree sizes (default: 1000 100)"
+    )
     parser.add_argument("--repeat", type=int, help="runs per scenario and size (default 5)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK_MODULES} modules, 1 run: proves the benchmark still runs")
-    parser.add_argument("--server", choices=("auto", "nginx", "builtin"), default="auto",
-                        help="auto: nginx if installed, else the project's TreeServer")
-    parser.add_argument("--markdown", action="store_true",
-                        help="print Markdown tables instead of plain text")
-    parser.add_argument("--baseline", metavar="CHECKOUT", type=Path,
-                        help="another checkout of secure_urlimport (e.g. a git worktree of "
-                             "the previous release): its remote scenarios run interleaved in "
-                             "the same run, as remote-cold@baseline and remote-warm@baseline")
-    parser.add_argument("--no-bundle", action="store_true",
-                        help="publish without secure-urlimport.bundle: remote imports then "
-                             "fetch one file per request, in parallel (prefetch)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_MODULES} modules, 1 run: proves the benchmark still runs",
+    )
+    parser.add_argument(
+        "--server",
+        choices=("auto", "nginx", "builtin"),
+        default="auto",
+        help="auto: nginx if installed, else the project's TreeServer",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print Markdown tables instead of plain text"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        type=Path,
+        help="another checkout of secure_urlimport (e.g. a git worktree of "
+        "the previous release): its remote scenarios run interleaved in "
+        "the same run, as remote-cold@baseline and remote-warm@baseline",
+    )
+    parser.add_argument(
+        "--no-bundle",
+        action="store_true",
+        help="publish without secure-urlimport.bundle: remote imports then "
+        "fetch one file per request, in parallel (prefetch)",
+    )
     args = parser.parse_args(argv)
     default_modules, default_repeat = ([QUICK_MODULES], 1) if args.quick else ([1000, 100], 5)
     args.modules = sorted(set(args.modules or default_modules), reverse=True)
@@ -826,7 +992,7 @@ def benchmark(ws: Workspace, args: argparse.Namespace) -> str:
     build_trees(ws, args.modules)
     rates = sign_trees(ws, args.modules, rounds=min(args.repeat, 3))
     if args.no_bundle:
-        from secure_urlimport.paths import BUNDLE_NAME
+        from secure_urlimport._format.paths import BUNDLE_NAME
 
         for modules in args.modules:
             (ws.served(modules) / BUNDLE_NAME).unlink()

@@ -263,9 +263,22 @@ def copy_checkout(destination: Path) -> None:
             shutil.copy2(source, destination / name)
 
 
+#: The layer package of each mutated module (README, Architecture).
+LAYER = {
+    "paths.py": "_format",
+    "keys.py": "_format",
+    "manifest.py": "_format",
+    "verify.py": "_trust",
+}
+
+
+def module_path(root: Path, mutant: Mutant) -> Path:
+    return root / "secure_urlimport" / LAYER[mutant.module] / mutant.module
+
+
 def apply(mutant: Mutant, root: Path) -> str:
     """Write the mutant into the copy at *root*; return the original text."""
-    path = root / "secure_urlimport" / mutant.module
+    path = module_path(root, mutant)
     original = path.read_text(encoding="utf-8")
     count = original.count(mutant.old)
     if count != 1:
@@ -340,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 status = run_tests(root, mutant.tests)
             finally:
-                (root / "secure_urlimport" / mutant.module).write_text(original, encoding="utf-8")
+                module_path(root, mutant).write_text(original, encoding="utf-8")
             verdict = VERDICTS.get(status, f"ERROR (pytest exit {status})")
             if status not in KILLED:
                 survived.append(mutant.name)

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 try:
-    from secure_urlimport.cli import main
+    from secure_urlimport.cli.main import main
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from secure_urlimport.cli import main
+    from secure_urlimport.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["sign", *sys.argv[1:]]))

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._format.keys import PubKeyArg
+from ._import.finder import Importer
+from ._net.fetcher import Fetcher
 from .api import (
     UnpinnedURLWarning,
     install,
@@ -42,11 +45,10 @@ from .errors import (
     WrongPassphraseError,
     WrongTreeError,
 )
-from .finder import Importer
-from .transport import Fetcher
+from .options import Options
 
 if TYPE_CHECKING:
-    from .publishing import (
+    from .publish.public import (
         PrivateKey,
         PublicKey,
         SignResult,
@@ -72,7 +74,9 @@ __all__ = [
     "KeyFileError",
     "ManifestFormatError",
     "NotInManifestError",
+    "Options",
     "PrivateKey",
+    "PubKeyArg",
     "PublicKey",
     "RedirectError",
     "ResponseTooLargeError",
@@ -98,17 +102,24 @@ __all__ = [
     "uninstall",
 ]
 
-#: The publisher's functions (publishing.py), loaded on first use: a consumer
+#: The publisher's functions (publish/public.py), loaded on first use: a consumer
 #: that only imports never pays for the key-file and signing code.
-_PUBLISHING = frozenset({
-    "PrivateKey", "PublicKey", "SignResult",
-    "generate_key", "load_private_key", "save_key_pair", "sign_tree",
-})
+_PUBLISHING = frozenset(
+    {
+        "PrivateKey",
+        "PublicKey",
+        "SignResult",
+        "generate_key",
+        "load_private_key",
+        "save_key_pair",
+        "sign_tree",
+    }
+)
 
 
 def __getattr__(name: str) -> object:
     if name in _PUBLISHING:
-        from . import publishing
+        from .publish import public as publishing
 
         return getattr(publishing, name)
     raise AttributeError(f"module 'secure_urlimport' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The public entry points: ``install``, ``trust``, ``uninstall`` and the path hook.
 
-They wrap one :class:`~secure_urlimport.registry.Registry`, :data:`registry`,
+They wrap one :class:`~secure_urlimport._import.registry.Registry`, :data:`registry`,
 which holds the state (pins, trees, warnings, the path hook); see registry.py.
 """
 
@@ -10,12 +10,12 @@ import logging
 from collections.abc import Sequence
 from typing import Unpack
 
+from ._client.remote import RemoteTree, normalize_url
+from ._format.keys import PubKeyArg, TrustedKeys
+from ._import.finder import Importer
+from ._import.registry import Pin, Registry, UnpinnedURLWarning
 from .errors import ConfigurationError, SecureImportError
-from .finder import Importer
-from .keys import PubKeyArg, TrustedKeys
 from .options import Options, check_options, config_of
-from .registry import Pin, Registry, UnpinnedURLWarning
-from .remote import RemoteTree, normalize_url
 
 __all__ = [
     "UnpinnedURLWarning",
@@ -36,8 +36,9 @@ registry = Registry()
 path_hook = registry.path_hook
 
 
-def _new_pin(function: str, url: str | Sequence[str], pubkey: PubKeyArg,
-             options: Options) -> tuple[str, Pin]:
+def _new_pin(
+    function: str, url: str | Sequence[str], pubkey: PubKeyArg, options: Options
+) -> tuple[str, Pin]:
     """The normalised URL and a pin for it; keyword *options* override their *config*.
 
     *url* may be a list: the first is the tree's URL, the others its mirrors.
@@ -131,6 +132,6 @@ def remove_path_hook() -> None:
 def _warm_transport() -> None:
     """Import requests now, not during the first manifest fetch inside ``find_spec``,
     where its own imports (and optional ones like chardet) would walk sys.path."""
-    from .transport import preload
+    from ._net.transport import preload
 
     preload()

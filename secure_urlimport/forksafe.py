@@ -139,4 +139,3 @@ def _run(reset: Callable[[], None]) -> None:
         reset()
     except Exception:  # one failed reset must not leave the others undone
         log.exception("secure_urlimport: resetting %r after fork failed", reset)
-

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypedDict
 
+from ._net.fetcher import Fetcher
 from .config import Config
-from .fetcher import Fetcher
 
 __all__ = ["Options", "check_options", "config_of"]
 

@@ -28,10 +28,10 @@ from nginx import REQUIRE_ENV as NGINX_REQUIRED
 from nginx import Nginx, NginxError, find_nginx, start_nginx
 
 from secure_urlimport import api
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import BUNDLE_NAME
-from secure_urlimport.server import TreeServer
-from secure_urlimport.signing import sign_tree
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import BUNDLE_NAME
+from secure_urlimport.cli.devserver import TreeServer
+from secure_urlimport.publish.signing import sign_tree
 
 REPO = Path(__file__).resolve().parent.parent
 TESTCODE = REPO / "testcode"
@@ -39,9 +39,20 @@ TESTCODE = REPO / "testcode"
 BYTECODE_MODE = "SECURE_URLIMPORT_TEST_BYTECODE"
 
 MACHINE_VARIABLES = (
-    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR",
-    "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
-    "NO_PROXY", "no_proxy", "SECURE_URLIMPORT_PASSPHRASE", "SECURE_URLIMPORT_CACHE_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SECURE_URLIMPORT_PASSPHRASE",
+    "SECURE_URLIMPORT_CACHE_DIR",
 )
 
 
@@ -216,8 +227,11 @@ def rebuild_bundle(root: Path) -> None:
     tree's bundle (every .py file, concatenated in path order) in step."""
     bundle = root / BUNDLE_NAME
     if bundle.exists():
-        names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")
-                       if "__pycache__" not in p.parts)
+        names = sorted(
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*.py")
+            if "__pycache__" not in p.parts
+        )
         bundle.write_bytes(b"".join((root / name).read_bytes() for name in names))
 
 

@@ -35,8 +35,13 @@ __all__ = [
 #: Set to 1 (CI does) to make a missing nginx a test failure instead of a skip.
 REQUIRE_ENV = "SECURE_URLIMPORT_REQUIRE_NGINX"
 
-_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx",
-               "/opt/homebrew/bin/nginx", "/usr/local/bin/nginx")
+_CANDIDATES = (
+    "/usr/sbin/nginx",
+    "/usr/local/sbin/nginx",
+    "/usr/local/nginx/sbin/nginx",
+    "/opt/homebrew/bin/nginx",
+    "/usr/local/bin/nginx",
+)
 _ATTEMPTS = 5
 _READY_SECONDS = 20.0
 _STOP_SECONDS = 10.0
@@ -174,8 +179,10 @@ def _server_block(
 
 
 def _config(directory: Path, server: str) -> str:
-    temp = {kind: directory / f"{kind}_temp" for kind in
-            ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    temp = {
+        kind: directory / f"{kind}_temp"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    }
     for path in temp.values():
         path.mkdir(exist_ok=True)
     return f"""
@@ -213,8 +220,10 @@ def _accepts_tls(port: int) -> bool:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock, \
-                context.wrap_socket(sock, server_hostname="127.0.0.1"):
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock,
+            context.wrap_socket(sock, server_hostname="127.0.0.1"),
+        ):
             return True
     except (OSError, ssl.SSLError):
         return False
@@ -253,8 +262,17 @@ def start_nginx(
             server = server_template.replace("{port}", str(port))
         else:
             assert root is not None
-            server = _server_block(port, root, certfile, keyfile, directory, bearer=bearer,
-                                   basic=basic, client_ca=client_ca, extra=extra)
+            server = _server_block(
+                port,
+                root,
+                certfile,
+                keyfile,
+                directory,
+                bearer=bearer,
+                basic=basic,
+                client_ca=client_ca,
+                extra=extra,
+            )
         text = _config(directory, server)
         config = directory / "nginx.conf"
         config.write_text(text)
@@ -262,9 +280,19 @@ def start_nginx(
             (directory / log).unlink(missing_ok=True)
         with open(directory / "stderr.log", "wb") as stderr:
             process = subprocess.Popen(
-                [nginx, "-p", str(directory), "-c", str(config),
-                 "-e", str(directory / "error.log")],
-                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, start_new_session=True,
+                [
+                    nginx,
+                    "-p",
+                    str(directory),
+                    "-c",
+                    str(config),
+                    "-e",
+                    str(directory / "error.log"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,
             )
         server_ = Nginx(process, port, directory, text)
         deadline = time.monotonic() + _READY_SECONDS
@@ -276,5 +304,7 @@ def start_nginx(
         failure = server_.logs()
         if "Address already in use" not in failure:
             break  # a real problem, not a lost race for the port
-    raise NginxError(f"nginx did not start (exit code {process.returncode}); "
-                     f"config {directory / 'nginx.conf'}:\n{text}\n{failure}")
+    raise NginxError(
+        f"nginx did not start (exit code {process.returncode}); "
+        f"config {directory / 'nginx.conf'}:\n{text}\n{failure}"
+    )

@@ -13,12 +13,20 @@ SCENARIOS = ("local-source", "local-bytecode", "remote-cold", "remote-warm", "na
 
 
 def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {name: value for name, value in os.environ.items()
-           if name not in MACHINE_VARIABLES and not name.startswith("PYTHON")}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in MACHINE_VARIABLES and not name.startswith("PYTHON")
+    }
     env["TMPDIR"] = str(tmp_path)
     return subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bench.py"), "--quick", *args],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=180,
+        check=False,
     )
 
 

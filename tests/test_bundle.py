@@ -18,9 +18,9 @@ import pytest
 from conftest import evil_source, rebuild_bundle, write_tree
 
 from secure_urlimport import Config, TamperedFileError, install
-from secure_urlimport.bundle import build_bundle, bundle_members
-from secure_urlimport.manifest import parse_manifest_body, split_manifest_file
-from secure_urlimport.paths import BUNDLE_NAME, MANIFEST_NAME
+from secure_urlimport._format.bundle import build_bundle, bundle_members
+from secure_urlimport._format.manifest import parse_manifest_body, split_manifest_file
+from secure_urlimport._format.paths import BUNDLE_NAME, MANIFEST_NAME
 
 PAD = "#" * 300 + "\n"  # room for attacker code of the same size
 PACKAGE = {
@@ -49,7 +49,8 @@ def test_sign_writes_a_bundle_of_every_module_in_path_order(tree):
     members = bundle_members(manifest_entries(tree))
     assert [m.path for m in members] == ["pkg/__init__.py", "pkg/a.py", "pkg/b.py"]
     assert build_bundle(members, {m.path: (tree / m.path).read_bytes() for m in members}) == (
-        expected)
+        expected
+    )
     assert BUNDLE_NAME not in manifest_entries(tree)  # not signed itself: its members are
 
 
@@ -117,8 +118,9 @@ def test_bundle_larger_than_max_bundle_bytes_is_never_downloaded(
     tree, serve, tls, publisher, caplog
 ):
     caplog.set_level(logging.DEBUG, logger="secure_urlimport")
-    install(serve(tree).url, pubkey=publisher.pub,
-            config=Config(cafile=tls.cafile, max_bundle_bytes=10))
+    install(
+        serve(tree).url, pubkey=publisher.pub, config=Config(cafile=tls.cafile, max_bundle_bytes=10)
+    )
     assert importlib.import_module("pkg").b.B == "signed b"
     assert not any(BUNDLE_NAME in r.getMessage() for r in caplog.records)
 
@@ -137,5 +139,6 @@ def test_warm_start_reads_the_cached_bundle_and_downloads_only_the_manifest(
     assert importlib.import_module("pkg").a.A == "signed a"
     messages = [r.getMessage() for r in caplog.records]
     assert [m for m in messages if m.startswith("fetch ")] == [
-        f"fetch {server.url}/{MANIFEST_NAME} (if changed)"]
+        f"fetch {server.url}/{MANIFEST_NAME} (if changed)"
+    ]
     assert any(m.startswith("using the cached bundle") for m in messages)

@@ -15,28 +15,42 @@ import pytest
 from conftest import REPO, TESTCODE, rebuild_bundle, write_tree
 
 from secure_urlimport import install
-from secure_urlimport.keys import PublicKey
-from secure_urlimport.paths import BUNDLE_NAME
+from secure_urlimport._format.keys import PublicKey
+from secure_urlimport._format.paths import BUNDLE_NAME
 
 PASSPHRASE = "correct horse battery staple"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SECURE_URLIMPORT_PASSPHRASE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SECURE_URLIMPORT_PASSPHRASE")
+    }
     env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env
 
 
-def run(*args: str | Path, passphrase: str | None = PASSPHRASE, cwd: Path | None = None,
-        script: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str | Path,
+    passphrase: str | None = PASSPHRASE,
+    cwd: Path | None = None,
+    script: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     extra = {"SECURE_URLIMPORT_PASSPHRASE": passphrase} if passphrase is not None else {}
-    command = [sys.executable, str(script)] if script else [sys.executable, "-m",
-                                                            "secure_urlimport"]
+    command = (
+        [sys.executable, str(script)] if script else [sys.executable, "-m", "secure_urlimport"]
+    )
     return subprocess.run(
-        [*command, *map(str, args)], capture_output=True, text=True, timeout=120,
-        env=_env(**extra), cwd=cwd, stdin=subprocess.DEVNULL, check=False,
+        [*command, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(**extra),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
 
 
@@ -102,8 +116,9 @@ def test_sign_and_sign_tree_script_are_the_same_command(keypair: Path, tree: Pat
     second = run(tree, "--key", keypair.with_suffix(".key"), script=script)
     assert second.returncode == 0, second.stderr
     assert "signed 4 file(s)" in second.stdout and "version 2" in second.stdout
-    third = run("sign", tree, "--key", keypair.with_suffix(".key"), "--version", "10",
-                "--expires", "12h")
+    third = run(
+        "sign", tree, "--key", keypair.with_suffix(".key"), "--version", "10", "--expires", "12h"
+    )
     assert third.returncode == 0 and "version 10" in third.stdout
 
 
@@ -146,8 +161,11 @@ def signed(keypair: Path, tree: Path) -> Path:
 def test_verify_clean_tree_exits_0_with_summary(signed: Path, keypair: Path):
     result = run("verify", signed, "--pubkey", keypair.with_suffix(".pub"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip().splitlines()[-1].startswith(
-        "secure-urlimport verify: OK: 4 files checked, 0 problems;")
+    assert (
+        result.stdout.strip()
+        .splitlines()[-1]
+        .startswith("secure-urlimport verify: OK: 4 files checked, 0 problems;")
+    )
 
 
 def test_verify_lists_every_problem_and_exits_1(signed: Path, keypair: Path):
@@ -160,8 +178,10 @@ def test_verify_lists_every_problem_and_exits_1(signed: Path, keypair: Path):
     assert any(line.startswith("tampered: fib.py") for line in lines)
     assert any(line.startswith("missing: spam.py") for line in lines)
     assert any(line.startswith("unsigned: grok/unsigned.py") for line in lines)
-    assert lines[-1].startswith("secure-urlimport verify: FAILED: 3 files checked, 3 problems "
-                                "(1 missing, 1 tampered, 1 unsigned);")
+    assert lines[-1].startswith(
+        "secure-urlimport verify: FAILED: 3 files checked, 3 problems "
+        "(1 missing, 1 tampered, 1 unsigned);"
+    )
 
 
 def test_verify_json_format_is_machine_readable(signed: Path, keypair: Path):
@@ -190,8 +210,10 @@ def test_verify_usage_errors_exit_2(signed: Path, keypair: Path, tmp_path: Path)
     bad_pub = tmp_path / "bad.pub"
     bad_pub.write_text("not a key\n")
     assert run("verify", signed, "--pubkey", bad_pub).returncode == 2
-    assert run("verify", "http://127.0.0.1:1/", "--pubkey",
-               keypair.with_suffix(".pub")).returncode == 2
+    assert (
+        run("verify", "http://127.0.0.1:1/", "--pubkey", keypair.with_suffix(".pub")).returncode
+        == 2
+    )
 
 
 def test_verify_https_url_against_real_server(signed: Path, keypair: Path, serve, tls):
@@ -199,8 +221,15 @@ def test_verify_https_url_against_real_server(signed: Path, keypair: Path, serve
     ok = run("verify", server.url, "--pubkey", keypair.with_suffix(".pub"), "--cafile", tls.cafile)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     (signed / "grok" / "blah.py").write_text("print('evil')\n")
-    bad = run("verify", server.url, "--pubkey", keypair.with_suffix(".pub"),
-              "--cafile", tls.cafile, "--verbose")
+    bad = run(
+        "verify",
+        server.url,
+        "--pubkey",
+        keypair.with_suffix(".pub"),
+        "--cafile",
+        tls.cafile,
+        "--verbose",
+    )
     assert bad.returncode == 1
     assert "tampered: grok/blah.py" in bad.stdout
     assert "verified manifest" in bad.stderr  # the --verbose debug trail
@@ -208,8 +237,9 @@ def test_verify_https_url_against_real_server(signed: Path, keypair: Path, serve
 
 def test_verify_https_url_with_wrong_ca_fails(signed: Path, keypair: Path, serve, other_ca_file):
     server = serve(signed)
-    result = run("verify", server.url, "--pubkey", keypair.with_suffix(".pub"),
-                 "--cafile", other_ca_file)
+    result = run(
+        "verify", server.url, "--pubkey", keypair.with_suffix(".pub"), "--cafile", other_ca_file
+    )
     assert result.returncode == 1
     assert "invalid-manifest" in result.stdout and "cafile" in result.stdout
 
@@ -220,9 +250,21 @@ def test_verify_https_url_with_wrong_ca_fails(signed: Path, keypair: Path, serve
 def test_serve_prints_ca_and_install_line_that_work(signed: Path, keypair: Path):
     pub = keypair.with_suffix(".pub")
     process = subprocess.Popen(
-        [sys.executable, "-m", "secure_urlimport", "serve", str(signed), "--port", "0",
-         "--pubkey", str(pub)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        [
+            sys.executable,
+            "-m",
+            "secure_urlimport",
+            "serve",
+            str(signed),
+            "--port",
+            "0",
+            "--pubkey",
+            str(pub),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
         stdin=subprocess.DEVNULL,
     )
     try:
@@ -231,8 +273,9 @@ def test_serve_prints_ca_and_install_line_that_work(signed: Path, keypair: Path)
         url = lines[0].split(" at ")[1].strip()
         cafile = lines[1].split(": ", 1)[1].strip()
         assert url.startswith("https://127.0.0.1:")
-        assert f"secure_urlimport.install({url!r}, pubkey={str(pub)!r}, cafile={cafile!r})" \
-            in lines[3]
+        assert (
+            f"secure_urlimport.install({url!r}, pubkey={str(pub)!r}, cafile={cafile!r})" in lines[3]
+        )
         install(url, pubkey=pub, cafile=cafile)
         import fib
 
@@ -248,8 +291,16 @@ def test_demo_runs_the_recipe_and_refuses_the_tampered_module():
     result = run("demo", passphrase=None)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for expected in ("I'm fib", "89", "I'm spam", "Hello Guido", "I'm grok.__init__",
-                     "I'm grok.blah", "/grok/blah.py'", "TamperedFileError"):
+    for expected in (
+        "I'm fib",
+        "89",
+        "I'm spam",
+        "Hello Guido",
+        "I'm grok.__init__",
+        "I'm grok.blah",
+        "/grok/blah.py'",
+        "TamperedFileError",
+    ):
         assert expected in out
     assert out.count("I'm fib") == 2  # once on import, once in the closing remark
     assert out.index("I'm fib") < out.index("I'm spam") < out.index("I'm grok.blah")
@@ -260,26 +311,32 @@ def test_demo_runs_the_recipe_and_refuses_the_tampered_module():
 
 @pytest.fixture
 def app_tree(tmp_path: Path, keypair: Path) -> Path:
-    root = write_tree(tmp_path / "app", {
-        "hello.py": (
-            "import sys\n"
-            "def main():\n"
-            "    print('hello from', __name__, sys.argv)\n"
-            "    return 3 if '--fail' in sys.argv else 0\n"
-            "if __name__ == '__main__':\n"
-            "    sys.exit(main())\n"
-        ),
-        "tool/__init__.py": "print('tool package')\n",
-        "tool/__main__.py": "print('tool main', __name__)\n",
-        "crash.py": "def go():\n    raise ValueError('remote failure')  # the remote line\ngo()\n",
-    })
+    root = write_tree(
+        tmp_path / "app",
+        {
+            "hello.py": (
+                "import sys\n"
+                "def main():\n"
+                "    print('hello from', __name__, sys.argv)\n"
+                "    return 3 if '--fail' in sys.argv else 0\n"
+                "if __name__ == '__main__':\n"
+                "    sys.exit(main())\n"
+            ),
+            "tool/__init__.py": "print('tool package')\n",
+            "tool/__main__.py": "print('tool main', __name__)\n",
+            "crash.py": (
+                "def go():\n    raise ValueError('remote failure')  # the remote line\ngo()\n"
+            ),
+        },
+    )
     assert run("sign", root, "--key", keypair.with_suffix(".key")).returncode == 0
     return root
 
 
 def _run_remote(server, tls, keypair: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run("run", "--pubkey", keypair.with_suffix(".pub"), "--cafile", tls.cafile,
-               server.url, *args)
+    return run(
+        "run", "--pubkey", keypair.with_suffix(".pub"), "--cafile", tls.cafile, server.url, *args
+    )
 
 
 def test_run_executes_module_as_main_with_its_arguments(app_tree, keypair, serve, tls):
@@ -320,16 +377,25 @@ def test_run_refuses_a_module_that_is_not_in_the_tree(app_tree, keypair, serve, 
     # A same-named local module in the working directory must not run instead.
     (tmp_path / "toool.py").write_text("print('LOCAL UNSIGNED RAN')\n")
     server = serve(app_tree)
-    result = run("run", "--pubkey", keypair.with_suffix(".pub"), "--cafile", tls.cafile,
-                 server.url, "toool", cwd=tmp_path)
+    result = run(
+        "run",
+        "--pubkey",
+        keypair.with_suffix(".pub"),
+        "--cafile",
+        tls.cafile,
+        server.url,
+        "toool",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "LOCAL UNSIGNED RAN" not in result.stdout
     assert "not a module of the signed tree" in result.stderr
 
 
 def test_sign_names_the_tree_and_verify_checks_a_pinned_name(keypair: Path, tree: Path):
-    assert run("sign", tree, "--key", keypair.with_suffix(".key"), "--name", "stable"
-               ).returncode == 0
+    assert (
+        run("sign", tree, "--key", keypair.with_suffix(".key"), "--name", "stable").returncode == 0
+    )
     pub = keypair.with_suffix(".pub")
     assert run("verify", tree, "--pubkey", pub, "--name", "stable").returncode == 0
     wrong = run("verify", tree, "--pubkey", pub, "--name", "dev")
@@ -351,18 +417,22 @@ def test_library_installs_no_logging_handlers_and_stays_quiet(testcode, publishe
     server = serve(testcode)
     result = subprocess.run(
         [sys.executable, "-c", LIBRARY_USE, server.url, str(publisher.pub), tls.cafile],
-        capture_output=True, text=True, timeout=60, env=_env(), check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "0 0 0"  # no handlers, level left to the app
     assert result.stderr == ""  # nothing logged at WARNING on a clean import
 
 
-def test_verbose_twin_without_it_the_debug_trail_is_silent(signed: Path, keypair: Path, serve,
-                                                          tls):
+def test_verbose_twin_without_it_the_debug_trail_is_silent(signed: Path, keypair: Path, serve, tls):
     server = serve(signed)
-    quiet = run("verify", server.url, "--pubkey", keypair.with_suffix(".pub"),
-                "--cafile", tls.cafile)
+    quiet = run(
+        "verify", server.url, "--pubkey", keypair.with_suffix(".pub"), "--cafile", tls.cafile
+    )
     assert quiet.returncode == 0
     assert "verified manifest" not in quiet.stderr
 
@@ -395,11 +465,18 @@ def test_verify_accepts_a_fresh_bundle_and_a_tree_without_one(signed: Path, keyp
 
 def test_verify_reports_a_stale_bundle_on_a_server(signed: Path, keypair: Path, serve, tls):
     server = serve(signed)
-    ok = run("verify", server.url, "--pubkey", keypair.with_suffix(".pub"), "--cafile",
-             tls.cafile)
+    ok = run("verify", server.url, "--pubkey", keypair.with_suffix(".pub"), "--cafile", tls.cafile)
     assert ok.returncode == 0, ok.stdout
     _spoil_bundle(signed)
-    bad = run("verify", server.url, "--pubkey", keypair.with_suffix(".pub"), "--cafile",
-              tls.cafile, "--format", "json")
+    bad = run(
+        "verify",
+        server.url,
+        "--pubkey",
+        keypair.with_suffix(".pub"),
+        "--cafile",
+        tls.cafile,
+        "--format",
+        "json",
+    )
     assert bad.returncode == 1
     assert [p["kind"] for p in json.loads(bad.stdout)["problems"]] == ["stale-bundle"]

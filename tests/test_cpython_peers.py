@@ -43,12 +43,11 @@ import requests  # noqa: F401
 from conftest import Signer, TLSFiles, write_tree
 
 from secure_urlimport import install, install_path_hook, trust
-from secure_urlimport.finder import RemotePathFinder
-from secure_urlimport.loader import VerifiedLoader
+from secure_urlimport._import.finder import RemotePathFinder
+from secure_urlimport._import.loader import VerifiedLoader
 
 META, HOOK = "meta", "hook"
 both_modes = pytest.mark.parametrize("mode", [META, HOOK])
-
 
 
 # -- one server, many signed trees ------------------------------------------------
@@ -74,8 +73,9 @@ class Site:
         self.publisher.sign(tree)
         return f"{self.url}/{name}"
 
-    def update(self, name: str, files: dict[str, str | bytes] | None = None,
-               remove: tuple[str, ...] = ()) -> None:
+    def update(
+        self, name: str, files: dict[str, str | bytes] | None = None, remove: tuple[str, ...] = ()
+    ) -> None:
         """Change a published tree and sign its new release."""
         for rel in remove:
             (self.root / name / rel).unlink()
@@ -92,8 +92,9 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path, serve, tls: TLSFiles, publisher: Signer,
-         monkeypatch: pytest.MonkeyPatch) -> Site:
+def site(
+    tmp_path: Path, serve, tls: TLSFiles, publisher: Signer, monkeypatch: pytest.MonkeyPatch
+) -> Site:
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
     root = tmp_path / "site"
     root.mkdir()
@@ -127,8 +128,9 @@ RAISE_SRC = "def do_raise(): raise TypeError\n"
 def make_pyc(source: str) -> bytes:
     """A valid timestamp pyc for *source* (what test_zipimport.make_pyc builds)."""
     code = compile(source, "<???>", "exec")
-    return (importlib.util.MAGIC_NUMBER + struct.pack("<iLL", 0, 0, len(source))
-            + marshal.dumps(code))
+    return (
+        importlib.util.MAGIC_NUMBER + struct.pack("<iLL", 0, 0, len(source)) + marshal.dumps(code)
+    )
 
 
 @both_modes
@@ -147,10 +149,14 @@ def test_both_source_and_bytecode_runs_the_source(site, mode):
     zipimport prefers the .pyc; this project never loads bytecode, so the source
     runs (and the .pyc, though signed as a data file, is never compiled or run).
     """
-    url = site.mount(mode, "t", {
-        f"{TESTMOD}.py": TEST_SRC + "state = 'source'\n",
-        f"{TESTMOD}.pyc": make_pyc(TEST_SRC + "state = 'bytecode'\n"),
-    })
+    url = site.mount(
+        mode,
+        "t",
+        {
+            f"{TESTMOD}.py": TEST_SRC + "state = 'source'\n",
+            f"{TESTMOD}.pyc": make_pyc(TEST_SRC + "state = 'bytecode'\n"),
+        },
+    )
     mod = importlib.import_module(TESTMOD)
     assert mod.state == "source"
     assert mod.get_file() == f"{url}/{TESTMOD}.py"
@@ -178,12 +184,19 @@ def test_unchecked_hash_based_pyc_in_pycache_is_ignored(site, mode):
     requests ``__pycache__``, so the verified source ('new') runs.
     """
     source = b"state = 'old'"
-    bytecode = bytes(importlib._bootstrap_external._code_to_hash_pyc(  # type: ignore[attr-defined]
-        compile(source, "???", "exec"), importlib.util.source_hash(source), False))
-    site.mount(mode, "t", {
-        f"{TESTMOD}.py": "state = 'new'\n",
-        f"__pycache__/{TESTMOD}.{sys.implementation.cache_tag}.pyc": bytecode,
-    })
+    bytecode = bytes(
+        importlib._bootstrap_external._code_to_hash_pyc(  # type: ignore[attr-defined]
+            compile(source, "???", "exec"), importlib.util.source_hash(source), False
+        )
+    )
+    site.mount(
+        mode,
+        "t",
+        {
+            f"{TESTMOD}.py": "state = 'new'\n",
+            f"__pycache__/{TESTMOD}.{sys.implementation.cache_tag}.pyc": bytecode,
+        },
+    )
     assert importlib.import_module(TESTMOD).state == "new"
 
 
@@ -200,8 +213,9 @@ def test_empty_py(site, mode):
 @both_modes
 def test_package(site, mode):
     """testPackage: a module inside a package."""
-    url = site.mount(mode, "t", {f"{TESTPACK}/__init__.py": TEST_SRC,
-                                 f"{TESTPACK}/{TESTMOD}.py": TEST_SRC})
+    url = site.mount(
+        mode, "t", {f"{TESTPACK}/__init__.py": TEST_SRC, f"{TESTPACK}/{TESTMOD}.py": TEST_SRC}
+    )
     mod = importlib.import_module(f"{TESTPACK}.{TESTMOD}")
     assert mod.get_file() == f"{url}/{TESTPACK}/{TESTMOD}.py"
     assert sys.modules[TESTPACK].get_file() == f"{url}/{TESTPACK}/__init__.py"
@@ -210,11 +224,15 @@ def test_package(site, mode):
 @both_modes
 def test_deep_package(site, mode):
     """testSubPackage / testDeepPackage: a module two packages deep."""
-    url = site.mount(mode, "t", {
-        f"{TESTPACK}/__init__.py": TEST_SRC,
-        f"{TESTPACK}/{TESTPACK2}/__init__.py": TEST_SRC,
-        f"{TESTPACK}/{TESTPACK2}/{TESTMOD}.py": TEST_SRC,
-    })
+    url = site.mount(
+        mode,
+        "t",
+        {
+            f"{TESTPACK}/__init__.py": TEST_SRC,
+            f"{TESTPACK}/{TESTPACK2}/__init__.py": TEST_SRC,
+            f"{TESTPACK}/{TESTPACK2}/{TESTMOD}.py": TEST_SRC,
+        },
+    )
     mod = importlib.import_module(f"{TESTPACK}.{TESTPACK2}.{TESTMOD}")
     assert mod.get_file() == f"{url}/{TESTPACK}/{TESTPACK2}/{TESTMOD}.py"
     assert mod.get_name() == f"{TESTPACK}.{TESTPACK2}.{TESTMOD}"
@@ -229,7 +247,8 @@ def test_sub_namespace_package(site, mode):
     assert mod.get_file() == f"{url}/{TESTPACK}/{TESTPACK2}/{TESTMOD}.py"
     assert sys.modules[TESTPACK].__file__ is None
     assert list(sys.modules[f"{TESTPACK}.{TESTPACK2}"].__path__) == [
-        f"{url}/{TESTPACK}/{TESTPACK2}"]
+        f"{url}/{TESTPACK}/{TESTPACK2}"
+    ]
 
 
 PACKDIR, PACKDIR2 = f"{TESTPACK}/", f"{TESTPACK}/{TESTPACK2}/"
@@ -261,8 +280,10 @@ def _check_two_namespace_portions(path1: str, path2: str) -> None:
     assert mod.__file__.startswith(path2 + "/")
     subpkg = f"{TESTPACK}.{TESTPACK2}"
     mod = importlib.import_module(subpkg)
-    assert list(mod.__path__) == [os.path.join(path2, TESTPACK, TESTPACK2),
-                                  os.path.join(path1, TESTPACK, TESTPACK2)]
+    assert list(mod.__path__) == [
+        os.path.join(path2, TESTPACK, TESTPACK2),
+        os.path.join(path1, TESTPACK, TESTPACK2),
+    ]
     for name, path in ((TESTMOD, path2), (f"{TESTMOD}2", path2), (f"{TESTMOD}3", path1)):
         file = importlib.import_module(f"{subpkg}.{name}").__file__
         assert file is not None
@@ -292,12 +313,16 @@ def test_path_entry_finder_methods(site):
     zipimport's ``get_source`` returns None for bytecode-only modules; every module
     here has source, so ``get_source`` returns it.
     """
-    url = site.mount(HOOK, "t", {
-        f"{PACKDIR}__init__.py": TEST_SRC,
-        f"{PACKDIR2}__init__.py": TEST_SRC,
-        f"{PACKDIR2}{TESTMOD}.py": TEST_SRC,
-        "spam.py": TEST_SRC,
-    })
+    url = site.mount(
+        HOOK,
+        "t",
+        {
+            f"{PACKDIR}__init__.py": TEST_SRC,
+            f"{PACKDIR2}__init__.py": TEST_SRC,
+            f"{PACKDIR2}{TESTMOD}.py": TEST_SRC,
+            "spam.py": TEST_SRC,
+        },
+    )
     zi = pkgutil.get_importer(url)
     assert isinstance(zi, RemotePathFinder)
 
@@ -401,12 +426,18 @@ def test_importer_attr(site, mode):
 @both_modes
 def test_default_optimization_level(site, mode):
     """testDefaultOptimizationLevel: asserts follow the interpreter's optimisation level."""
-    site.mount(mode, "t", {f"{TESTMOD}.py": (
-        "if 1:  # indent hack\n"
-        "    def test(val):\n"
-        "        assert(val)\n"
-        "        return val\n"
-    )})
+    site.mount(
+        mode,
+        "t",
+        {
+            f"{TESTMOD}.py": (
+                "if 1:  # indent hack\n"
+                "    def test(val):\n"
+                "        assert(val)\n"
+                "        return val\n"
+            )
+        },
+    )
     mod = importlib.import_module(TESTMOD)
     assert mod.test(1) == 1
     if __debug__:
@@ -437,8 +468,9 @@ def doctest_module(site: Site) -> Iterator[types.ModuleType]:
 def test_doctest_file(doctest_module, capsys):
     """testDoctestFile: doctest.testfile() with a file next to a module in the tree."""
     log: list[bool] = []
-    results = doctest.testfile("xyz.txt", package=doctest_module, module_relative=True,
-                               globs={"log": log})
+    results = doctest.testfile(
+        "xyz.txt", package=doctest_module, module_relative=True, globs={"log": log}
+    )
     assert log == [True]
     assert results == doctest.TestResults(failed=0, attempted=1)
 
@@ -446,8 +478,9 @@ def test_doctest_file(doctest_module, capsys):
 def test_doctest_suite(doctest_module):
     """testDoctestSuite: doctest.DocFileTest() with a file next to a module in the tree."""
     log: list[bool] = []
-    test = doctest.DocFileTest("xyz.txt", package=doctest_module, module_relative=True,
-                               globs={"log": log})
+    test = doctest.DocFileTest(
+        "xyz.txt", package=doctest_module, module_relative=True, globs={"log": log}
+    )
     result = test.run()
     assert result is not None
     assert log == [True] and result.wasSuccessful()
@@ -469,8 +502,7 @@ def test_traceback(site, mode):
         s = io.StringIO()
         traceback.print_tb(tb, 1, s)
         assert s.getvalue().endswith(
-            "    def do_raise(): raise TypeError\n"
-            "                    ^^^^^^^^^^^^^^^\n"
+            "    def do_raise(): raise TypeError\n                    ^^^^^^^^^^^^^^^\n"
         )
     else:
         raise AssertionError("This ought to be impossible")
@@ -483,8 +515,10 @@ def test_module_and_package_seen_after_a_new_release(site):
     tree serves the new release to new imports.
     """
     files: dict[str, str | bytes] = {
-        f"{PACKDIR}__init__.py": "", f"{PACKDIR}{TESTMOD}.py": "test_value = 38\n",
-        "ziptest_a.py": "test_value = 23\n", "ziptest_b.py": "test_value = 42\n",
+        f"{PACKDIR}__init__.py": "",
+        f"{PACKDIR}{TESTMOD}.py": "test_value = 38\n",
+        "ziptest_a.py": "test_value = 23\n",
+        "ziptest_b.py": "test_value = 42\n",
     }
     site.mount(META, "t", files)
     assert importlib.import_module(f"{TESTPACK}.{TESTMOD}").test_value == 38
@@ -503,14 +537,15 @@ def test_module_and_package_seen_after_a_new_release(site):
 NS_PORTIONS: dict[str, dict[str, str | bytes]] = {
     "portion1": {"foo/one.py": "attr = 'portion1 foo one'\n"},
     "portion2": {"foo/two.py": "attr = 'portion2 foo two'\n"},
-    "both_portions": {"foo/one.py": "attr = 'both_portions foo one'\n",
-                      "foo/two.py": "attr = 'both_portions foo two'\n"},
+    "both_portions": {
+        "foo/one.py": "attr = 'both_portions foo one'\n",
+        "foo/two.py": "attr = 'both_portions foo two'\n",
+    },
     "not_a_namespace_pkg": {"foo/__init__.py": "", "foo/one.py": "attr = 'portion1 foo one'\n"},
     "project1": {"parent/child/one.py": "attr = 'parent child one'\n"},
     "project2": {"parent/child/two.py": "attr = 'parent child two'\n"},
     "project3": {"parent/child/three.py": "attr = 'parent child three'\n"},
-    "module_and_namespace_package": {"a_test.py": "attr = 'in module'\n",
-                                     "a_test/empty": ""},
+    "module_and_namespace_package": {"a_test.py": "attr = 'in module'\n", "a_test/empty": ""},
 }
 
 
@@ -608,8 +643,9 @@ def test_namespace_portion_created_while_running(site, tmp_path, created_in):
     assert foo.just_created.attr == "just_created foo"
 
 
-@pytest.mark.parametrize("order", ["first_path_wins", "first_path_wins_again",
-                                   "first_path_wins_importing_second_first"])
+@pytest.mark.parametrize(
+    "order", ["first_path_wins", "first_path_wins_again", "first_path_wins_importing_second_first"]
+)
 def test_separated_overlapping_namespace_packages(site, order):
     """SeparatedOverlappingNamespacePackages: the three test_first_path_wins* cases."""
     ns_paths(site, "portion1", "both_portions")
@@ -621,8 +657,9 @@ def test_separated_overlapping_namespace_packages(site, order):
     for name in names:
         importlib.import_module(name)
     foo = sys.modules["foo"]
-    expected_one = ("both_portions foo one" if order == "first_path_wins_again"
-                    else "portion1 foo one")
+    expected_one = (
+        "both_portions foo one" if order == "first_path_wins_again" else "portion1 foo one"
+    )
     assert foo.one.attr == expected_one
     assert foo.two.attr == "both_portions foo two"
 
@@ -734,9 +771,13 @@ def mock_tree(*create: str, code: dict[str, str] | None = None) -> dict[str, str
     return files
 
 
-def relative_import_test(site: Site, mode: str, create: tuple[str, ...],
-                         globals_: tuple[Mapping[str, object], ...],
-                         callback: Callable[[Mapping[str, object]], None]) -> None:
+def relative_import_test(
+    site: Site,
+    mode: str,
+    create: tuple[str, ...],
+    globals_: tuple[Mapping[str, object], ...],
+    callback: Callable[[Mapping[str, object]], None],
+) -> None:
     """RelativeImports.relative_import_test, with the modules in a signed tree."""
     site.mount(mode, "t", mock_tree(*create))
     names = [n[: -len(".__init__")] if n.endswith(".__init__") else n for n in create]
@@ -750,68 +791,95 @@ def relative_import_test(site: Site, mode: str, create: tuple[str, ...],
 @both_modes
 def test_relative_module_from_module(site, mode):
     """test_relative_imports.test_module_from_module: ``from . import mod2``."""
+
     def callback(global_):
         __import__("pkg")
         module = __import__("", global_, fromlist=["mod2"], level=1)
         assert module.__name__ == "pkg"
         assert module.mod2.attr == "pkg.mod2"
 
-    relative_import_test(site, mode, ("pkg.__init__", "pkg.mod2"),
-                         ({"__package__": "pkg"}, {"__name__": "pkg.mod1"}), callback)
+    relative_import_test(
+        site,
+        mode,
+        ("pkg.__init__", "pkg.mod2"),
+        ({"__package__": "pkg"}, {"__name__": "pkg.mod1"}),
+        callback,
+    )
 
 
 @both_modes
 def test_relative_attr_from_module(site, mode):
     """test_relative_imports.test_attr_from_module: ``from .mod2 import attr``."""
+
     def callback(global_):
         __import__("pkg")
         module = __import__("mod2", global_, fromlist=["attr"], level=1)
         assert module.__name__ == "pkg.mod2"
         assert module.attr == "pkg.mod2"
 
-    relative_import_test(site, mode, ("pkg.__init__", "pkg.mod2"),
-                         ({"__package__": "pkg"}, {"__name__": "pkg.mod1"}), callback)
+    relative_import_test(
+        site,
+        mode,
+        ("pkg.__init__", "pkg.mod2"),
+        ({"__package__": "pkg"}, {"__name__": "pkg.mod1"}),
+        callback,
+    )
 
 
 @both_modes
 def test_relative_package_to_module(site, mode):
     """test_relative_imports.test_package_to_module: from a package, ``from . import module``."""
+
     def callback(global_):
         __import__("pkg")
         module = __import__("", global_, fromlist=["module"], level=1)
         assert module.__name__ == "pkg"
         assert module.module.attr == "pkg.module"
 
-    relative_import_test(site, mode, ("pkg.__init__", "pkg.module"),
-                         ({"__package__": "pkg"}, {"__name__": "pkg", "__path__": ["blah"]}),
-                         callback)
+    relative_import_test(
+        site,
+        mode,
+        ("pkg.__init__", "pkg.module"),
+        ({"__package__": "pkg"}, {"__name__": "pkg", "__path__": ["blah"]}),
+        callback,
+    )
 
 
 @both_modes
 def test_relative_module_to_package(site, mode):
     """test_relative_imports.test_module_to_package: ``from . import attr`` of the package."""
+
     def callback(global_):
         __import__("pkg")
         module = __import__("", global_, fromlist=["attr"], level=1)
         assert module.__name__ == "pkg"
         assert module.attr == "pkg.__init__"
 
-    relative_import_test(site, mode, ("pkg.__init__", "pkg.module"),
-                         ({"__package__": "pkg"}, {"__name__": "pkg.module"}), callback)
+    relative_import_test(
+        site,
+        mode,
+        ("pkg.__init__", "pkg.module"),
+        ({"__package__": "pkg"}, {"__name__": "pkg.module"}),
+        callback,
+    )
 
 
 @both_modes
 def test_relative_package_to_package(site, mode):
     """test_relative_imports.test_package_to_package: ``from .. import subpkg2``."""
+
     def callback(global_):
         module = __import__("", global_, fromlist=["subpkg2"], level=2)
         assert module.__name__ == "pkg"
         assert module.subpkg2.attr == "pkg.subpkg2.__init__"
 
     relative_import_test(
-        site, mode, ("pkg.__init__", "pkg.subpkg1.__init__", "pkg.subpkg2.__init__"),
+        site,
+        mode,
+        ("pkg.__init__", "pkg.subpkg1.__init__", "pkg.subpkg2.__init__"),
         ({"__package__": "pkg.subpkg1"}, {"__name__": "pkg.subpkg1", "__path__": ["blah"]}),
-        callback)
+        callback,
+    )
 
 
 @both_modes
@@ -819,9 +887,11 @@ def test_relative_deep_import(site, mode):
     """test_relative_imports.test_deep_import: ``from ...... import attr``."""
     create = ["pkg.__init__"]
     for count in range(1, 6):
-        create.append(f"{create[-1][:-len('.__init__')]}.pkg{count}.__init__")
-    globals_ = ({"__package__": "pkg.pkg1.pkg2.pkg3.pkg4.pkg5"},
-                {"__name__": "pkg.pkg1.pkg2.pkg3.pkg4.pkg5", "__path__": ["blah"]})
+        create.append(f"{create[-1][: -len('.__init__')]}.pkg{count}.__init__")
+    globals_ = (
+        {"__package__": "pkg.pkg1.pkg2.pkg3.pkg4.pkg5"},
+        {"__name__": "pkg.pkg1.pkg2.pkg3.pkg4.pkg5", "__path__": ["blah"]},
+    )
 
     def callback(global_):
         __import__(globals_[0]["__package__"])
@@ -838,7 +908,9 @@ def test_relative_import_too_high(site, mode, importer):
     if importer == "package":
         create: tuple[str, ...] = ("top_level", "pkg.__init__")
         globals_: tuple[dict[str, object], ...] = (
-            {"__package__": "pkg"}, {"__name__": "pkg", "__path__": ["blah"]})
+            {"__package__": "pkg"},
+            {"__name__": "pkg", "__path__": ["blah"]},
+        )
     else:
         create = ("top_level", "pkg.__init__", "pkg.module")
         globals_ = ({"__package__": "pkg"}, {"__name__": "pkg.module"})
@@ -854,9 +926,13 @@ def test_relative_import_too_high(site, mode, importer):
 @both_modes
 def test_relative_import_from_different_package(site, mode):
     """test_relative_imports.test_import_from_different_package: ``from ..uncle.cousin``."""
-    create = ("__runpy_pkg__.__init__", "__runpy_pkg__.__runpy_pkg__.__init__",
-              "__runpy_pkg__.uncle.__init__", "__runpy_pkg__.uncle.cousin.__init__",
-              "__runpy_pkg__.uncle.cousin.nephew")
+    create = (
+        "__runpy_pkg__.__init__",
+        "__runpy_pkg__.__runpy_pkg__.__init__",
+        "__runpy_pkg__.uncle.__init__",
+        "__runpy_pkg__.uncle.cousin.__init__",
+        "__runpy_pkg__.uncle.cousin.nephew",
+    )
     globals_ = {"__package__": "__runpy_pkg__.__runpy_pkg__"}
 
     def callback(global_):
@@ -871,13 +947,19 @@ def test_relative_import_from_different_package(site, mode):
 @both_modes
 def test_relative_import_no_fromlist(site, mode):
     """test_relative_imports.test_import_relative_import_no_fromlist."""
+
     def callback(global_):
         __import__("crash")
         mod = __import__("mod", global_, {}, [], 1)
         assert mod.__name__ == "crash.mod"
 
-    relative_import_test(site, mode, ("crash.__init__", "crash.mod"),
-                         ({"__package__": "crash", "__name__": "crash"},), callback)
+    relative_import_test(
+        site,
+        mode,
+        ("crash.__init__", "crash.mod"),
+        ({"__package__": "crash", "__name__": "crash"},),
+        callback,
+    )
 
 
 @both_modes
@@ -907,20 +989,30 @@ def test_fromlist_objects_and_modules(site, mode):
 @both_modes
 def test_fromlist_submodule_module_not_found_propagates(site, mode):
     """test_fromlist.test_module_from_package_triggers_ModuleNotFoundError."""
-    site.mount(mode, "t", mock_tree("pkg.__init__", "pkg.mod",
-                                    code={"pkg.mod": "import i_do_not_exist\n"}))
+    site.mount(
+        mode, "t", mock_tree("pkg.__init__", "pkg.mod", code={"pkg.mod": "import i_do_not_exist\n"})
+    )
     with pytest.raises(ModuleNotFoundError) as exc:
         __import__("pkg", fromlist=["mod"])
     assert exc.value.name == "i_do_not_exist"
 
 
 @both_modes
-@pytest.mark.parametrize("fromlist", [["*"], ("*",), ["module2", "*"]],
-                         ids=["star", "tuple", "star_with_others"])
+@pytest.mark.parametrize(
+    "fromlist", [["*"], ("*",), ["module2", "*"]], ids=["star", "tuple", "star_with_others"]
+)
 def test_fromlist_star(site, mode, fromlist):
     """test_fromlist: test_using_star, test_fromlist_as_tuple, test_star_with_others."""
-    site.mount(mode, "t", mock_tree("pkg.__init__", "pkg.module1", "pkg.module2",
-                                    code={"pkg.__init__": "__all__ = ['module1']\n"}))
+    site.mount(
+        mode,
+        "t",
+        mock_tree(
+            "pkg.__init__",
+            "pkg.module1",
+            "pkg.module2",
+            code={"pkg.__init__": "__all__ = ['module1']\n"},
+        ),
+    )
     module = __import__("pkg", fromlist=fromlist)
     assert module.__name__ == "pkg"
     assert module.module1.__name__ == "pkg.module1"
@@ -937,8 +1029,11 @@ def test_import_module_absolute_and_relative(site, mode):
     """ImportModuleTests: test_module_import, test_absolute_package_import,
     test_shallow_relative_package_import, test_deep_relative_package_import,
     test_absolute_import_with_package."""
-    site.mount(mode, "t", mock_tree("top_level", "pkg.__init__", "pkg.mod",
-                                    "a.__init__", "a.b.__init__", "a.c"))
+    site.mount(
+        mode,
+        "t",
+        mock_tree("top_level", "pkg.__init__", "pkg.mod", "a.__init__", "a.b.__init__", "a.c"),
+    )
     assert importlib.import_module("top_level").__name__ == "top_level"
     assert importlib.import_module("pkg.mod").__name__ == "pkg.mod"
     assert importlib.import_module(".mod", "pkg").__name__ == "pkg.mod"
@@ -951,8 +1046,11 @@ def test_import_module_absolute_and_relative(site, mode):
 def test_import_module_loaded_once(site, mode, loads):
     """ImportModuleTests.test_loaded_once: a package importing the module being imported."""
     body = "import parity_loads\nparity_loads.append(__name__)\n"
-    site.mount(mode, "t", {"a/__init__.py": "import importlib\nimportlib.import_module('a.b')\n",
-                           "a/b.py": body})
+    site.mount(
+        mode,
+        "t",
+        {"a/__init__.py": "import importlib\nimportlib.import_module('a.b')\n", "a/b.py": body},
+    )
     importlib.import_module("a.b")
     assert loads == ["a.b"]
 
@@ -960,12 +1058,18 @@ def test_import_module_loaded_once(site, mode, loads):
 @both_modes
 def test_reload_module_replaced(site, mode):
     """ReloadTests.test_module_replaced: a module that replaces itself in sys.modules."""
-    site.mount(mode, "t", {"top_level.py": (
-        "import sys\n"
-        "module = type(sys)('top_level')\n"
-        "module.spam = 3\n"
-        "sys.modules['top_level'] = module\n"
-    )})
+    site.mount(
+        mode,
+        "t",
+        {
+            "top_level.py": (
+                "import sys\n"
+                "module = type(sys)('top_level')\n"
+                "module.spam = 3\n"
+                "sys.modules['top_level'] = module\n"
+            )
+        },
+    )
     module = importlib.import_module("top_level")
     reloaded = importlib.reload(module)
     assert sys.modules["top_level"].spam == 3
@@ -1006,8 +1110,13 @@ def test_reload_location_changed(site, mode):
     path = f"{url}/spam.py"
     assert isinstance(loader, VerifiedLoader)
     assert spec.name == "spam" and spec.loader is loader and loader.get_filename("spam") == path
-    assert ns == {"__name__": "spam", "__package__": "", "__file__": path,
-                  "__cached__": importlib.util.cache_from_source(path), "__doc__": None}
+    assert ns == {
+        "__name__": "spam",
+        "__package__": "",
+        "__file__": path,
+        "__cached__": importlib.util.cache_from_source(path),
+        "__doc__": None,
+    }
 
     site.update("t", {"spam/__init__.py": ""}, remove=("spam.py",))
     importlib.invalidate_caches()
@@ -1017,9 +1126,14 @@ def test_reload_location_changed(site, mode):
     assert reloaded is module and spec.loader is loader
     assert isinstance(loader, VerifiedLoader)
     assert loader.get_filename("spam") == init_path
-    assert ns == {"__name__": "spam", "__package__": "spam", "__file__": init_path,
-                  "__cached__": importlib.util.cache_from_source(init_path),
-                  "__path__": [f"{url}/spam"], "__doc__": None}
+    assert ns == {
+        "__name__": "spam",
+        "__package__": "spam",
+        "__file__": init_path,
+        "__cached__": importlib.util.cache_from_source(init_path),
+        "__path__": [f"{url}/spam"],
+        "__doc__": None,
+    }
 
 
 @both_modes
@@ -1043,9 +1157,15 @@ def test_reload_namespace_changed(site, mode):
     assert reloaded is module and spec.loader == loader
     assert isinstance(loader, VerifiedLoader)
     assert loader.get_filename("spam") == init_path
-    assert ns == {"__name__": "spam", "__package__": "spam", "__file__": init_path,
-                  "__cached__": importlib.util.cache_from_source(init_path),
-                  "__path__": [f"{url}/spam"], "__doc__": None, "eggs": None}
+    assert ns == {
+        "__name__": "spam",
+        "__package__": "spam",
+        "__file__": init_path,
+        "__cached__": importlib.util.cache_from_source(init_path),
+        "__path__": [f"{url}/spam"],
+        "__doc__": None,
+        "eggs": None,
+    }
 
 
 @both_modes
@@ -1078,8 +1198,7 @@ LAZY_SRC = "import parity_loads\nparity_loads.append(__name__)\nattr = 42\n"
 @pytest.fixture
 def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     record: list[str] = []
-    monkeypatch.setitem(sys.modules, "parity_loads",
-                        types.SimpleNamespace(append=record.append))
+    monkeypatch.setitem(sys.modules, "parity_loads", types.SimpleNamespace(append=record.append))
     return record
 
 
@@ -1123,8 +1242,10 @@ def test_lazy_module_substitution_error(site, mode, loads):
     assert loads == ["lazy_loader_test"]  # the body ran, then the substitution was seen
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12, 3),
-                    reason="LazyLoader became thread-safe in CPython 3.12.3 (gh-114763)")
+@pytest.mark.skipif(
+    sys.version_info < (3, 12, 3),
+    reason="LazyLoader became thread-safe in CPython 3.12.3 (gh-114763)",
+)
 @both_modes
 def test_lazy_module_load_race(site, mode, loads):
     """LazyLoaderTests.test_module_load_race: two threads trigger one load."""
@@ -1150,10 +1271,14 @@ def test_lazy_module_load_race(site, mode, loads):
 def test_lazy_self_referential_package(site, mode):
     """LazyLoaderTests.test_lazy_self_referential_modules: a lazy package whose
     submodule reads the parent while it loads (like json)."""
-    site.mount(mode, "t", {
-        "lazyjson/__init__.py": "from .decoder import loads\nVERSION = 1\n",
-        "lazyjson/decoder.py": "import lazyjson\ndef loads(s):\n    return {}\n",
-    })
+    site.mount(
+        mode,
+        "t",
+        {
+            "lazyjson/__init__.py": "from .decoder import loads\nVERSION = 1\n",
+            "lazyjson/decoder.py": "import lazyjson\ndef loads(s):\n    return {}\n",
+        },
+    )
     module, _ = _lazy("lazyjson")
     assert module.loads("{}") == {}
     assert module.VERSION == 1
@@ -1216,9 +1341,11 @@ def test_read_submodule_resource(data01):
     """test_read.ReadZipTests: test_read_submodule_resource(_by_name)."""
     submodule = importlib.import_module("data01.subdirectory")
     assert importlib.resources.files(submodule).joinpath("binary.file").read_bytes() == bytes(
-        range(4, 8))
+        range(4, 8)
+    )
     assert importlib.resources.files("data01.subdirectory").joinpath(
-        "binary.file").read_bytes() == bytes(range(4, 8))
+        "binary.file"
+    ).read_bytes() == bytes(range(4, 8))
 
 
 def test_open(data01):
@@ -1230,8 +1357,10 @@ def test_open(data01):
         assert fp.read() == "Hello, UTF-8 world!\n"
     with files.joinpath("utf-16.file").open(encoding="utf-16") as fp:
         assert fp.read() == "Hello, UTF-16 world!\n"
-    with (files.joinpath("utf-16.file").open(encoding="utf-8", errors="strict") as fp,
-          pytest.raises(UnicodeError)):
+    with (
+        files.joinpath("utf-16.file").open(encoding="utf-8", errors="strict") as fp,
+        pytest.raises(UnicodeError),
+    ):
         fp.read()
     with files.joinpath("utf-16.file").open(encoding="utf-8", errors="ignore") as fp:
         assert fp.read() == (
@@ -1248,8 +1377,7 @@ def test_open(data01):
 def test_contents(data01):
     """test_contents.ContentsTests.test_contents."""
     contents = {path.name for path in importlib.resources.files(data01).iterdir()}
-    assert {"__init__.py", "binary.file", "subdirectory", "utf-16.file",
-            "utf-8.file"} <= contents
+    assert {"__init__.py", "binary.file", "subdirectory", "utf-16.file", "utf-8.file"} <= contents
 
 
 def test_resource_is_file_is_dir_and_unrelated_packages(data01):
@@ -1308,16 +1436,22 @@ def test_module_resources_and_implicit_files(site, mode):
         "import importlib.resources as res\n"
         "val = res.files().joinpath('res.txt').read_text(encoding='utf-8')\n"
     )
-    site.mount(mode, "t", {
-        "mod.py": "",
-        "res.txt": "resources are the best",
-        "somepkg/__init__.py": set_val,
-        "somepkg/submod.py": set_val,
-        "somepkg/res.txt": "resources are the best",
-    })
+    site.mount(
+        mode,
+        "t",
+        {
+            "mod.py": "",
+            "res.txt": "resources are the best",
+            "somepkg/__init__.py": set_val,
+            "somepkg/submod.py": set_val,
+            "somepkg/res.txt": "resources are the best",
+        },
+    )
     import mod
 
-    assert importlib.resources.files(mod).joinpath("res.txt").read_text(
-        encoding="utf-8") == "resources are the best"
+    assert (
+        importlib.resources.files(mod).joinpath("res.txt").read_text(encoding="utf-8")
+        == "resources are the best"
+    )
     assert importlib.import_module("somepkg").val == "resources are the best"
     assert importlib.import_module("somepkg.submod").val == "resources are the best"

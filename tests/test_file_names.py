@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from secure_urlimport.bytecode import pack_name
-from secure_urlimport.cache import FileCache
-from secure_urlimport.file_names import file_name_for
-from secure_urlimport.state import StateStore
-from secure_urlimport.verify import TrustedState
+from secure_urlimport._store.bytecode import pack_name
+from secure_urlimport._store.cache import FileCache
+from secure_urlimport._store.file_names import file_name_for
+from secure_urlimport._store.state import StateStore
+from secure_urlimport._trust.verify import TrustedState
 
 URL = "https://code.example.com/tree"
 #: sha256(URL)[:32], as every release so far has named it.

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from conftest import write_tree
 
-from secure_urlimport.audit import PROBLEM_KINDS, Problem, Report
-from secure_urlimport.findings import Finding, Findings, plural
-from secure_urlimport.gate_output import finding_line, github_lines, summary_line, text_lines
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.manifest import encode_manifest, manifest_message, split_manifest_file
-from secure_urlimport.paths import MANIFEST_NAME
-from secure_urlimport.signcheck import CHANGE_KINDS, Change, SignCheck, check_tree
-from secure_urlimport.signing import PathProblem, scan_tree, sign_tree
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.manifest import encode_manifest, manifest_message, split_manifest_file
+from secure_urlimport._format.paths import MANIFEST_NAME
+from secure_urlimport.gate.audit import PROBLEM_KINDS, Problem, Report
+from secure_urlimport.gate.output import finding_line, github_lines, summary_line, text_lines
+from secure_urlimport.publish.findings import Finding, Findings, plural
+from secure_urlimport.publish.signcheck import CHANGE_KINDS, Change, SignCheck, check_tree
+from secure_urlimport.publish.signing import PathProblem, scan_tree, sign_tree
 
 K1 = PrivateKey.from_seed(bytes([0x21]) * 32)
 K2 = PrivateKey.from_seed(bytes([0x22]) * 32)

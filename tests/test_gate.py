@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO, TESTCODE, Signer, write_tree
 
-from secure_urlimport.audit import PROBLEM_KINDS
-from secure_urlimport.gate_output import escape_data, escape_property, one_line
-from secure_urlimport.keyfile import save_private_key
-from secure_urlimport.manifest import encode_manifest, manifest_message, split_manifest_file
-from secure_urlimport.paths import MANIFEST_NAME
-from secure_urlimport.signcheck import CHANGE_KINDS
+from secure_urlimport._format.manifest import encode_manifest, manifest_message, split_manifest_file
+from secure_urlimport._format.paths import MANIFEST_NAME
+from secure_urlimport.gate.audit import PROBLEM_KINDS
+from secure_urlimport.gate.output import escape_data, escape_property, one_line
+from secure_urlimport.publish.keyfile import save_private_key
+from secure_urlimport.publish.signcheck import CHANGE_KINDS
 
 DOC = (REPO / "docs" / "ci.md").read_text(encoding="utf-8")
 HOOKS = REPO / ".pre-commit-hooks.yaml"
@@ -35,19 +35,28 @@ LARGE = 250  # files: more than progress.MIN_FILES
 
 
 def _env(**extra: str) -> dict[str, str]:
-    drop = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SECURE_URLIMPORT_PASSPHRASE",
-            "GITHUB_WORKSPACE")
+    drop = (
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "SECURE_URLIMPORT_PASSPHRASE",
+        "GITHUB_WORKSPACE",
+    )
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env
 
 
-def cli(*args: str | Path, cwd: Path | None = None, **env: str
-        ) -> subprocess.CompletedProcess[str]:
+def cli(*args: str | Path, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "secure_urlimport", *map(str, args)], capture_output=True,
-        text=True, timeout=120, env=_env(**env), cwd=cwd, stdin=subprocess.DEVNULL, check=False,
+        [sys.executable, "-m", "secure_urlimport", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(**env),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
 
 
@@ -56,8 +65,12 @@ def with_terminal_stderr(*args: str | Path, cwd: Path | None = None) -> tuple[in
     master, slave = pty.openpty()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "secure_urlimport", *map(str, args)], stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=slave, env=_env(), cwd=cwd,
+            [sys.executable, "-m", "secure_urlimport", *map(str, args)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=_env(),
+            cwd=cwd,
         )
     finally:
         os.close(slave)
@@ -144,8 +157,10 @@ def test_text_output_lists_problems_then_a_summary_counting_them_by_kind(workspa
     result = cli("verify", "build/tree", "--pubkey", "keys/publisher.pub", cwd=workspace)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert lines[-1] == ("secure-urlimport verify: FAILED: 4 files checked, 2 problems "
-                         "(1 tampered, 1 unsigned); tree build/tree, version 7")
+    assert lines[-1] == (
+        "secure-urlimport verify: FAILED: 4 files checked, 2 problems "
+        "(1 tampered, 1 unsigned); tree build/tree, version 7"
+    )
     assert set(lines) <= doc_indented_lines()  # the docs' example, verbatim
     match = re.match(_documented_regex("^secure-urlimport verify:"), lines[-1])
     assert match and match.group(1) == "FAILED" and match.group(3) == "2"
@@ -166,7 +181,8 @@ def test_text_summary_without_a_trusted_manifest_has_no_version(workspace: Path)
     assert "secure-urlimport sign build/tree --key KEY" in first  # says what to do
     assert result.stdout.splitlines()[-1] == (
         "secure-urlimport verify: FAILED: 0 files checked, 5 problems "
-        "(1 invalid-manifest, 4 unsigned); tree build/tree")
+        "(1 invalid-manifest, 4 unsigned); tree build/tree"
+    )
 
 
 def test_text_output_keeps_each_problem_on_one_line(workspace: Path):
@@ -174,7 +190,8 @@ def test_text_output_keeps_each_problem_on_one_line(workspace: Path):
     result = cli("verify", "build/tree", "--pubkey", "keys/publisher.pub", cwd=workspace)
     assert result.returncode == 1
     assert result.stdout.splitlines()[0].startswith(
-        "unpublishable: data/bad\\nname\\x1b[31m.txt: control or format character")
+        "unpublishable: data/bad\\nname\\x1b[31m.txt: control or format character"
+    )
     assert "\x1b" not in result.stdout
     assert len(result.stdout.splitlines()) == 2
     assert one_line("a\nb\x1bc\u200bd é") == "a\\nb\\x1bc\\u200bd é"
@@ -184,32 +201,54 @@ def test_text_output_keeps_each_problem_on_one_line(workspace: Path):
 
 
 def test_github_format_clean_tree_prints_only_the_summary(workspace: Path):
-    result = cli("verify", "build/tree", "--pubkey", "keys/publisher.pub", "--format", "github",
-                 cwd=workspace)
+    result = cli(
+        "verify",
+        "build/tree",
+        "--pubkey",
+        "keys/publisher.pub",
+        "--format",
+        "github",
+        cwd=workspace,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "::" not in result.stdout
     assert result.stdout.splitlines() == [
-        "secure-urlimport verify: OK: 4 files checked, 0 problems; tree build/tree, version 7"]
+        "secure-urlimport verify: OK: 4 files checked, 0 problems; tree build/tree, version 7"
+    ]
 
 
 def test_github_format_annotates_each_problem_on_its_file(workspace: Path):
     tree = workspace / "build" / "tree"
     tamper_same_size(tree / "fib.py")
-    result = cli("verify", "build/tree", "--pubkey", "keys/publisher.pub", "--format", "github",
-                 cwd=workspace)
+    result = cli(
+        "verify",
+        "build/tree",
+        "--pubkey",
+        "keys/publisher.pub",
+        "--format",
+        "github",
+        cwd=workspace,
+    )
     assert result.returncode == 1
     assert set(result.stdout.splitlines()) <= doc_indented_lines()  # the docs' example
     (tree / "spam.py").unlink()
     write_tree(tree, {"grok/new.py": "x = 1\n"})
     # An absolute TARGET still gives paths relative to the working directory.
-    result = cli("verify", tree, "--pubkey", "keys/publisher.pub", "--format", "github",
-                 cwd=workspace)
+    result = cli(
+        "verify", tree, "--pubkey", "keys/publisher.pub", "--format", "github", cwd=workspace
+    )
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    errors = sorted(re.findall(r"^::error file=([^,]*),title=secure-urlimport ([\w-]+)::",
-                               result.stdout, re.MULTILINE))
-    assert errors == [("build/tree/fib.py", "tampered"), ("build/tree/grok/new.py", "unsigned"),
-                      ("build/tree/spam.py", "missing")]
+    errors = sorted(
+        re.findall(
+            r"^::error file=([^,]*),title=secure-urlimport ([\w-]+)::", result.stdout, re.MULTILINE
+        )
+    )
+    assert errors == [
+        ("build/tree/fib.py", "tampered"),
+        ("build/tree/grok/new.py", "unsigned"),
+        ("build/tree/spam.py", "missing"),
+    ]
     assert lines[-1].startswith("secure-urlimport verify: FAILED: 3 files checked, 3 problems")
 
 
@@ -218,60 +257,89 @@ def test_github_file_is_relative_to_github_workspace(workspace: Path, tmp_path: 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     tree = workspace / "build" / "tree"
-    inside = cli("verify", tree, "--pubkey", workspace / "keys" / "publisher.pub",
-                 "--format", "github", cwd=elsewhere, GITHUB_WORKSPACE=str(workspace))
+    inside = cli(
+        "verify",
+        tree,
+        "--pubkey",
+        workspace / "keys" / "publisher.pub",
+        "--format",
+        "github",
+        cwd=elsewhere,
+        GITHUB_WORKSPACE=str(workspace),
+    )
     assert inside.returncode == 1
     assert inside.stdout.startswith(
-        "::error file=build/tree/fib.py,title=secure-urlimport tampered::")
-    outside = cli("verify", tree, "--pubkey", workspace / "keys" / "publisher.pub",
-                  "--format", "github", cwd=elsewhere, GITHUB_WORKSPACE=str(elsewhere))
+        "::error file=build/tree/fib.py,title=secure-urlimport tampered::"
+    )
+    outside = cli(
+        "verify",
+        tree,
+        "--pubkey",
+        workspace / "keys" / "publisher.pub",
+        "--format",
+        "github",
+        cwd=elsewhere,
+        GITHUB_WORKSPACE=str(elsewhere),
+    )
     assert outside.returncode == 1
-    assert outside.stdout.startswith(
-        f"::error file={escape_property(str(tree / 'fib.py'))},title=")
+    assert outside.stdout.startswith(f"::error file={escape_property(str(tree / 'fib.py'))},title=")
 
 
 def test_github_annotation_escapes_file_and_message(workspace: Path):
     tree = workspace / "build" / "tree"
     write_tree(tree, {"data/100%,a:b\nc.txt": "x"})
-    result = cli("verify", "build/tree", "--pubkey", "keys/publisher.pub", "--format", "github",
-                 cwd=workspace)
+    result = cli(
+        "verify",
+        "build/tree",
+        "--pubkey",
+        "keys/publisher.pub",
+        "--format",
+        "github",
+        cwd=workspace,
+    )
     assert result.returncode == 1
     first = result.stdout.splitlines()[0]
-    assert first.startswith("::error file=build/tree/data/100%25%2Ca%3Ab%0Ac.txt,"
-                            "title=secure-urlimport unpublishable::control or format character")
+    assert first.startswith(
+        "::error file=build/tree/data/100%25%2Ca%3Ab%0Ac.txt,"
+        "title=secure-urlimport unpublishable::control or format character"
+    )
     assert len(result.stdout.splitlines()) == 2  # one annotation, one summary
 
 
-@pytest.mark.parametrize(("text", "data", "prop"), [
-    ("plain", "plain", "plain"),
-    ("50% done", "50%25 done", "50%25 done"),
-    ("a\r\nb", "a%0D%0Ab", "a%0D%0Ab"),
-    ("x: y, z", "x: y, z", "x%3A y%2C z"),
-    ("%0A", "%250A", "%250A"),
-])
+@pytest.mark.parametrize(
+    ("text", "data", "prop"),
+    [
+        ("plain", "plain", "plain"),
+        ("50% done", "50%25 done", "50%25 done"),
+        ("a\r\nb", "a%0D%0Ab", "a%0D%0Ab"),
+        ("x: y, z", "x: y, z", "x%3A y%2C z"),
+        ("%0A", "%250A", "%250A"),
+    ],
+)
 def test_workflow_command_escaping(text: str, data: str, prop: str):
     assert escape_data(text) == data
     assert escape_property(text) == prop
 
 
-def test_github_format_for_an_https_tree_names_urls_without_file(
-    workspace: Path, serve, tls
-):
+def test_github_format_for_an_https_tree_names_urls_without_file(workspace: Path, serve, tls):
     tree = workspace / "build" / "tree"
     server = serve(tree)
     pub = workspace / "keys" / "publisher.pub"
     ok = cli("verify", server.url, "--pubkey", pub, "--cafile", tls.cafile, "--format", "github")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.splitlines() == [
-        f"secure-urlimport verify: OK: 4 files checked, 0 problems; tree {server.url}, version 7"]
+        f"secure-urlimport verify: OK: 4 files checked, 0 problems; tree {server.url}, version 7"
+    ]
     tamper_same_size(tree / "grok" / "blah.py")
     (tree / "spam.py").unlink()
     bad = cli("verify", server.url, "--pubkey", pub, "--cafile", tls.cafile, "--format", "github")
     assert bad.returncode == 1
     lines = bad.stdout.splitlines()
     assert "file=" not in bad.stdout
-    assert f"::error title=secure-urlimport tampered::{server.url}/grok/blah.py does not match" \
+    assert (
+        f"::error title=secure-urlimport tampered::{server.url}/grok/blah.py does not match"
         in bad.stdout
+    )
     missing = next(line for line in lines if "missing" in line)
     assert missing.startswith("::error title=secure-urlimport missing::")
     assert f"{server.url}/spam.py" in missing
@@ -279,22 +347,40 @@ def test_github_format_for_an_https_tree_names_urls_without_file(
 
 
 def test_unreachable_server_is_a_problem_of_the_tree_not_a_usage_error(workspace: Path):
-    result = cli("verify", "https://127.0.0.1:1/tree", "--pubkey", "keys/publisher.pub",
-                 "--format", "github", cwd=workspace)
+    result = cli(
+        "verify",
+        "https://127.0.0.1:1/tree",
+        "--pubkey",
+        "keys/publisher.pub",
+        "--format",
+        "github",
+        cwd=workspace,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout.startswith("::error title=secure-urlimport invalid-manifest::")
     assert "https://127.0.0.1:1/tree/secure-urlimport.manifest" in result.stdout.splitlines()[0]
 
 
 def test_github_format_usage_errors_still_exit_2(workspace: Path):
-    result = cli("verify", "build/nope", "--pubkey", "keys/publisher.pub", "--format", "github",
-                 cwd=workspace)
+    result = cli(
+        "verify",
+        "build/nope",
+        "--pubkey",
+        "keys/publisher.pub",
+        "--format",
+        "github",
+        cwd=workspace,
+    )
     assert result.returncode == 2
     assert "give the signed tree's directory or its https:// URL" in result.stderr
     bad_pub = workspace / "keys" / "bad.pub"
     bad_pub.write_text("not a key\n")
-    assert cli("verify", "build/tree", "--pubkey", bad_pub, "--format", "github",
-               cwd=workspace).returncode == 2
+    assert (
+        cli(
+            "verify", "build/tree", "--pubkey", bad_pub, "--format", "github", cwd=workspace
+        ).returncode
+        == 2
+    )
 
 
 # -- json: the documented schema -------------------------------------------------------
@@ -312,8 +398,13 @@ def _doc_table(header: str) -> dict[str, str]:
     return rows
 
 
-_TYPES = {"integer": (int,), "string": (str,), "boolean": (bool,), "array": (list,),
-          "integer or null": (int, type(None))}
+_TYPES = {
+    "integer": (int,),
+    "string": (str,),
+    "boolean": (bool,),
+    "array": (list,),
+    "integer or null": (int, type(None)),
+}
 
 
 def _check_against_doc(doc: dict[str, object]) -> None:
@@ -323,8 +414,9 @@ def _check_against_doc(doc: dict[str, object]) -> None:
     for name, type_name in top.items():
         assert isinstance(doc[name], _TYPES[type_name]), name
     assert not isinstance(doc["files_checked"], bool)
-    item_fields = {k.removeprefix("problems[]."): v for k, v in fields.items()
-                   if k.startswith("problems[]")}
+    item_fields = {
+        k.removeprefix("problems[]."): v for k, v in fields.items() if k.startswith("problems[]")
+    }
     problems = doc["problems"]
     assert isinstance(problems, list)
     for problem in problems:
@@ -334,13 +426,20 @@ def _check_against_doc(doc: dict[str, object]) -> None:
 
 
 def test_json_output_matches_the_documented_schema(workspace: Path):
-    ok = cli("verify", "build/tree", "--pubkey", "keys/publisher.pub", "--format", "json",
-             cwd=workspace)
+    ok = cli(
+        "verify", "build/tree", "--pubkey", "keys/publisher.pub", "--format", "json", cwd=workspace
+    )
     assert ok.returncode == 0
     doc = json.loads(ok.stdout)
     _check_against_doc(doc)
-    assert doc == {"schema": 1, "target": "build/tree", "ok": True, "version": 7,
-                   "files_checked": 4, "problems": []}
+    assert doc == {
+        "schema": 1,
+        "target": "build/tree",
+        "ok": True,
+        "version": 7,
+        "files_checked": 4,
+        "problems": [],
+    }
     example = json.loads(doc_block('"schema": 1'))
     assert list(example) == list(doc)
 
@@ -348,8 +447,9 @@ def test_json_output_matches_the_documented_schema(workspace: Path):
 def test_json_output_with_problems_matches_the_documented_schema(workspace: Path):
     tree = workspace / "build" / "tree"
     (tree / MANIFEST_NAME).write_bytes(b"garbage")
-    result = cli("verify", "build/tree", "--pubkey", "keys/publisher.pub", "--format", "json",
-                 cwd=workspace)
+    result = cli(
+        "verify", "build/tree", "--pubkey", "keys/publisher.pub", "--format", "json", cwd=workspace
+    )
     assert result.returncode == 1
     doc = json.loads(result.stdout)  # stdout is the document and nothing else
     _check_against_doc(doc)
@@ -359,8 +459,9 @@ def test_json_output_with_problems_matches_the_documented_schema(workspace: Path
 
 
 def test_documented_kinds_are_the_kinds_reported():
-    assert set(_doc_table("| kind | meaning |\n| --- | --- |\n| `invalid-manifest`")) \
-        == set(PROBLEM_KINDS)
+    assert set(_doc_table("| kind | meaning |\n| --- | --- |\n| `invalid-manifest`")) == set(
+        PROBLEM_KINDS
+    )
     assert set(_doc_table("| kind | meaning |\n| --- | --- |\n| `added`")) == set(CHANGE_KINDS)
 
 
@@ -370,7 +471,8 @@ def test_documented_kinds_are_the_kinds_reported():
 def test_verify_shows_progress_on_a_terminal_for_a_large_tree(tmp_path: Path, publisher: Signer):
     root = large_tree(tmp_path / "big", publisher)
     code, stdout, terminal = with_terminal_stderr(
-        "verify", root, "--pubkey", publisher.pub, "--format", "json")
+        "verify", root, "--pubkey", publisher.pub, "--format", "json"
+    )
     assert code == 0, stdout + terminal
     assert f"\rsecure-urlimport verify: {LARGE + 10}/{LARGE + 10} files" in terminal
     assert terminal.endswith("\r")  # the line is erased before the results
@@ -378,9 +480,7 @@ def test_verify_shows_progress_on_a_terminal_for_a_large_tree(tmp_path: Path, pu
     assert json.loads(stdout)["files_checked"] == LARGE + 10
 
 
-def test_verify_shows_no_progress_when_stderr_is_not_a_terminal(
-    tmp_path: Path, publisher: Signer
-):
+def test_verify_shows_no_progress_when_stderr_is_not_a_terminal(tmp_path: Path, publisher: Signer):
     root = large_tree(tmp_path / "big", publisher)
     result = cli("verify", root, "--pubkey", publisher.pub)
     assert result.returncode == 0
@@ -390,8 +490,14 @@ def test_verify_shows_no_progress_when_stderr_is_not_a_terminal(
 
 def test_no_progress_on_a_terminal_for_a_small_tree(workspace: Path):
     code, stdout, terminal = with_terminal_stderr(
-        "verify", "build/tree", "--pubkey", "keys/publisher.pub", "--format", "github",
-        cwd=workspace)
+        "verify",
+        "build/tree",
+        "--pubkey",
+        "keys/publisher.pub",
+        "--format",
+        "github",
+        cwd=workspace,
+    )
     assert code == 0
     assert terminal == ""
     assert stdout.startswith("secure-urlimport verify: OK")
@@ -428,9 +534,13 @@ def test_sign_and_sign_check_show_no_progress_when_stderr_is_not_a_terminal(
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
     """Every entry under *root* (hidden temp files included) with bytes and mtime."""
-    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else b"",
-                                            p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*"))}
+    return {
+        p.relative_to(root).as_posix(): (
+            p.read_bytes() if p.is_file() else b"",
+            p.stat().st_mtime_ns,
+        )
+        for p in sorted(root.rglob("*"))
+    }
 
 
 @pytest.fixture
@@ -450,9 +560,9 @@ def test_sign_check_up_to_date_exits_0_without_passphrase_and_writes_nothing(
     assert by_key.returncode == 0, by_key.stdout + by_key.stderr
     assert [normalize_expiry(line) for line in by_key.stdout.splitlines()] == [
         "secure-urlimport sign --check: UP TO DATE: tree build/tree, version 7, 4 files, "
-        "expires 2026-05-01T12:00:00Z; signatures not checked (give --pubkey to check them)"]
-    by_pub = cli("sign", "--check", "build/tree", "--pubkey", "keys/publisher.pub",
-                 cwd=workspace)
+        "expires 2026-05-01T12:00:00Z; signatures not checked (give --pubkey to check them)"
+    ]
+    by_pub = cli("sign", "--check", "build/tree", "--pubkey", "keys/publisher.pub", cwd=workspace)
     assert by_pub.returncode == 0, by_pub.stdout + by_pub.stderr
     assert normalize_expiry(by_pub.stdout.strip()) in doc_indented_lines()
     assert by_pub.stderr == by_key.stderr == ""
@@ -490,7 +600,8 @@ def test_sign_check_reports_an_expired_manifest(tmp_path: Path, publisher: Signe
     result = cli("sign", "--check", root, "--pubkey", publisher.pub)
     assert result.returncode == 1
     assert result.stdout.splitlines()[0] == (
-        f"expired: {MANIFEST_NAME}: expired at 2020-03-31T00:00:00Z; signing renews it")
+        f"expired: {MANIFEST_NAME}: expired at 2020-03-31T00:00:00Z; signing renews it"
+    )
     assert "WOULD CHANGE: 1 change (1 expired)" in result.stdout
 
 
@@ -504,8 +615,7 @@ def test_sign_check_reports_other_signers_and_another_name(
     assert result.stdout.splitlines()[:2] == [
         f"signers: {MANIFEST_NAME}: signed by {stranger.key.keyid}; "
         f"signing would sign with {publisher.key.keyid}",
-        f"name: {MANIFEST_NAME}: the manifest names the tree 'other'; "
-        "signing would name it 'tree'",
+        f"name: {MANIFEST_NAME}: the manifest names the tree 'other'; signing would name it 'tree'",
     ]
     same = cli("sign", "--check", root, "--pubkey", stranger.pub, "--name", "other")
     assert same.returncode == 0, same.stdout
@@ -525,7 +635,8 @@ def test_sign_check_with_pubkey_finds_an_edited_manifest_that_key_ids_cannot(
     assert by_pub.returncode == 1
     assert by_pub.stdout.startswith(
         f"bad-signature: {MANIFEST_NAME}: the signature by key {publisher.key.keyid} "
-        "does not verify")
+        "does not verify"
+    )
     # Key ids alone cannot see it, and the summary says so.
     by_key = cli("sign", "--check", root, "--key", encrypted_key)
     assert by_key.returncode == 0
@@ -544,12 +655,14 @@ def test_sign_check_with_pubkey_finds_a_file_signature_from_another_release(
     body = json.dumps(v2).encode()
     keyid = publisher.key.keyid
     (root / MANIFEST_NAME).write_bytes(
-        encode_manifest(body, [(keyid, publisher.key.sign(manifest_message(keyid, body)))]))
+        encode_manifest(body, [(keyid, publisher.key.sign(manifest_message(keyid, body)))])
+    )
     result = cli("sign", "--check", root, "--pubkey", publisher.pub)
     assert result.returncode == 1
     assert result.stdout.splitlines()[0] == (
         f"bad-signature: mod.py: no valid signature by key {keyid} for version 2; "
-        "signing would sign it again")
+        "signing would sign it again"
+    )
     assert "other.py" not in result.stdout
 
 
@@ -647,8 +760,9 @@ def _documented_hook_args() -> list[str]:
 def test_pre_commit_hook_with_the_documented_args_passes_a_signed_tree(workspace: Path):
     hook = parse_hooks(HOOKS.read_text())[0]
     command = [*_entry_command(str(hook["entry"])), *_documented_hook_args()]
-    result = subprocess.run(command, cwd=workspace, capture_output=True, text=True,
-                            env=_env(), timeout=120, check=False)
+    result = subprocess.run(
+        command, cwd=workspace, capture_output=True, text=True, env=_env(), timeout=120, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("secure-urlimport verify: OK")
 
@@ -657,16 +771,16 @@ def test_pre_commit_hook_with_the_documented_args_refuses_a_tampered_tree(worksp
     tamper_same_size(workspace / "build" / "tree" / "spam.py")
     hook = parse_hooks(HOOKS.read_text())[0]
     command = [*_entry_command(str(hook["entry"])), *_documented_hook_args()]
-    result = subprocess.run(command, cwd=workspace, capture_output=True, text=True,
-                            env=_env(), timeout=120, check=False)
+    result = subprocess.run(
+        command, cwd=workspace, capture_output=True, text=True, env=_env(), timeout=120, check=False
+    )
     assert result.returncode == 1
     assert result.stdout.startswith("tampered: spam.py")
 
 
 def _workflow_commands() -> list[list[str]]:
     workflow = doc_block("runs-on:")
-    for needed in ("actions/checkout@", "actions/setup-python@", "pip install",
-                   "--format github"):
+    for needed in ("actions/checkout@", "actions/setup-python@", "pip install", "--format github"):
         assert needed in workflow
     runs = re.findall(r"^\s*- run: (secure-urlimport .*)$", workflow, re.MULTILINE)
     assert runs
@@ -675,9 +789,15 @@ def _workflow_commands() -> list[list[str]]:
 
 def test_actions_example_passes_a_signed_tree(workspace: Path):
     for command in _workflow_commands():
-        result = subprocess.run(command, cwd=workspace, capture_output=True, text=True,
-                                env=_env(GITHUB_WORKSPACE=str(workspace)), timeout=120,
-                                check=False)
+        result = subprocess.run(
+            command,
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            env=_env(GITHUB_WORKSPACE=str(workspace)),
+            timeout=120,
+            check=False,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "::error" not in result.stdout
 
@@ -685,9 +805,16 @@ def test_actions_example_passes_a_signed_tree(workspace: Path):
 def test_actions_example_annotates_and_fails_a_tampered_tree(workspace: Path):
     tamper_same_size(workspace / "build" / "tree" / "grok" / "blah.py")
     for command in _workflow_commands():
-        result = subprocess.run(command, cwd=workspace, capture_output=True, text=True,
-                                env=_env(GITHUB_WORKSPACE=str(workspace)), timeout=120,
-                                check=False)
+        result = subprocess.run(
+            command,
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            env=_env(GITHUB_WORKSPACE=str(workspace)),
+            timeout=120,
+            check=False,
+        )
         assert result.returncode == 1
         assert result.stdout.startswith(
-            "::error file=build/tree/grok/blah.py,title=secure-urlimport tampered::")
+            "::error file=build/tree/grok/blah.py,title=secure-urlimport tampered::"
+        )

@@ -36,8 +36,8 @@ from secure_urlimport import (
     trust,
     uninstall,
 )
-from secure_urlimport.paths import BUNDLE_NAME, MANIFEST_NAME
-from secure_urlimport.transport import RequestsFetcher
+from secure_urlimport._format.paths import BUNDLE_NAME, MANIFEST_NAME
+from secure_urlimport._net.transport import RequestsFetcher
 
 # -- the recipe's two interactive examples -----------------------------------
 
@@ -79,8 +79,13 @@ def test_recipe_path_hook_example(testcode, serve, tls, publisher, capsys):
 def test_install_accepts_every_pubkey_form(testcode, serve, tls, publisher):
     server = serve(testcode)
     text = publisher.pub.read_text()
-    for form in (publisher.pub, str(publisher.pub), text, publisher.key.public.raw,
-                 [publisher.key.public.raw, text]):
+    for form in (
+        publisher.pub,
+        str(publisher.pub),
+        text,
+        publisher.key.public.raw,
+        [publisher.key.public.raw, text],
+    ):
         importer = install(server.url, pubkey=form, cafile=tls.cafile)
         assert importer in sys.meta_path
         importer.uninstall()
@@ -91,8 +96,10 @@ def test_install_accepts_every_pubkey_form(testcode, serve, tls, publisher):
 
 
 def _evil_tree(root: Path, marker: Path, signer: Signer) -> Path:
-    write_tree(root, {"evil.py": evil_source(marker), "pkg/__init__.py": "",
-                      "pkg/evil.py": evil_source(marker)})
+    write_tree(
+        root,
+        {"evil.py": evil_source(marker), "pkg/__init__.py": "", "pkg/evil.py": evil_source(marker)},
+    )
     signer.sign(root)
     return root
 
@@ -233,8 +240,7 @@ def test_expired_manifest_is_refused_with_when_and_what_to_do(tmp_path, serve, t
     root = write_tree(tmp_path / "t", {"mod.py": "x = 1\n"})
     from datetime import UTC, datetime, timedelta
 
-    publisher.sign(root, now=datetime.now(UTC) - timedelta(days=2),
-                   expires_in=timedelta(days=1))
+    publisher.sign(root, now=datetime.now(UTC) - timedelta(days=2), expires_in=timedelta(days=1))
     server = serve(root)
     with pytest.raises(ExpiredManifestError) as err:
         install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
@@ -262,14 +268,17 @@ def test_older_release_after_newer_is_refused_as_rollback(tmp_path, serve, tls, 
 
 
 def test_relative_imports_and_nested_packages(tmp_path, serve, tls, publisher):
-    root = write_tree(tmp_path / "t", {
-        "app/__init__.py": "from .core import VALUE\n",
-        "app/core.py": "VALUE = 42\n",
-        "app/sub/__init__.py": "",
-        "app/sub/deep.py": (
-            "from .. import core\nfrom ..core import VALUE as V\nX = core.VALUE + V\n"
-        ),
-    })
+    root = write_tree(
+        tmp_path / "t",
+        {
+            "app/__init__.py": "from .core import VALUE\n",
+            "app/core.py": "VALUE = 42\n",
+            "app/sub/__init__.py": "",
+            "app/sub/deep.py": (
+                "from .. import core\nfrom ..core import VALUE as V\nX = core.VALUE + V\n"
+            ),
+        },
+    )
     publisher.sign(root)
     server = serve(root)
     install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
@@ -281,9 +290,12 @@ def test_relative_imports_and_nested_packages(tmp_path, serve, tls, publisher):
 
 
 def test_traceback_shows_remote_source_lines(tmp_path, serve, tls, publisher):
-    root = write_tree(tmp_path / "t", {
-        "boom.py": "def explode():\n    return 1 / 0  # remote line\n",
-    })
+    root = write_tree(
+        tmp_path / "t",
+        {
+            "boom.py": "def explode():\n    return 1 / 0  # remote line\n",
+        },
+    )
     publisher.sign(root)
     server = serve(root)
     install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
@@ -298,11 +310,14 @@ def test_traceback_shows_remote_source_lines(tmp_path, serve, tls, publisher):
 
 
 def test_resources_and_get_data_return_verified_bytes(tmp_path, serve, tls, publisher):
-    root = write_tree(tmp_path / "t", {
-        "pkg/__init__.py": "",
-        "pkg/data/hello.txt": "hello, world\n",
-        "pkg/blob.bin": bytes(range(256)),
-    })
+    root = write_tree(
+        tmp_path / "t",
+        {
+            "pkg/__init__.py": "",
+            "pkg/data/hello.txt": "hello, world\n",
+            "pkg/blob.bin": bytes(range(256)),
+        },
+    )
     publisher.sign(root)
     server = serve(root)
     install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
@@ -358,8 +373,9 @@ def test_module_raising_during_import_is_not_left_in_sys_modules(tmp_path, serve
     assert "bad" not in sys.modules
 
 
-def test_signed_stdlib_name_never_shadows_the_standard_library(tmp_path, serve, tls, publisher,
-                                                               marker):
+def test_signed_stdlib_name_never_shadows_the_standard_library(
+    tmp_path, serve, tls, publisher, marker
+):
     root = write_tree(tmp_path / "t", {"json.py": evil_source(marker), "ok.py": ""})
     publisher.sign(root)
     server = serve(root)
@@ -485,8 +501,12 @@ def test_server_supplied_bytecode_is_never_requested(testcode, serve, tls, publi
 def test_debug_trail_logs_fetch_and_verify_but_no_secrets(testcode, serve, tls, publisher, caplog):
     server = serve(testcode)
     caplog.set_level(logging.DEBUG, logger="secure_urlimport")
-    install(server.url, pubkey=publisher.pub, cafile=tls.cafile,
-            headers={"Authorization": "Bearer s3cr3t-token"})
+    install(
+        server.url,
+        pubkey=publisher.pub,
+        cafile=tls.cafile,
+        headers={"Authorization": "Bearer s3cr3t-token"},
+    )
     import fib  # noqa: F401
 
     text = caplog.text
@@ -525,10 +545,15 @@ def test_reload_after_resign_runs_new_code_and_shows_new_source(tmp_path, serve,
 
 def test_threads_importing_concurrently_execute_each_module_once(tmp_path, serve, tls, publisher):
     names = [f"m{i}" for i in range(12)]
-    root = write_tree(tmp_path / "t", {
-        f"{n}.py": "import builtins\nbuiltins.__dict__.setdefault('_runs', []).append(__name__)\n"
-        for n in names
-    })
+    root = write_tree(
+        tmp_path / "t",
+        {
+            f"{n}.py": (
+                "import builtins\nbuiltins.__dict__.setdefault('_runs', []).append(__name__)\n"
+            )
+            for n in names
+        },
+    )
     publisher.sign(root)
     server = serve(root)
     install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
@@ -555,28 +580,34 @@ def test_threads_importing_concurrently_execute_each_module_once(tmp_path, serve
 
 
 def test_testcode_matches_the_demo_tree():
-    from secure_urlimport.demo import DEMO_TREE
+    from secure_urlimport.cli.demo import DEMO_TREE
 
     repo_tree = Path(__file__).resolve().parent.parent / "testcode"
     on_disk = {
         p.relative_to(repo_tree).as_posix(): p.read_text()
-        for p in repo_tree.rglob("*.py") if "__pycache__" not in p.parts
+        for p in repo_tree.rglob("*.py")
+        if "__pycache__" not in p.parts
     }
     assert on_disk == DEMO_TREE
-
 
 
 @pytest.mark.parametrize("where", ["main", "thread"])
 def test_uncaught_exception_shows_remote_source_line(tmp_path, serve, tls, publisher, where):
     import subprocess
 
-    root = write_tree(tmp_path / "t", {
-        "boom.py": "def explode():\n    raise ValueError('x')  # the remote line\n",
-    })
+    root = write_tree(
+        tmp_path / "t",
+        {
+            "boom.py": "def explode():\n    raise ValueError('x')  # the remote line\n",
+        },
+    )
     publisher.sign(root)
     server = serve(root)
-    call = ("import threading; t = threading.Thread(target=boom.explode); t.start(); t.join()"
-            if where == "thread" else "boom.explode()")
+    call = (
+        "import threading; t = threading.Thread(target=boom.explode); t.start(); t.join()"
+        if where == "thread"
+        else "boom.explode()"
+    )
     script = (
         "import secure_urlimport\n"
         f"secure_urlimport.install({server.url!r}, pubkey={str(publisher.pub)!r}, "
@@ -585,8 +616,14 @@ def test_uncaught_exception_shows_remote_source_line(tmp_path, serve, tls, publi
     )
     env = {k: v for k, v in os.environ.items() if "CA_BUNDLE" not in k}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=env, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert "raise ValueError('x')  # the remote line" in result.stderr, result.stderr
     assert f'File "{server.url}/boom.py", line 2, in explode' in result.stderr
 
@@ -601,7 +638,7 @@ def test_default_excepthook_is_restored_when_the_last_tree_goes(testcode, serve,
 
 def _two_releases(root: Path, signers: list, versions: tuple[int, int]) -> bytes:
     """Sign release A (returns its manifest bytes), then release B in place."""
-    from secure_urlimport.signing import sign_tree
+    from secure_urlimport.publish.signing import sign_tree
 
     write_tree(root, {"mod.py": "release = 'old'\n"})
     sign_tree(root, signers, version=versions[0])
@@ -629,12 +666,16 @@ def test_pinning_an_extra_key_for_rotation_keeps_rollback_protection(
 def test_leaked_key_at_max_version_does_not_brick_clients_after_rotation(
     tmp_path, serve, tls, publisher, stranger
 ):
-    from secure_urlimport.manifest import MAX_VERSION
-    from secure_urlimport.signing import sign_tree
+    from secure_urlimport._format.manifest import MAX_VERSION
+    from secure_urlimport.publish.signing import sign_tree
 
     root = write_tree(tmp_path / "t", {"mod.py": "release = 'leaked'\n"})
-    sign_tree(root, [publisher.key], version=MAX_VERSION,  # the leaked key's release
-              allow_version_jump=True)
+    sign_tree(
+        root,
+        [publisher.key],
+        version=MAX_VERSION,  # the leaked key's release
+        allow_version_jump=True,
+    )
     server = serve(root)
     install(server.url, pubkey=publisher.pub, cafile=tls.cafile).uninstall()
     (root / "secure-urlimport.manifest").unlink()
@@ -720,8 +761,9 @@ def test_expired_manifest_is_refused_in_a_running_process(tmp_path, serve, tls, 
     from datetime import UTC, datetime, timedelta
 
     root = write_tree(tmp_path / "t", {"a.py": "", "b.py": ""})
-    publisher.sign(root, now=datetime.now(UTC) - timedelta(seconds=58),
-                   expires_in=timedelta(seconds=60))
+    publisher.sign(
+        root, now=datetime.now(UTC) - timedelta(seconds=58), expires_in=timedelta(seconds=60)
+    )
     server = serve(root)
     install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
     import a  # noqa: F401
@@ -731,17 +773,24 @@ def test_expired_manifest_is_refused_in_a_running_process(tmp_path, serve, tls, 
         import b  # noqa: F401
 
 
-@pytest.mark.parametrize("url", [
-    "https://127.0.0.1:9/a/../b", "https://127.0.0.1:9/a/./b", "https://127.0.0.1:9/a//b",
-    "https://127.0.0.1:9/a/%2e%2e/b", "https://127.0.0.1:9/a%2fb", "https://127.0.0.1:9/a?x=1",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1:9/a/../b",
+        "https://127.0.0.1:9/a/./b",
+        "https://127.0.0.1:9/a//b",
+        "https://127.0.0.1:9/a/%2e%2e/b",
+        "https://127.0.0.1:9/a%2fb",
+        "https://127.0.0.1:9/a?x=1",
+    ],
+)
 def test_tree_url_with_dot_or_escaped_segments_is_refused(url, publisher):
     with pytest.raises(secure_urlimport.ConfigurationError):
         trust(url, pubkey=publisher.pub)
 
 
 def test_default_port_is_the_same_tree():
-    from secure_urlimport.remote import normalize_url
+    from secure_urlimport._client.remote import normalize_url
 
     assert normalize_url("https://Example.COM:443/t/") == "https://example.com/t"
 
@@ -765,8 +814,7 @@ def test_server_chosen_key_ids_are_refused_before_reaching_messages(
     root = write_tree(tmp_path / "t", {"mod.py": ""})
     publisher.sign(root)
     path = root / "secure-urlimport.manifest"
-    data = path.read_bytes().replace(
-        b"signature ", b"signature \x1b[2JOK-all-verified ", 1)
+    data = path.read_bytes().replace(b"signature ", b"signature \x1b[2JOK-all-verified ", 1)
     path.write_bytes(data)
     server = serve(root)
     with pytest.raises(secure_urlimport.ManifestFormatError) as err:

@@ -21,16 +21,16 @@ from typing import Any
 
 import pytest
 
-from secure_urlimport import keyfile
+from secure_urlimport._format.keys import PrivateKey, PublicKey
 from secure_urlimport.errors import KeyFileError, WrongPassphraseError
-from secure_urlimport.keyfile import (
+from secure_urlimport.publish import keyfile
+from secure_urlimport.publish.keyfile import (
     PASSPHRASE_ENV,
     load_private_key,
     passphrase_from_env_or_prompt,
     save_private_key,
     write_public_key,
 )
-from secure_urlimport.keys import PrivateKey, PublicKey
 
 PASSPHRASE = b"correct horse battery staple"
 WRONG = b"incorrect mule battery staple"
@@ -321,7 +321,7 @@ _PROMPT_CHILD = """
 import fcntl, sys, termios
 from pathlib import Path
 fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # make the pty this session's terminal
-from secure_urlimport.keyfile import passphrase_from_env_or_prompt
+from secure_urlimport.publish.keyfile import passphrase_from_env_or_prompt
 from secure_urlimport.errors import KeyFileError
 try:
     got = passphrase_from_env_or_prompt(Path("k.key"), confirm=True)

@@ -45,16 +45,19 @@ WRONG_PASSWORD = "pw-wrong-0b4e6c2a"
 
 def _shop(root: Path, signer: Signer) -> Path:
     """A package with a submodule (relative import) and a data file read via resources."""
-    write_tree(root, {
-        "shop/__init__.py": (
-            "import json\n"
-            "from importlib.resources import files\n\n"
-            "PRICES = json.loads(files(__name__).joinpath('prices.json').read_text('utf-8'))\n"
-        ),
-        "shop/cart.py": "from . import PRICES\n\n\ndef total(*items):\n"
-                        "    return sum(PRICES[item] for item in items)\n" + "#" * 300 + "\n",
-        "shop/prices.json": '{"apple": 3, "pear": 4}\n',
-    })
+    write_tree(
+        root,
+        {
+            "shop/__init__.py": (
+                "import json\n"
+                "from importlib.resources import files\n\n"
+                "PRICES = json.loads(files(__name__).joinpath('prices.json').read_text('utf-8'))\n"
+            ),
+            "shop/cart.py": "from . import PRICES\n\n\ndef total(*items):\n"
+            "    return sum(PRICES[item] for item in items)\n" + "#" * 300 + "\n",
+            "shop/prices.json": '{"apple": 3, "pear": 4}\n',
+        },
+    )
     signer.sign(root)
     return root
 
@@ -82,8 +85,9 @@ def _installed_importers() -> list[Importer]:
 
 def _everything_said(error: BaseException, caplog: pytest.LogCaptureFixture) -> str:
     """The error as a user or a log sees it: message, repr, traceback, all log records."""
-    return "\n".join([str(error), repr(error), "".join(traceback.format_exception(error)),
-                      caplog.text])
+    return "\n".join(
+        [str(error), repr(error), "".join(traceback.format_exception(error)), caplog.text]
+    )
 
 
 # -- importing from nginx --------------------------------------------------------
@@ -118,8 +122,9 @@ def test_install_refuses_file_tampered_on_nginx(nginx, shop_tree, tls, publisher
     signed = (shop_tree / "shop" / "cart.py").read_bytes()
     evil = f"open({str(marker)!r}, 'w').write('ran')\n".encode()
     assert len(evil) <= len(signed)
-    _tamper_on_server(shop_tree, "shop/cart.py",
-                      evil + b"#" * (len(signed) - len(evil) - 1) + b"\n")
+    _tamper_on_server(
+        shop_tree, "shop/cart.py", evil + b"#" * (len(signed) - len(evil) - 1) + b"\n"
+    )
     server = nginx(shop_tree)
     install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
     with pytest.raises(TamperedFileError) as err:
@@ -152,13 +157,18 @@ def test_path_hook_refuses_tree_signed_by_stranger_on_nginx(
 # -- secure-urlimport verify https://... against nginx ----------------------------
 
 
-def _verify(url: str, signer: Signer, cafile: str, *options: str
-            ) -> subprocess.CompletedProcess[str]:
+def _verify(
+    url: str, signer: Signer, cafile: str, *options: str
+) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).with_name("secure-urlimport")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "secure_urlimport"]
     return subprocess.run(
         [*command, "verify", url, "--pubkey", str(signer.pub), "--cafile", cafile, *options],
-        capture_output=True, text=True, timeout=120, cwd=REPO, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
         check=False,
     )
 
@@ -189,8 +199,12 @@ def test_bearer_token_opens_protected_nginx_and_is_never_logged(
 ):
     caplog.set_level(logging.DEBUG)
     server = nginx(shop_tree, bearer=TOKEN)
-    importer = install(server.url, pubkey=publisher.pub, cafile=tls.cafile,
-                       headers={"Authorization": f"Bearer {TOKEN}"})
+    importer = install(
+        server.url,
+        pubkey=publisher.pub,
+        cafile=tls.cafile,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     _import_shop_and_check(server.url)
     seen = server.requests_seen(at_least=2)
     assert seen and all(f'auth="Bearer {TOKEN}"' in line and '" 200 ' in line for line in seen)
@@ -225,8 +239,12 @@ def test_wrong_bearer_token_fails_import_through_path_hook(
 ):
     caplog.set_level(logging.DEBUG)
     server = nginx(shop_tree, bearer=TOKEN)
-    trust(server.url, pubkey=publisher.pub, cafile=tls.cafile,
-          headers={"Authorization": f"Bearer {WRONG_TOKEN}"})
+    trust(
+        server.url,
+        pubkey=publisher.pub,
+        cafile=tls.cafile,
+        headers={"Authorization": f"Bearer {WRONG_TOKEN}"},
+    )
     install_path_hook()
     sys.path.append(server.url)
     with pytest.raises(HTTPStatusError) as err:
@@ -240,10 +258,15 @@ def test_wrong_bearer_token_fails_import_through_path_hook(
 
 
 def test_same_origin_redirect_keeps_the_token(nginx, shop_tree, tls, publisher):
-    server = nginx(shop_tree, bearer=TOKEN,
-                   extra="location /old/ { rewrite ^/old/(.*)$ /$1 redirect; }")
-    install(f"{server.url}/old", pubkey=publisher.pub, cafile=tls.cafile,
-            headers={"Authorization": f"Bearer {TOKEN}"})
+    server = nginx(
+        shop_tree, bearer=TOKEN, extra="location /old/ { rewrite ^/old/(.*)$ /$1 redirect; }"
+    )
+    install(
+        f"{server.url}/old",
+        pubkey=publisher.pub,
+        cafile=tls.cafile,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     import shop.cart
 
     assert shop.cart.total("pear") == 4
@@ -258,13 +281,21 @@ def test_token_is_never_sent_to_another_origin_by_redirect(
 ):
     caplog.set_level(logging.DEBUG)
     elsewhere = nginx(shop_tree)
-    server = nginx(shop_tree, bearer=TOKEN, extra=(
-        "location = /moved/secure-urlimport.manifest "
-        f"{{ return 302 {elsewhere.url}/secure-urlimport.manifest; }}"
-    ))
+    server = nginx(
+        shop_tree,
+        bearer=TOKEN,
+        extra=(
+            "location = /moved/secure-urlimport.manifest "
+            f"{{ return 302 {elsewhere.url}/secure-urlimport.manifest; }}"
+        ),
+    )
     with pytest.raises(RedirectError) as err:
-        install(f"{server.url}/moved", pubkey=publisher.pub, cafile=tls.cafile,
-                headers={"Authorization": f"Bearer {TOKEN}"})
+        install(
+            f"{server.url}/moved",
+            pubkey=publisher.pub,
+            cafile=tls.cafile,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
     assert "only same-origin" in str(err.value)
     assert elsewhere.requests_seen() == []  # never even contacted
     assert TOKEN not in _everything_said(err.value, caplog)
@@ -279,8 +310,9 @@ def test_basic_auth_opens_protected_nginx_and_password_is_never_logged(
 ):
     caplog.set_level(logging.DEBUG)
     server = nginx(shop_tree, basic={"alice": PASSWORD})
-    importer = install(server.url, pubkey=publisher.pub, cafile=tls.cafile,
-                       auth=("alice", PASSWORD))
+    importer = install(
+        server.url, pubkey=publisher.pub, cafile=tls.cafile, auth=("alice", PASSWORD)
+    )
     _import_shop_and_check(server.url)
     seen = server.requests_seen(at_least=2)
     assert seen and all('auth="Basic ' in line and '" 200 ' in line for line in seen)
@@ -288,8 +320,11 @@ def test_basic_auth_opens_protected_nginx_and_password_is_never_logged(
     assert PASSWORD not in repr(importer) and PASSWORD not in repr(importer.tree.config)
 
 
-@pytest.mark.parametrize("auth", [None, ("alice", WRONG_PASSWORD), ("mallory", PASSWORD)],
-                         ids=["no-auth", "wrong-password", "unknown-user"])
+@pytest.mark.parametrize(
+    "auth",
+    [None, ("alice", WRONG_PASSWORD), ("mallory", PASSWORD)],
+    ids=["no-auth", "wrong-password", "unknown-user"],
+)
 def test_basic_auth_refused_is_401_asking_for_credentials(
     nginx, shop_tree, tls, publisher, caplog, auth
 ):
@@ -333,8 +368,9 @@ def test_client_certificate_opens_mutual_tls_nginx(
     nginx, shop_tree, tls, publisher, client_certs, form
 ):
     server = nginx(shop_tree, client_ca=client_certs.cafile)
-    client_cert = (client_certs.combined if form == "combined-file"
-                   else (client_certs.cert, client_certs.key))
+    client_cert = (
+        client_certs.combined if form == "combined-file" else (client_certs.cert, client_certs.key)
+    )
     install(server.url, pubkey=publisher.pub, cafile=tls.cafile, client_cert=client_cert)
     _import_shop_and_check(server.url)
     seen = server.requests_seen(at_least=2)
@@ -362,8 +398,11 @@ def test_mutual_tls_nginx_refuses_client_without_acceptable_certificate(
         import shop  # noqa: F401
     assert _nothing_imported()
     errors = server.error_log.read_text()
-    assert ("client sent no required SSL certificate" in errors
-            if which == "no-certificate" else "client SSL certificate verify error" in errors)
+    assert (
+        "client sent no required SSL certificate" in errors
+        if which == "no-certificate"
+        else "client SSL certificate verify error" in errors
+    )
 
 
 def test_mutual_tls_refusal_message_suggests_client_cert(
@@ -401,12 +440,15 @@ def documented_nginx(nginx, tmp_path: Path, tls: TLSFiles, publisher: Signer):
     root = tmp_path / "srv"
     _shop(root / "shop-tree", publisher)
     write_tree(root, {"shop-tree/.git/config": "[core]\n"})  # not signed: dot entries skipped
-    template = _substitute(_documented_server_block(), {
-        "listen 443 ssl;": "listen 127.0.0.1:{port} ssl;",
-        "/etc/ssl/code.example.com/fullchain.pem": tls.certfile,
-        "/etc/ssl/code.example.com/privkey.pem": tls.keyfile,
-        "root /srv/secure-urlimport;": f"root {root};",
-    })
+    template = _substitute(
+        _documented_server_block(),
+        {
+            "listen 443 ssl;": "listen 127.0.0.1:{port} ssl;",
+            "/etc/ssl/code.example.com/fullchain.pem": tls.certfile,
+            "/etc/ssl/code.example.com/privkey.pem": tls.keyfile,
+            "root /srv/secure-urlimport;": f"root {root};",
+        },
+    )
     return nginx(None, server_template=template)
 
 
@@ -415,26 +457,36 @@ def test_documented_nginx_config_serves_an_importable_tree(documented_nginx, tls
     install(url, pubkey=publisher.pub, cafile=tls.cafile)
     _import_shop_and_check(url)
 
-    manifest = requests.get(f"{url}/secure-urlimport.manifest", verify=tls.cafile, timeout=10,
-                            headers={"Accept-Encoding": "identity"})
+    manifest = requests.get(
+        f"{url}/secure-urlimport.manifest",
+        verify=tls.cafile,
+        timeout=10,
+        headers={"Accept-Encoding": "identity"},
+    )
     assert manifest.status_code == 200
     assert manifest.headers["Cache-Control"] == "no-cache"
     assert manifest.headers["ETag"]
     assert "Content-Encoding" not in manifest.headers
-    module = requests.get(f"{url}/shop/cart.py", verify=tls.cafile, timeout=10,
-                          headers={"Accept-Encoding": "gzip, identity"})
+    module = requests.get(
+        f"{url}/shop/cart.py",
+        verify=tls.cafile,
+        timeout=10,
+        headers={"Accept-Encoding": "gzip, identity"},
+    )
     assert module.status_code == 200
     assert module.headers["Cache-Control"] == "public, max-age=3600"
     assert module.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert "Content-Encoding" not in module.headers
-    revalidated = requests.get(f"{url}/secure-urlimport.manifest", verify=tls.cafile, timeout=10,
-                               headers={"If-None-Match": manifest.headers["ETag"]})
+    revalidated = requests.get(
+        f"{url}/secure-urlimport.manifest",
+        verify=tls.cafile,
+        timeout=10,
+        headers={"If-None-Match": manifest.headers["ETag"]},
+    )
     assert revalidated.status_code == 304
 
 
-def test_documented_nginx_config_lists_no_directory_and_hides_dot_files(
-    documented_nginx, tls
-):
+def test_documented_nginx_config_lists_no_directory_and_hides_dot_files(documented_nginx, tls):
     url = f"{documented_nginx.url}/shop-tree"
     for path in ("/", "/shop/", "/.git/config", "/missing.py"):
         response = requests.get(url + path, verify=tls.cafile, timeout=10)

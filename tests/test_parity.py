@@ -56,8 +56,8 @@ from secure_urlimport import (
     trust,
     uninstall,
 )
-from secure_urlimport.finder import RemotePathFinder
-from secure_urlimport.loader import VerifiedLoader
+from secure_urlimport._import.finder import RemotePathFinder
+from secure_urlimport._import.loader import VerifiedLoader
 
 LOCAL, META, HOOK = "local", "meta", "hook"
 MODES = [LOCAL, META, HOOK]
@@ -114,8 +114,9 @@ Deploy = Callable[..., Tree]
 
 
 @pytest.fixture
-def deploy(tmp_path: Path, serve, tls: TLSFiles, publisher: Signer,
-           monkeypatch: pytest.MonkeyPatch) -> Deploy:
+def deploy(
+    tmp_path: Path, serve, tls: TLSFiles, publisher: Signer, monkeypatch: pytest.MonkeyPatch
+) -> Deploy:
     """``deploy(mode, files, on_path=True) -> Tree``.
 
     ``on_path=False`` leaves the ``sys.path`` entry to the test (``tree.base``);
@@ -163,8 +164,9 @@ def module_names(files: Mapping[str, str | bytes]) -> set[str]:
     return names
 
 
-def twin(deploy: Deploy, mode: str, files: Mapping[str, str | bytes],
-         observe: Callable[[Tree], T]) -> tuple[T, T]:
+def twin(
+    deploy: Deploy, mode: str, files: Mapping[str, str | bytes], observe: Callable[[Tree], T]
+) -> tuple[T, T]:
     """``observe()`` the local copy, forget it, then the *mode* copy; both normalised."""
     results: list[T] = []
     for kind in (LOCAL, mode):
@@ -222,16 +224,20 @@ print(freshmod.VALUE, "requests" in sys.modules)
 
 @pytest.mark.parametrize("where", ["front", "end"])
 @pytest.mark.parametrize("mode", [LOCAL, HOOK])
-def test_path_hook_recipe_works_in_a_fresh_interpreter(tmp_path, serve, tls, publisher,
-                                                       mode, where):
+def test_path_hook_recipe_works_in_a_fresh_interpreter(
+    tmp_path, serve, tls, publisher, mode, where
+):
     root = write_tree(tmp_path / "fresh", {"freshmod.py": "VALUE = 42\n"})
     publisher.sign(root)
     url = serve(root).url if mode == HOOK else "local"
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # the cache dir comes from conftest
     result = subprocess.run(
-        [sys.executable, "-c", FRESH_SCRIPT, url, str(publisher.pub), tls.cafile, str(root),
-         where],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        [sys.executable, "-c", FRESH_SCRIPT, url, str(publisher.pub), tls.cafile, str(root), where],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[0] == "42"
@@ -242,47 +248,89 @@ def test_path_hook_recipe_works_in_a_fresh_interpreter(tmp_path, serve, tls, pub
 
 @all_modes
 def test_module_and_spec_attributes_and_inspect(deploy, mode):
-    tree = deploy(mode, {
-        "attrpkg/__init__.py": '"""The package."""\n',
-        "attrpkg/mod.py": (
-            "import inspect\n"
-            "\n"
-            "def here():\n"
-            "    return inspect.stack()[0]  # frame info of this line\n"
-        ),
-    })
+    tree = deploy(
+        mode,
+        {
+            "attrpkg/__init__.py": '"""The package."""\n',
+            "attrpkg/mod.py": (
+                "import inspect\n"
+                "\n"
+                "def here():\n"
+                "    return inspect.stack()[0]  # frame info of this line\n"
+            ),
+        },
+    )
     import attrpkg.mod
 
     pkg, mod = attrpkg, attrpkg.mod
     observed = {
-        "pkg": (pkg.__name__, pkg.__package__, pkg.__file__, pkg.__path__, pkg.__doc__,
-                pkg.__cached__),
-        "mod": (mod.__name__, mod.__package__, mod.__file__, hasattr(mod, "__path__"),
-                mod.__cached__),
-        "spec": (mod.__spec__.name, mod.__spec__.parent, mod.__spec__.origin,
-                 mod.__spec__.has_location, mod.__spec__.submodule_search_locations,
-                 pkg.__spec__.submodule_search_locations, mod.__spec__.cached),
-        "loader": (mod.__loader__ is mod.__spec__.loader, mod.__loader__.is_package("attrpkg.mod"),
-                   pkg.__loader__.is_package("attrpkg"),
-                   mod.__loader__.get_filename("attrpkg.mod")),
-        "inspect": (inspect.getfile(mod), inspect.getsourcefile(mod),
-                    inspect.getmodule(mod.here) is mod,
-                    inspect.getsourcelines(mod.here)[1]),
+        "pkg": (
+            pkg.__name__,
+            pkg.__package__,
+            pkg.__file__,
+            pkg.__path__,
+            pkg.__doc__,
+            pkg.__cached__,
+        ),
+        "mod": (
+            mod.__name__,
+            mod.__package__,
+            mod.__file__,
+            hasattr(mod, "__path__"),
+            mod.__cached__,
+        ),
+        "spec": (
+            mod.__spec__.name,
+            mod.__spec__.parent,
+            mod.__spec__.origin,
+            mod.__spec__.has_location,
+            mod.__spec__.submodule_search_locations,
+            pkg.__spec__.submodule_search_locations,
+            mod.__spec__.cached,
+        ),
+        "loader": (
+            mod.__loader__ is mod.__spec__.loader,
+            mod.__loader__.is_package("attrpkg.mod"),
+            pkg.__loader__.is_package("attrpkg"),
+            mod.__loader__.get_filename("attrpkg.mod"),
+        ),
+        "inspect": (
+            inspect.getfile(mod),
+            inspect.getsourcefile(mod),
+            inspect.getmodule(mod.here) is mod,
+            inspect.getsourcelines(mod.here)[1],
+        ),
     }
     frame = mod.here()
     observed["frame"] = (frame.filename, frame.lineno, frame.function, frame.code_context)
     cached = importlib.util.cache_from_source(tree.loc("attrpkg/mod.py"))
     assert tree.norm(observed) == {
-        "pkg": ("attrpkg", "attrpkg", "<ROOT>/attrpkg/__init__.py", ["<ROOT>/attrpkg"],
-                "The package.", tree.norm(importlib.util.cache_from_source(
-                    tree.loc("attrpkg/__init__.py")))),
+        "pkg": (
+            "attrpkg",
+            "attrpkg",
+            "<ROOT>/attrpkg/__init__.py",
+            ["<ROOT>/attrpkg"],
+            "The package.",
+            tree.norm(importlib.util.cache_from_source(tree.loc("attrpkg/__init__.py"))),
+        ),
         "mod": ("attrpkg.mod", "attrpkg", "<ROOT>/attrpkg/mod.py", False, tree.norm(cached)),
-        "spec": ("attrpkg.mod", "attrpkg", "<ROOT>/attrpkg/mod.py", True, None,
-                 ["<ROOT>/attrpkg"], tree.norm(cached)),
+        "spec": (
+            "attrpkg.mod",
+            "attrpkg",
+            "<ROOT>/attrpkg/mod.py",
+            True,
+            None,
+            ["<ROOT>/attrpkg"],
+            tree.norm(cached),
+        ),
         "loader": (True, False, True, "<ROOT>/attrpkg/mod.py"),
         "inspect": ("<ROOT>/attrpkg/mod.py", "<ROOT>/attrpkg/mod.py", True, 3),
-        "frame": ("<ROOT>/attrpkg/mod.py", 4, "here",
-                  ["    return inspect.stack()[0]  # frame info of this line\n"]),
+        "frame": (
+            "<ROOT>/attrpkg/mod.py",
+            4,
+            "here",
+            ["    return inspect.stack()[0]  # frame info of this line\n"],
+        ),
     }
 
 
@@ -320,11 +368,17 @@ def test_pkgutil_walk_packages_recurses_into_a_nested_tree(deploy, mode):
     import walkme
 
     failed: list[str] = []
-    walked = [(m.name, m.ispkg) for m in
-              pkgutil.walk_packages(walkme.__path__, "walkme.", onerror=failed.append)]
+    walked = [
+        (m.name, m.ispkg)
+        for m in pkgutil.walk_packages(walkme.__path__, "walkme.", onerror=failed.append)
+    ]
     assert walked == [
-        ("walkme._private", False), ("walkme.a", False), ("walkme.broken", True),
-        ("walkme.sub", True), ("walkme.sub.b", False), ("walkme.sub.deeper", True),
+        ("walkme._private", False),
+        ("walkme.a", False),
+        ("walkme.broken", True),
+        ("walkme.sub", True),
+        ("walkme.sub.b", False),
+        ("walkme.sub.deeper", True),
         ("walkme.sub.deeper.c", False),
     ]
     assert failed == ["walkme.broken"]
@@ -335,13 +389,16 @@ def test_pkgutil_walk_packages_recurses_into_a_nested_tree(deploy, mode):
 
 @all_modes
 def test_pkgutil_get_data_reads_package_and_module_relative_files(deploy, mode):
-    deploy(mode, {
-        "datapkg/__init__.py": "",
-        "datapkg/res/hello.txt": "hello\r\nworld\n",
-        "datapkg/blob.bin": bytes(range(256)),
-        "plainmod.py": "",
-        "beside.txt": "next to plainmod\n",
-    })
+    deploy(
+        mode,
+        {
+            "datapkg/__init__.py": "",
+            "datapkg/res/hello.txt": "hello\r\nworld\n",
+            "datapkg/blob.bin": bytes(range(256)),
+            "plainmod.py": "",
+            "beside.txt": "next to plainmod\n",
+        },
+    )
     # get_data is binary: line endings stay exactly as stored.
     assert pkgutil.get_data("datapkg", "res/hello.txt") == b"hello\r\nworld\n"
     assert pkgutil.get_data("datapkg", "blob.bin") == bytes(range(256))
@@ -428,12 +485,14 @@ def test_resources_read_and_open_give_the_file_contents(deploy, mode):
     assert (root / "data" / "crlf.txt").read_bytes() == b"one\r\ntwo\r\n"
 
 
-
-@pytest.mark.parametrize("mode", [
-    LOCAL,
-    META,
-    HOOK,
-])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        LOCAL,
+        META,
+        HOOK,
+    ],
+)
 def test_resources_read_text_translates_newlines_like_a_local_file(deploy, mode):
     deploy(mode, RES_TREE)
     import respkg
@@ -442,12 +501,14 @@ def test_resources_read_text_translates_newlines_like_a_local_file(deploy, mode)
     assert crlf.read_text(encoding="utf-8") == "one\ntwo\n"
 
 
-
-@pytest.mark.parametrize("mode", [
-    LOCAL,
-    META,
-    HOOK,
-])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        LOCAL,
+        META,
+        HOOK,
+    ],
+)
 def test_resources_functional_read_text(deploy, mode):
     deploy(mode, RES_TREE)
     import respkg
@@ -460,12 +521,14 @@ def test_resources_functional_read_text(deploy, mode):
         assert text == bytes(range(256)).decode("latin-1").replace("\r", "\n")
 
 
-
-@pytest.mark.parametrize("mode", [
-    LOCAL,
-    META,
-    HOOK,
-])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        LOCAL,
+        META,
+        HOOK,
+    ],
+)
 def test_reading_a_directory_raises_is_a_directory_error(deploy, mode):
     deploy(mode, RES_TREE)
     import respkg
@@ -500,8 +563,7 @@ def test_as_file_on_a_directory_gives_a_real_directory_tree(deploy, mode):
     with importlib.resources.as_file(importlib.resources.files(respkg) / "data") as real:
         assert real.is_dir()
         listing = {
-            p.relative_to(real).as_posix(): p.read_bytes()
-            for p in real.rglob("*") if p.is_file()
+            p.relative_to(real).as_posix(): p.read_bytes() for p in real.rglob("*") if p.is_file()
         }
     assert listing == {
         "crlf.txt": b"one\r\ntwo\r\n",
@@ -514,32 +576,44 @@ def test_as_file_on_a_directory_gives_a_real_directory_tree(deploy, mode):
 @py312
 @all_modes
 def test_files_of_a_plain_module_is_its_directory(deploy, mode):
-    deploy(mode, {
-        "filespkg/__init__.py": "",
-        "filespkg/plain.py": "",
-        "filespkg/beside.txt": "beside\n",
-        "topplain.py": "",
-        "top.txt": "top\n",
-    })
+    deploy(
+        mode,
+        {
+            "filespkg/__init__.py": "",
+            "filespkg/plain.py": "",
+            "filespkg/beside.txt": "beside\n",
+            "topplain.py": "",
+            "top.txt": "top\n",
+        },
+    )
     import filespkg.plain
     import topplain
 
-    assert importlib.resources.files(filespkg.plain).joinpath("beside.txt").read_text(
-        encoding="utf-8") == "beside\n"
+    assert (
+        importlib.resources.files(filespkg.plain).joinpath("beside.txt").read_text(encoding="utf-8")
+        == "beside\n"
+    )
     assert importlib.resources.files("filespkg.plain").joinpath("beside.txt").is_file()
-    assert importlib.resources.files(topplain).joinpath("top.txt").read_text(
-        encoding="utf-8") == "top\n"
+    assert (
+        importlib.resources.files(topplain).joinpath("top.txt").read_text(encoding="utf-8")
+        == "top\n"
+    )
     assert sorted(p.name for p in importlib.resources.files(filespkg.plain).iterdir()) == [
-        "__init__.py", "beside.txt", "plain.py"]
-
+        "__init__.py",
+        "beside.txt",
+        "plain.py",
+    ]
 
 
 @py312
-@pytest.mark.parametrize("mode", [
-    LOCAL,
-    META,
-    HOOK,
-])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        LOCAL,
+        META,
+        HOOK,
+    ],
+)
 def test_as_file_on_the_directory_of_a_top_level_module(deploy, mode):
     deploy(mode, {"rootplain.py": "", "rootdata.txt": "root data\n"})
     import rootplain
@@ -552,14 +626,17 @@ def test_as_file_on_the_directory_of_a_top_level_module(deploy, mode):
 
 @all_modes
 def test_get_data_with_paths_built_from_dunder_file(deploy, mode):
-    deploy(mode, {
-        "gdpkg/__init__.py": (
-            "import os\n"
-            "HERE = os.path.dirname(__file__)\n"
-            "GREETING = __loader__.get_data(os.path.join(HERE, 'data', 'greeting.txt'))\n"
-        ),
-        "gdpkg/data/greeting.txt": b"hi\r\n",
-    })
+    deploy(
+        mode,
+        {
+            "gdpkg/__init__.py": (
+                "import os\n"
+                "HERE = os.path.dirname(__file__)\n"
+                "GREETING = __loader__.get_data(os.path.join(HERE, 'data', 'greeting.txt'))\n"
+            ),
+            "gdpkg/data/greeting.txt": b"hi\r\n",
+        },
+    )
     import gdpkg
 
     assert gdpkg.GREETING == b"hi\r\n"
@@ -572,11 +649,7 @@ def test_get_data_with_paths_built_from_dunder_file(deploy, mode):
 # -- reload after republishing ---------------------------------------------------
 
 RELOAD_V1 = "VALUE = 1\n\n\ndef fail():\n    raise ValueError('old')  # old text\n"
-RELOAD_V2 = (
-    "VALUE = 2\n\n\n\ndef fail():\n"
-    "    raise ValueError('new')  # the new and longer text\n"
-)
-
+RELOAD_V2 = "VALUE = 2\n\n\n\ndef fail():\n    raise ValueError('new')  # the new and longer text\n"
 
 
 @all_modes
@@ -598,8 +671,6 @@ def test_reload_after_republishing_runs_new_code_and_shows_new_text(deploy, mode
     text = formatted_exception(reloadme.fail)
     assert f'File "{tree.loc("reloadme.py")}", line 6, in fail' in text
     assert "raise ValueError('new')  # the new and longer text" in text
-
-
 
 
 @pytest.mark.parametrize("change", ["module_became_package", "module_removed"])
@@ -632,49 +703,67 @@ def test_new_release_that_moves_or_removes_a_module(deploy, mode, change):
 
 @all_modes
 def test_run_module_as_main_runs_the_main_guard(deploy, mode):
-    tree = deploy(mode, {"script.py": (
-        "import sys\n"
-        "GUARDED = None\n"
-        "if __name__ == '__main__':\n"
-        "    GUARDED = (__name__, __file__, __spec__.name, sys.argv[0])\n"
-    )})
+    tree = deploy(
+        mode,
+        {
+            "script.py": (
+                "import sys\n"
+                "GUARDED = None\n"
+                "if __name__ == '__main__':\n"
+                "    GUARDED = (__name__, __file__, __spec__.name, sys.argv[0])\n"
+            )
+        },
+    )
     result = runpy.run_module("script", run_name="__main__", alter_sys=True)
     assert tree.norm(result["GUARDED"]) == (
-        "__main__", "<ROOT>/script.py", "script", "<ROOT>/script.py")
+        "__main__",
+        "<ROOT>/script.py",
+        "script",
+        "<ROOT>/script.py",
+    )
     assert runpy.run_module("script")["GUARDED"] is None  # run_name defaults to the name
     assert "script" not in sys.modules
 
 
 @all_modes
 def test_run_module_on_a_package_runs_its_dunder_main(deploy, mode):
-    tree = deploy(mode, {
-        "runpkg/__init__.py": "",
-        "runpkg/helper.py": "HELP = 'helped'\n",
-        "runpkg/__main__.py": (
-            "from . import helper\n"
-            "WHO = (__name__, __spec__.name, __package__, __file__, helper.HELP)\n"
-        ),
-    })
+    tree = deploy(
+        mode,
+        {
+            "runpkg/__init__.py": "",
+            "runpkg/helper.py": "HELP = 'helped'\n",
+            "runpkg/__main__.py": (
+                "from . import helper\n"
+                "WHO = (__name__, __spec__.name, __package__, __file__, helper.HELP)\n"
+            ),
+        },
+    )
     result = runpy.run_module("runpkg", run_name="__main__")
     assert tree.norm(result["WHO"]) == (
-        "__main__", "runpkg.__main__", "runpkg", "<ROOT>/runpkg/__main__.py", "helped")
+        "__main__",
+        "runpkg.__main__",
+        "runpkg",
+        "<ROOT>/runpkg/__main__.py",
+        "helped",
+    )
 
 
 @remote_modes
 def test_traceback_from_code_run_as_main_shows_the_source_line(deploy, mode):
-    files = {"crashmain.py": (
-        "def helper():\n"
-        "    return 1\n"
-        "\n"
-        "if __name__ == '__main__':\n"
-        "    raise ValueError(helper() + 41)  # raised as __main__\n"
-    )}
+    files = {
+        "crashmain.py": (
+            "def helper():\n"
+            "    return 1\n"
+            "\n"
+            "if __name__ == '__main__':\n"
+            "    raise ValueError(helper() + 41)  # raised as __main__\n"
+        )
+    }
 
     def observe(tree: Tree) -> str:
-        text = formatted_exception(
-            lambda: runpy.run_module("crashmain", run_name="__main__"))
+        text = formatted_exception(lambda: runpy.run_module("crashmain", run_name="__main__"))
         # Only the frames of the module itself: runpy's own lines differ by version.
-        return text[text.index(f'File "{tree.loc("crashmain.py")}"'):]
+        return text[text.index(f'File "{tree.loc("crashmain.py")}"') :]
 
     local, remote = twin(deploy, mode, files, observe)
     assert remote == local
@@ -720,8 +809,12 @@ def test_traceback_lines_and_carets_match_the_local_file(deploy, mode):
     assert 'File "<ROOT>/boom.py", line 2, in divide' in text
     assert "    return a + a / b * 2  # the failing expression\n" in text
     assert "^" in text  # the caret line, exactly as locally (compared above)
-    assert frames[-1][:4] == ("<ROOT>/boom.py", 2, "divide", "return a + a / b * 2  "
-                              "# the failing expression")
+    assert frames[-1][:4] == (
+        "<ROOT>/boom.py",
+        2,
+        "divide",
+        "return a + a / b * 2  # the failing expression",
+    )
 
 
 WARNMOD = """\
@@ -756,12 +849,14 @@ def test_warning_reports_the_module_file_and_line(deploy, mode):
     ]
 
 
-
-@pytest.mark.parametrize("mode", [
-    LOCAL,
-    META,
-    HOOK,
-])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        LOCAL,
+        META,
+        HOOK,
+    ],
+)
 def test_warning_source_line_is_available_to_linecache_and_the_formatter(deploy, mode):
     deploy(mode, {"warnmod.py": WARNMOD})
     import warnmod
@@ -771,7 +866,8 @@ def test_warning_source_line_is_available_to_linecache_and_the_formatter(deploy,
         warnmod.direct()
     (w,) = caught
     assert linecache.getline(w.filename, w.lineno).strip() == (
-        "warnings.warn('direct warning')  # the warning's own line")
+        "warnings.warn('direct warning')  # the warning's own line"
+    )
     printed = warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
     assert printed.endswith("warnings.warn('direct warning')  # the warning's own line\n")
 
@@ -855,7 +951,6 @@ def test_missing_submodule_is_module_not_found_with_its_name(deploy, mode):
     assert "errpkg.missing" not in sys.modules
 
 
-
 @pytest.mark.parametrize("mode", [LOCAL, META, HOOK])
 def test_find_spec_of_a_missing_submodule_returns_none(deploy, mode):
     deploy(mode, ERR_TREE)
@@ -872,7 +967,8 @@ def test_from_import_of_a_missing_name_is_import_error_naming_the_package(deploy
     assert err.value.name == "errpkg"
     assert tree.norm(err.value.path) == "<ROOT>/errpkg/__init__.py"
     assert tree.norm(str(err.value)) == (
-        "cannot import name 'nope' from 'errpkg' (<ROOT>/errpkg/__init__.py)")
+        "cannot import name 'nope' from 'errpkg' (<ROOT>/errpkg/__init__.py)"
+    )
     from errpkg import PRESENT, present
 
     assert PRESENT == 1 and present.__name__ == "errpkg.present"
@@ -880,11 +976,14 @@ def test_from_import_of_a_missing_name_is_import_error_naming_the_package(deploy
 
 @all_modes
 def test_module_raising_during_import_is_not_kept_and_is_retried(deploy, mode, runs):
-    deploy(mode, {
-        "failing.py": RECORD + "raise RuntimeError('failing on purpose')\n",
-        "failpkg/__init__.py": "",
-        "failpkg/sub.py": RECORD + "raise RuntimeError('sub failing on purpose')\n",
-    })
+    deploy(
+        mode,
+        {
+            "failing.py": RECORD + "raise RuntimeError('failing on purpose')\n",
+            "failpkg/__init__.py": "",
+            "failpkg/sub.py": RECORD + "raise RuntimeError('sub failing on purpose')\n",
+        },
+    )
     for _ in range(2):
         with pytest.raises(RuntimeError, match="failing on purpose"):
             import failing  # noqa: F401
@@ -920,8 +1019,13 @@ def test_circular_imports_fail_and_succeed_exactly_as_locally(deploy, mode):
             try:
                 importlib.import_module(name)
             except Exception as exc:
-                outcome.append((type(exc).__name__, str(exc), sorted(
-                    n for n in ("cyc_a", "cyc_b", "cyf_a", "cyf_b") if n in sys.modules)))
+                outcome.append(
+                    (
+                        type(exc).__name__,
+                        str(exc),
+                        sorted(n for n in ("cyc_a", "cyc_b", "cyf_a", "cyf_b") if n in sys.modules),
+                    )
+                )
         import cyok
 
         outcome.append((cyok.one.other(), cyok.two.other()))
@@ -990,11 +1094,14 @@ def lazy_import(name: str) -> types.ModuleType:
 
 @all_modes
 def test_lazy_loader_runs_the_body_on_first_attribute_access(deploy, mode, runs):
-    tree = deploy(mode, {
-        "lazymod.py": RECORD + "VALUE = 7\n",
-        "lazypkg/__init__.py": RECORD,
-        "lazypkg/sub.py": RECORD + "VALUE = 8\n",
-    })
+    tree = deploy(
+        mode,
+        {
+            "lazymod.py": RECORD + "VALUE = 7\n",
+            "lazypkg/__init__.py": RECORD,
+            "lazypkg/sub.py": RECORD + "VALUE = 8\n",
+        },
+    )
     lazy = lazy_import("lazymod")
     assert runs == []
     assert lazy.VALUE == 7
@@ -1004,8 +1111,9 @@ def test_lazy_loader_runs_the_body_on_first_attribute_access(deploy, mode, runs)
     assert lazy.__spec__ is not None
     real_loader = lazy.__spec__.loader
     assert lazy.__loader__ is real_loader
-    assert isinstance(real_loader, importlib.machinery.SourceFileLoader if mode == LOCAL
-                      else VerifiedLoader)
+    assert isinstance(
+        real_loader, importlib.machinery.SourceFileLoader if mode == LOCAL else VerifiedLoader
+    )
 
     sub = lazy_import("lazypkg.sub")  # the parent is imported eagerly by find_spec
     assert runs == ["lazymod", "lazypkg"]
@@ -1018,19 +1126,25 @@ def test_lazy_loader_runs_the_body_on_first_attribute_access(deploy, mode, runs)
 
 @all_modes
 def test_star_import_honours_dunder_all_and_underscores(deploy, mode):
-    deploy(mode, {
-        "starpkg/__init__.py": (
-            "__all__ = ['public', 'sub', '_exported_private']\n"
-            "public = 1\nother = 2\n_exported_private = 3\n"
-        ),
-        "starpkg/sub.py": "",
-        "starpkg/unlisted.py": "",
-        "starnoall.py": "a = 1\n_hidden = 2\nimport os as _os\n",
-    })
+    deploy(
+        mode,
+        {
+            "starpkg/__init__.py": (
+                "__all__ = ['public', 'sub', '_exported_private']\n"
+                "public = 1\nother = 2\n_exported_private = 3\n"
+            ),
+            "starpkg/sub.py": "",
+            "starpkg/unlisted.py": "",
+            "starnoall.py": "a = 1\n_hidden = 2\nimport os as _os\n",
+        },
+    )
     namespace: dict[str, object] = {}
     exec("from starpkg import *", namespace)
     assert sorted(k for k in namespace if k != "__builtins__") == [
-        "_exported_private", "public", "sub"]
+        "_exported_private",
+        "public",
+        "sub",
+    ]
     assert "starpkg.sub" in sys.modules and "starpkg.unlisted" not in sys.modules
     namespace = {}
     exec("from starnoall import *", namespace)
@@ -1039,17 +1153,22 @@ def test_star_import_honours_dunder_all_and_underscores(deploy, mode):
 
 @all_modes
 def test_module_level_getattr_and_dir(deploy, mode):
-    deploy(mode, {"dyn.py": (
-        "def __getattr__(name):\n"
-        "    if name == 'computed':\n"
-        "        return 42\n"
-        "    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')\n"
-        "\n"
-        "def __dir__():\n"
-        "    return ['computed', 'static']\n"
-        "\n"
-        "static = 1\n"
-    )})
+    deploy(
+        mode,
+        {
+            "dyn.py": (
+                "def __getattr__(name):\n"
+                "    if name == 'computed':\n"
+                "        return 42\n"
+                "    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')\n"
+                "\n"
+                "def __dir__():\n"
+                "    return ['computed', 'static']\n"
+                "\n"
+                "static = 1\n"
+            )
+        },
+    )
     import dyn
     from dyn import computed
 
@@ -1141,7 +1260,9 @@ def test_dataclasses_and_get_type_hints_with_postponed_annotations(deploy, mode)
     scale = hints.pop("scale")  # InitVar instances do not compare equal
     assert isinstance(scale, dataclasses.InitVar) and scale.type is float
     assert hints == {
-        "name": str, "qty": int, "tags": list[str],
+        "name": str,
+        "qty": int,
+        "tags": list[str],
         "registry": typing.ClassVar[dict[str, Item]],
     }
     assert typing.get_type_hints(Item.total) == {"price": float, "return": float}
@@ -1149,7 +1270,8 @@ def test_dataclasses_and_get_type_hints_with_postponed_annotations(deploy, mode)
     assert item.qty == 3 and item.tags == [] and item.total(2.0) == 6.0
     assert str(inspect.signature(Item)) == (
         "(name: 'str', qty: 'int' = 0, tags: 'list[str]' = <factory>, "
-        "scale: 'dataclasses.InitVar[float]' = 1.0) -> None")
+        "scale: 'dataclasses.InitVar[float]' = 1.0) -> None"
+    )
     assert inspect.getsource(Item).startswith("@dataclasses.dataclass\nclass Item:\n")
 
 
@@ -1158,8 +1280,9 @@ def test_dataclasses_and_get_type_hints_with_postponed_annotations(deploy, mode)
 KINDS = {"url": HOOK, "local": LOCAL}
 
 
-def portions(deploy: Deploy, kinds: tuple[str, ...],
-             files: list[dict[str, str | bytes]]) -> list[Tree]:
+def portions(
+    deploy: Deploy, kinds: tuple[str, ...], files: list[dict[str, str | bytes]]
+) -> list[Tree]:
     """Deploy one tree per kind ('url' or 'local') and append each to sys.path in order."""
     trees = []
     for kind, tree_files in zip(kinds, files, strict=True):
@@ -1175,10 +1298,14 @@ LAYOUTS = [("url", "url"), ("url", "local"), ("local", "url"), ("local", "local"
 
 @pytest.mark.parametrize("kinds", LAYOUTS, ids="+".join)
 def test_namespace_package_with_portions_in_two_places(deploy, kinds):
-    first, second = portions(deploy, kinds, [
-        {"nsp/a.py": "NAME = 'a'\n", "nsp/both.py": "NAME = 'first'\n"},
-        {"nsp/b.py": "NAME = 'b'\n", "nsp/both.py": "NAME = 'second'\n"},
-    ])
+    first, second = portions(
+        deploy,
+        kinds,
+        [
+            {"nsp/a.py": "NAME = 'a'\n", "nsp/both.py": "NAME = 'first'\n"},
+            {"nsp/b.py": "NAME = 'b'\n", "nsp/both.py": "NAME = 'second'\n"},
+        ],
+    )
     import nsp.a
     import nsp.b
     import nsp.both
@@ -1208,9 +1335,7 @@ def test_namespace_portion_on_a_path_entry_added_later_appears(deploy, kinds):
 
 
 @pytest.mark.parametrize("kind", ["local", "url"])
-def test_namespace_portion_created_in_an_existing_entry_appears_after_invalidate(
-    deploy, kind
-):
+def test_namespace_portion_created_in_an_existing_entry_appears_after_invalidate(deploy, kind):
     first, second = portions(deploy, (kind, kind), [{"nsc/one.py": ""}, {"unrelated.py": ""}])
     import nsc.one
 
@@ -1226,10 +1351,14 @@ def test_namespace_portion_created_in_an_existing_entry_appears_after_invalidate
 
 @pytest.mark.parametrize("kinds", LAYOUTS, ids="+".join)
 def test_regular_package_beats_an_earlier_namespace_portion(deploy, kinds):
-    _, regular = portions(deploy, kinds, [
-        {"nsr/only_in_namespace.py": ""},
-        {"nsr/__init__.py": "KIND = 'regular'\n", "nsr/mod.py": ""},
-    ])
+    _, regular = portions(
+        deploy,
+        kinds,
+        [
+            {"nsr/only_in_namespace.py": ""},
+            {"nsr/__init__.py": "KIND = 'regular'\n", "nsr/mod.py": ""},
+        ],
+    )
     import nsr.mod
 
     assert nsr.KIND == "regular"
@@ -1241,18 +1370,22 @@ def test_regular_package_beats_an_earlier_namespace_portion(deploy, kinds):
 
 _NS_RESOURCES_LIMITATION = pytest.mark.xfail(
     reason="stdlib limitation: importlib.resources reads a namespace package through "
-           "importlib.readers.NamespaceReader/MultiplexedPath, which accept only local "
-           "directories (pathlib.Path / zip paths), never a path-entry finder's locations",
+    "importlib.readers.NamespaceReader/MultiplexedPath, which accept only local "
+    "directories (pathlib.Path / zip paths), never a path-entry finder's locations",
     strict=True,
     raises=(NotADirectoryError, ValueError),
 )
 
 
-@pytest.mark.parametrize("kinds", [
-    ("local", "local"),
-    pytest.param(("url", "url"), marks=_NS_RESOURCES_LIMITATION),
-    pytest.param(("url", "local"), marks=_NS_RESOURCES_LIMITATION),
-], ids="+".join)
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        ("local", "local"),
+        pytest.param(("url", "url"), marks=_NS_RESOURCES_LIMITATION),
+        pytest.param(("url", "local"), marks=_NS_RESOURCES_LIMITATION),
+    ],
+    ids="+".join,
+)
 def test_resources_files_of_a_namespace_package_spanning_portions(deploy, kinds):
     portions(deploy, kinds, [{"nsres/a.txt": "a\n"}, {"nsres/b.txt": "b\n"}])
     import nsres
@@ -1290,8 +1423,9 @@ def _encoded(variant: str) -> bytes:
     raise AssertionError(variant)
 
 
-@pytest.mark.parametrize("variant",
-                         ["latin1-cookie", "latin1-cookie-crlf", "utf8-bom", "crlf", "cr"])
+@pytest.mark.parametrize(
+    "variant", ["latin1-cookie", "latin1-cookie-crlf", "utf8-bom", "crlf", "cr"]
+)
 @all_modes
 def test_source_decoding_matches_decode_source(deploy, mode, variant):
     raw = _encoded(variant)
@@ -1307,7 +1441,8 @@ def test_source_decoding_matches_decode_source(deploy, mode, variant):
     assert decoded.__loader__.get_source("decoded") == importlib.util.decode_source(raw)
     assert importlib.util.decode_source(raw).rstrip("\n") == text.rstrip("\n")
     assert inspect.getsource(decoded.where) == (
-        "def where():\n    raise ValueError(TEXT)  # caf\u00e9\n")
+        "def where():\n    raise ValueError(TEXT)  # caf\u00e9\n"
+    )
     text = formatted_exception(decoded.where)
     line = 8 if variant.startswith("latin1") else 7
     assert f'File "{tree.loc("decoded.py")}", line {line}, in where' in text
@@ -1329,8 +1464,9 @@ def test_uninstall_removes_the_finder_and_its_path_importer_cache_entries(deploy
     assert any(k.startswith(tree.base) for k in sys.path_importer_cache if isinstance(k, str))
     uninstall(tree.base)
     assert _importer_count() == 0
-    assert not [k for k in sys.path_importer_cache
-                if isinstance(k, str) and k.startswith(tree.base)]
+    assert not [
+        k for k in sys.path_importer_cache if isinstance(k, str) and k.startswith(tree.base)
+    ]
     with pytest.raises(ModuleNotFoundError):
         import unpkg.b
     del sys.modules["unpkg"], sys.modules["unpkg.a"]
@@ -1356,8 +1492,9 @@ def test_uninstall_of_a_path_hook_tree_drops_its_cached_finders(deploy):
 
     assert isinstance(sys.path_importer_cache[tree.base], RemotePathFinder)
     uninstall(tree.base)
-    assert not [k for k in sys.path_importer_cache
-                if isinstance(k, str) and k.startswith(tree.base)]
+    assert not [
+        k for k in sys.path_importer_cache if isinstance(k, str) and k.startswith(tree.base)
+    ]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(ModuleNotFoundError):
@@ -1365,4 +1502,3 @@ def test_uninstall_of_a_path_hook_tree_drops_its_cached_finders(deploy):
         with pytest.raises(ModuleNotFoundError):
             import hooknever  # noqa: F401
     assert any(issubclass(w.category, UnpinnedURLWarning) for w in caught)
-

@@ -35,10 +35,13 @@ PROXY_USER, PROXY_PASSWORD = "squid-user", "proxy-pw-4b7e1d0c"
 
 @pytest.fixture
 def tree(tmp_path: Path, publisher: Signer) -> Path:
-    root = write_tree(tmp_path / "tree", {
-        "viaproxy/__init__.py": "",
-        "viaproxy/answer.py": "VALUE = 42\n",
-    })
+    root = write_tree(
+        tmp_path / "tree",
+        {
+            "viaproxy/__init__.py": "",
+            "viaproxy/answer.py": "VALUE = 42\n",
+        },
+    )
     publisher.sign(root)
     return root
 
@@ -69,8 +72,9 @@ def _nothing_imported() -> bool:
 
 
 def _everything_said(error: BaseException, caplog: pytest.LogCaptureFixture) -> str:
-    return "\n".join([str(error), repr(error), "".join(traceback.format_exception(error)),
-                      caplog.text])
+    return "\n".join(
+        [str(error), repr(error), "".join(traceback.format_exception(error)), caplog.text]
+    )
 
 
 # -- the environment: HTTPS_PROXY and NO_PROXY ---------------------------------------
@@ -171,8 +175,13 @@ def test_bearer_token_travels_only_inside_the_tls_tunnel(
 ):
     caplog.set_level(logging.DEBUG)
     server = nginx(tree, bearer=TOKEN)
-    install(server.url, pubkey=publisher.pub, cafile=tls.cafile, proxy=proxy.url,
-            headers={"Authorization": f"Bearer {TOKEN}"})
+    install(
+        server.url,
+        pubkey=publisher.pub,
+        cafile=tls.cafile,
+        proxy=proxy.url,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     _import_through(server.url)
     seen = server.requests_seen(at_least=2)
     assert seen and all(f'auth="Bearer {TOKEN}"' in line for line in seen)
@@ -190,8 +199,13 @@ def test_wrong_bearer_token_through_proxy_is_401_and_never_visible_to_proxy(
     caplog.set_level(logging.DEBUG)
     server = nginx(tree, bearer=TOKEN)
     with pytest.raises(HTTPStatusError) as err:
-        install(server.url, pubkey=publisher.pub, cafile=tls.cafile, proxy=proxy.url,
-                headers={"Authorization": "Bearer wrong-" + TOKEN})
+        install(
+            server.url,
+            pubkey=publisher.pub,
+            cafile=tls.cafile,
+            proxy=proxy.url,
+            headers={"Authorization": "Bearer wrong-" + TOKEN},
+        )
     assert err.value.status == 401 and "check the credentials" in str(err.value)
     assert TOKEN not in _everything_said(err.value, caplog)
     assert TOKEN.encode() not in proxy.everything_seen()
@@ -208,12 +222,15 @@ def test_proxy_credentials_reach_only_the_proxy(
         url = proxy.url_with(PROXY_USER, PROXY_PASSWORD)
         if via == "HTTPS_PROXY":
             monkeypatch.setenv("HTTPS_PROXY", url)
-        importer = install(server.url, pubkey=publisher.pub, cafile=tls.cafile,
-                           proxy=url if via == "proxy-option" else None)
+        importer = install(
+            server.url,
+            pubkey=publisher.pub,
+            cafile=tls.cafile,
+            proxy=url if via == "proxy-option" else None,
+        )
         _import_through(server.url)
         assert set(proxy.targets) == {f"127.0.0.1:{server.port}"}
-        assert all("proxy-authorization: basic " in head.lower()
-                   for head in proxy.request_heads)
+        assert all("proxy-authorization: basic " in head.lower() for head in proxy.request_heads)
     seen = server.requests_seen(at_least=2)
     assert seen and all('proxy_auth="-"' in line and 'auth="-"' in line for line in seen)
     assert PROXY_PASSWORD not in caplog.text
@@ -221,8 +238,9 @@ def test_proxy_credentials_reach_only_the_proxy(
     assert PROXY_PASSWORD not in repr(importer.tree.config)
 
 
-@pytest.mark.parametrize("password", [None, "wrong-" + PROXY_PASSWORD],
-                         ids=["no-credentials", "wrong-password"])
+@pytest.mark.parametrize(
+    "password", [None, "wrong-" + PROXY_PASSWORD], ids=["no-credentials", "wrong-password"]
+)
 def test_proxy_refusing_credentials_is_a_download_error_that_hides_them(
     nginx, tree, tls, publisher, caplog, password
 ):

@@ -41,7 +41,7 @@ from urllib.parse import quote
 import pytest
 from conftest import REPO, Signer, TLSFiles
 
-from secure_urlimport.server import TreeServer
+from secure_urlimport.cli.devserver import TreeServer
 
 TIMEOUT = 300
 
@@ -97,7 +97,9 @@ def finish(result):
         json.dump(result, handle)
 '''
 
-NETWORKX_SCRIPT = PRELUDE + r'''
+NETWORKX_SCRIPT = (
+    PRELUDE
+    + r'''
 import importlib
 import importlib.resources
 import pathlib
@@ -206,8 +208,11 @@ finish({
     },
 })
 '''
+)
 
-TZDATA_SCRIPT = PRELUDE + r'''
+TZDATA_SCRIPT = (
+    PRELUDE
+    + r"""
 import importlib.resources
 import zoneinfo
 from datetime import UTC, datetime
@@ -236,9 +241,12 @@ finish({
     "europe": str(importlib.resources.files("tzdata.zoneinfo.Europe")),
     "version": tzdata.IANA_VERSION,
 })
-'''
+"""
+)
 
-PYGMENTS_SCRIPT = PRELUDE + r'''
+PYGMENTS_SCRIPT = (
+    PRELUDE
+    + r'''
 import hashlib
 
 import pygments
@@ -274,6 +282,7 @@ finish({
     "file": pygments.__file__,
 })
 '''
+)
 
 
 # -- the test side ----------------------------------------------------------------
@@ -332,7 +341,7 @@ def requests_log() -> Iterator[Callable[[], str]]:
 
     Kept out of pytest's log capture: thousands of lines would bury a failure.
     """
-    logger = logging.getLogger("secure_urlimport.server")
+    logger = logging.getLogger("secure_urlimport.cli.devserver")
     handler, level, propagate = _Lines(), logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
@@ -346,26 +355,42 @@ def requests_log() -> Iterator[Callable[[], str]]:
 Started = tuple[subprocess.Popen[str], Path]
 
 
-def _start(script: str, published: Published, tmp_path: Path, tag: str, *, remote: bool,
-           env: dict[str, str] | None = None, **config: object) -> Started:
+def _start(
+    script: str,
+    published: Published,
+    tmp_path: Path,
+    tag: str,
+    *,
+    remote: bool,
+    env: dict[str, str] | None = None,
+    **config: object,
+) -> Started:
     """Run *script* in a fresh interpreter; ``remote`` installs the signed tree first."""
     run_dir = tmp_path / f"run-{published.name}-{tag}"
     run_dir.mkdir()
     result = run_dir / "result.json"
     config_file = run_dir / "config.json"
-    config_file.write_text(json.dumps({
-        "package": published.name,
-        "url": published.url if remote else None,
-        "pubkey": str(published.pub),
-        "cafile": published.cafile,
-        "watched": [str(published.installed), str(published.tree)],
-        "result": str(result),
-        **config,
-    }), encoding="utf-8")
+    config_file.write_text(
+        json.dumps(
+            {
+                "package": published.name,
+                "url": published.url if remote else None,
+                "pubkey": str(published.pub),
+                "cafile": published.cafile,
+                "watched": [str(published.installed), str(published.tree)],
+                "result": str(result),
+                **config,
+            }
+        ),
+        encoding="utf-8",
+    )
     script_file = run_dir / "run.py"
     script_file.write_text(script, encoding="utf-8")
-    child_env = {k: v for k, v in os.environ.items()
-                 if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PYTHONTZPATH")}
+    child_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PYTHONTZPATH")
+    }
     # Client state goes to this run's own directory; the conftest fixture
     # already removed the machine's CA and proxy variables from os.environ.
     child_env["SECURE_URLIMPORT_CACHE_DIR"] = str(run_dir / "client-state")
@@ -373,8 +398,13 @@ def _start(script: str, published: Published, tmp_path: Path, tag: str, *, remot
     child_env["PYTHONDONTWRITEBYTECODE"] = "1"
     child_env.update(env or {})
     process = subprocess.Popen(
-        [sys.executable, str(script_file), str(config_file)], cwd=run_dir, env=child_env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, str(script_file), str(config_file)],
+        cwd=run_dir,
+        env=child_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     return process, result
 
@@ -394,8 +424,14 @@ def _finish(started: Started) -> dict:
     return data
 
 
-def _local_and_remote(script: str, published: Published, tmp_path: Path, *,
-                      env: dict[str, str] | None = None, **config: object) -> tuple[dict, dict]:
+def _local_and_remote(
+    script: str,
+    published: Published,
+    tmp_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    **config: object,
+) -> tuple[dict, dict]:
     """The same script against the local install and the signed tree, side by side."""
     local = _start(script, published, tmp_path, "local", remote=False, env=env, **config)
     remote = _start(script, published, tmp_path, "remote", remote=True, env=env, **config)
@@ -416,8 +452,11 @@ def _assert_origins(published: Published, local: dict, remote: dict, minimum: in
     assert local["touched_count"] > 0, "the audit hook saw nothing: it proves nothing"
     assert remote["file"] == url + "__init__.py"
     assert remote["touched"] == [], f"read around the importer: {remote['touched']}"
-    not_remote = {name: file for name, file in remote["modules"].items()
-                  if file is not None and not file.startswith(url)}
+    not_remote = {
+        name: file
+        for name, file in remote["modules"].items()
+        if file is not None and not file.startswith(url)
+    }
     assert not not_remote, not_remote
     assert len(remote["modules"]) >= minimum, sorted(remote["modules"])
     assert remote["modules"].keys() == local["modules"].keys()
@@ -482,8 +521,12 @@ def test_networkx_own_test_suite_gives_the_same_results_from_the_signed_tree(
             shutil.copyfile(file, target)
     (collect / "pytest.ini").write_text("[pytest]\n", encoding="ascii")
     local, remote = _local_and_remote(
-        NETWORKX_SCRIPT, published, tmp_path, collect=str(collect),
-        paths=[str(collect / rel) for rel in NETWORKX_TESTS], deselect=NETWORKX_NEEDS_FILE_PATHS,
+        NETWORKX_SCRIPT,
+        published,
+        tmp_path,
+        collect=str(collect),
+        paths=[str(collect / rel) for rel in NETWORKX_TESTS],
+        deselect=NETWORKX_NEEDS_FILE_PATHS,
     )
 
     _assert_origins(published, local, remote, minimum=100)
@@ -500,13 +543,23 @@ def test_networkx_own_test_suite_gives_the_same_results_from_the_signed_tree(
     summary = f"local {dict(Counter(local['outcomes'].values()))}, remote {dict(counts)}"
     assert counts["passed"] >= 2000, summary
     assert remote["exit_code"] == local["exit_code"], summary
-    differ = {node: (local["outcomes"].get(node), outcome)
-              for node, outcome in remote["outcomes"].items()
-              if local["outcomes"].get(node) != outcome}
-    differ.update({node: (outcome, None) for node, outcome in local["outcomes"].items()
-                   if node not in remote["outcomes"]})
-    assert not differ, (summary, dict(list(differ.items())[:20]),
-                        {n: remote["failures"].get(n) for n in list(differ)[:3]})
+    differ = {
+        node: (local["outcomes"].get(node), outcome)
+        for node, outcome in remote["outcomes"].items()
+        if local["outcomes"].get(node) != outcome
+    }
+    differ.update(
+        {
+            node: (outcome, None)
+            for node, outcome in local["outcomes"].items()
+            if node not in remote["outcomes"]
+        }
+    )
+    assert not differ, (
+        summary,
+        dict(list(differ.items())[:20]),
+        {n: remote["failures"].get(n) for n in list(differ)[:3]},
+    )
     assert len(remote["deselected"]) >= 10
     assert remote["deselected"] == local["deselected"]
     # The deselected tests' data, read portably; the numbers are the ones their tests expect.
@@ -515,8 +568,10 @@ def test_networkx_own_test_suite_gives_the_same_results_from_the_signed_tree(
     assert remote["data"]["gl1 max flow"] == 156545
     assert remote["data"]["atlas graphs"] == 1253
     assert remote["data"]["vf2 isomorphic"] is True
-    print(f"networkx {remote['version']}: {summary}; deselected {len(remote['deselected'])};"
-          f" {len(remote['modules'])} modules ({len(test_modules)} test modules) from {url}")
+    print(
+        f"networkx {remote['version']}: {summary}; deselected {len(remote['deselected'])};"
+        f" {len(remote['modules'])} modules ({len(test_modules)} test modules) from {url}"
+    )
 
 
 # -- tzdata: every zone, read by zoneinfo through importlib.resources -------------
@@ -528,7 +583,10 @@ def test_tzdata_every_zone_from_the_signed_tree_matches_the_local_install(
     published = publish("tzdata")
     # PYTHONTZPATH="": zoneinfo must not use the system's /usr/share/zoneinfo.
     local, remote = _local_and_remote(
-        TZDATA_SCRIPT, published, tmp_path, env={"PYTHONTZPATH": ""},
+        TZDATA_SCRIPT,
+        published,
+        tmp_path,
+        env={"PYTHONTZPATH": ""},
     )
 
     _assert_origins(published, local, remote, minimum=20)
@@ -547,14 +605,22 @@ def test_tzdata_every_zone_from_the_signed_tree_matches_the_local_install(
     assert zones["America/Argentina/Buenos_Aires"][summer][0] == "2024-07-15T09:00:00-03:00"
     log = requests_log()
     root = published.tree
-    for rel in ("tzdata/zones", "tzdata/zoneinfo/Europe/Paris", "tzdata/zoneinfo/Etc/GMT+5",
-                "tzdata/zoneinfo/America/Argentina/Buenos_Aires"):
+    for rel in (
+        "tzdata/zones",
+        "tzdata/zoneinfo/Europe/Paris",
+        "tzdata/zoneinfo/Etc/GMT+5",
+        "tzdata/zoneinfo/America/Argentina/Buenos_Aires",
+    ):
         # The cache is content-addressed: a zone identical to one fetched
         # before (a link, such as Europe/Monaco) is not downloaded twice.
-        twins = [p for p in root.rglob("*") if p.is_file()
-                 and p.read_bytes() == (root / rel).read_bytes()]
-        assert any(f'"GET /{quote(t.relative_to(root).as_posix())} HTTP/1.1" 200' in log
-                   for t in twins), f"{rel} was not fetched over HTTPS"
+        twins = [
+            p
+            for p in root.rglob("*")
+            if p.is_file() and p.read_bytes() == (root / rel).read_bytes()
+        ]
+        assert any(
+            f'"GET /{quote(t.relative_to(root).as_posix())} HTTP/1.1" 200' in log for t in twins
+        ), f"{rel} was not fetched over HTTPS"
 
 
 # -- pygments: hundreds of modules imported dynamically ---------------------------

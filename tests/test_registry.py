@@ -16,8 +16,8 @@ import pytest
 
 import secure_urlimport
 from secure_urlimport import api
+from secure_urlimport._import.registry import UnpinnedURLWarning
 from secure_urlimport.options import _CONFIG_FIELDS, Options
-from secure_urlimport.registry import UnpinnedURLWarning
 
 PACKAGE = Path(secure_urlimport.__file__).resolve().parent
 
@@ -118,8 +118,8 @@ def _run(script: str, tmp_path: Path) -> str:
 def test_importing_the_package_registers_no_hook_and_no_finder(tmp_path):
     out = _run(
         """
-        import secure_urlimport, secure_urlimport.api, secure_urlimport.bytecode
-        import secure_urlimport.deadline, secure_urlimport.transport
+        import secure_urlimport, secure_urlimport.api, secure_urlimport._store.bytecode
+        import secure_urlimport._net.deadline, secure_urlimport._net.transport
         print(atexit._ncallbacks() - callbacks, registered,
               sys.meta_path == meta_path, sys.path_hooks == path_hooks)
         """,
@@ -132,8 +132,8 @@ def test_first_bytecode_cache_and_deadline_register_their_hooks_once(tmp_path):
     out = _run(
         """
         from pathlib import Path
-        from secure_urlimport.bytecode import BytecodeCache
-        from secure_urlimport.deadline import Watchdog
+        from secure_urlimport._store.bytecode import BytecodeCache
+        from secure_urlimport._net.deadline import Watchdog
         for n in range(3):
             BytecodeCache(Path(os.environ["SECURE_URLIMPORT_CACHE_DIR"]), f"https://example.org/{n}")
             with Watchdog(30):

@@ -35,12 +35,14 @@ def test_ci_runs_the_readme_commands_verbatim():
 
 def _project_files() -> list[str]:
     """Tracked files in a checkout; every file (but venvs) in CI's copy without .git."""
-    git = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
-                         check=False)
+    git = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=False)
     if git.returncode == 0 and (REPO / ".git").exists():
         return git.stdout.split()
-    return [p.relative_to(REPO).as_posix() for p in REPO.rglob("*")
-            if p.is_file() and not p.relative_to(REPO).parts[0].startswith(".venv")]
+    return [
+        p.relative_to(REPO).as_posix()
+        for p in REPO.rglob("*")
+        if p.is_file() and not p.relative_to(REPO).parts[0].startswith(".venv")
+    ]
 
 
 def test_no_private_key_is_tracked():
@@ -59,14 +61,21 @@ def test_runtime_dependencies_are_only_cryptography_and_requests():
 def test_public_api_is_declared_and_importable():
     for name in secure_urlimport.__all__:
         assert hasattr(secure_urlimport, name), name
-    for name in ("install", "uninstall", "trust", "install_path_hook", "remove_path_hook",
-                 "SecureImportError", "Config", "Importer"):
+    for name in (
+        "install",
+        "uninstall",
+        "trust",
+        "install_path_hook",
+        "remove_path_hook",
+        "SecureImportError",
+        "Config",
+        "Importer",
+    ):
         assert name in secure_urlimport.__all__
 
 
 def test_every_error_is_a_secure_import_error_and_an_import_error():
-    errors = [getattr(secure_urlimport, n) for n in secure_urlimport.__all__
-              if n.endswith("Error")]
+    errors = [getattr(secure_urlimport, n) for n in secure_urlimport.__all__ if n.endswith("Error")]
     assert len(errors) >= 15
     for error in errors:
         assert issubclass(error, secure_urlimport.SecureImportError)

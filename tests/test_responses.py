@@ -10,17 +10,14 @@ from __future__ import annotations
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from secure_urlimport.errors import (
-    DownloadError,
-    DownloadTimeoutError,
-    HTTPStatusError,
-    RedirectError,
-    ResponseTooLargeError,
-    TLSError,
-    redact,
+from secure_urlimport._net.failures import (
+    broke_off,
+    proxy_failed,
+    root_cause,
+    timed_out,
+    tls_failed,
 )
-from secure_urlimport.failures import broke_off, proxy_failed, root_cause, timed_out, tls_failed
-from secure_urlimport.responses import (
+from secure_urlimport._net.responses import (
     Refusal,
     body_refusal,
     declared_length,
@@ -29,6 +26,15 @@ from secure_urlimport.responses import (
     redirect_target,
     status_refusal,
     too_many_redirects,
+)
+from secure_urlimport.errors import (
+    DownloadError,
+    DownloadTimeoutError,
+    HTTPStatusError,
+    RedirectError,
+    ResponseTooLargeError,
+    TLSError,
+    redact,
 )
 
 CURRENT = "https://code.example.com/tree/pkg/mod.py"

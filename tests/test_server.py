@@ -23,9 +23,9 @@ import requests
 import trustme
 from cryptography import x509
 
+from secure_urlimport._format.paths import MANIFEST_NAME
+from secure_urlimport.cli.devserver import LocalCA, TreeServer, make_local_ca
 from secure_urlimport.errors import ConfigurationError
-from secure_urlimport.paths import MANIFEST_NAME
-from secure_urlimport.server import LocalCA, TreeServer, make_local_ca
 
 ENV_VARS = [
     "REQUESTS_CA_BUNDLE",
@@ -261,14 +261,14 @@ def _client_ports(caplog: pytest.LogCaptureFixture) -> list[int]:
     return [
         int(cast("tuple[str, int, str]", record.args)[1])  # the server logs (host, port, line)
         for record in caplog.records
-        if record.name == "secure_urlimport.server" and '"GET ' in record.getMessage()
+        if record.name == "secure_urlimport.cli.devserver" and '"GET ' in record.getMessage()
     ]
 
 
 def test_keep_alive_reuses_one_fast_connection(
     served: TreeServer, certs: TrustmeFiles, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="secure_urlimport.server")
+    caplog.set_level(logging.DEBUG, logger="secure_urlimport.cli.devserver")
     with requests.Session() as session:
         session.verify = str(certs.ca_file)
         assert session.get(served.url + "/mod.py", timeout=10).status_code == 200  # handshake
@@ -287,7 +287,7 @@ def test_keep_alive_reuses_one_fast_connection(
 def test_connection_close_opens_a_new_connection(
     served: TreeServer, certs: TrustmeFiles, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="secure_urlimport.server")
+    caplog.set_level(logging.DEBUG, logger="secure_urlimport.cli.devserver")
     with requests.Session() as session:
         session.verify = str(certs.ca_file)
         session.headers["Connection"] = "close"

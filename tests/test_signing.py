@@ -15,21 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from secure_urlimport.errors import (
-    BadSignatureError,
-    ConfigurationError,
-    SecureImportError,
-)
-from secure_urlimport.keys import PrivateKey, TrustedKeys
-from secure_urlimport.manifest import (
+from secure_urlimport._format.keys import PrivateKey, TrustedKeys
+from secure_urlimport._format.manifest import (
     encode_manifest,
     file_message,
     manifest_message,
     split_manifest_file,
 )
-from secure_urlimport.paths import MANIFEST_NAME
-from secure_urlimport.signing import SigningError, parse_duration, sign_tree
-from secure_urlimport.verify import verify_file, verify_manifest
+from secure_urlimport._format.paths import MANIFEST_NAME
+from secure_urlimport._trust.verify import verify_file, verify_manifest
+from secure_urlimport.errors import (
+    BadSignatureError,
+    ConfigurationError,
+    SecureImportError,
+)
+from secure_urlimport.publish.signing import SigningError, parse_duration, sign_tree
 
 K1 = PrivateKey.from_seed(bytes([0x11]) * 32)
 K2 = PrivateKey.from_seed(bytes([0x22]) * 32)
@@ -200,8 +200,13 @@ def test_non_ascii_module_name_is_refused(tree: Path) -> None:
 @pytest.mark.parametrize(
     "name",
     ["x\\..\\..\\evil.txt", "a\u2029b.txt", "a\u2028b.txt", "a\x85b.txt", "a\u200bb.txt"],
-    ids=["backslash-traversal", "paragraph-separator", "line-separator", "c1-control",
-         "zero-width-space"],
+    ids=[
+        "backslash-traversal",
+        "paragraph-separator",
+        "line-separator",
+        "c1-control",
+        "zero-width-space",
+    ],
 )
 def test_data_file_name_that_another_system_reads_differently_is_refused(
     tree: Path, name: str
@@ -415,8 +420,12 @@ def _text_id(value: object) -> str | None:
     # pytest, and an id it cannot find counts as a killed mutant.
     if not isinstance(value, str):
         return None
-    return "".join(ch if ch.isascii() and ch.isprintable() and ch not in " \\" else "~"
-                   for ch in value) or "empty"
+    return (
+        "".join(
+            ch if ch.isascii() and ch.isprintable() and ch not in " \\" else "~" for ch in value
+        )
+        or "empty"
+    )
 
 
 @pytest.mark.parametrize(
@@ -439,8 +448,23 @@ def test_parse_duration_accepts(text: str, expected: timedelta) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["0d", "0s", "10", "d", "-1d", "+1d", "1y", "", " ", "1.5d", "1D", "1 d", "1dd", "1d2h",
-     "1000000000d"],
+    [
+        "0d",
+        "0s",
+        "10",
+        "d",
+        "-1d",
+        "+1d",
+        "1y",
+        "",
+        " ",
+        "1.5d",
+        "1D",
+        "1 d",
+        "1dd",
+        "1d2h",
+        "1000000000d",
+    ],
     ids=_text_id,
 )
 def test_parse_duration_refuses(text: str) -> None:
@@ -475,7 +499,7 @@ def test_signing_2000_small_files_is_fast(tmp_path: Path) -> None:
 
 
 def test_audit_of_a_clean_tree_is_ok(tree: Path) -> None:
-    from secure_urlimport.audit import audit_directory
+    from secure_urlimport.gate.audit import audit_directory
 
     sign_tree(tree, [K1], now=SIGNED_AT)
     report = audit_directory(tree, pinned(K1), now=CHECK_AT)
@@ -487,7 +511,7 @@ def test_audit_of_a_clean_tree_is_ok(tree: Path) -> None:
 
 
 def test_audit_reports_every_kind_of_problem_together(tree: Path) -> None:
-    from secure_urlimport.audit import audit_directory
+    from secure_urlimport.gate.audit import audit_directory
 
     signed_at = datetime(2020, 1, 1, tzinfo=UTC)
     sign_tree(tree, [K1], now=signed_at)  # expired by now
@@ -517,7 +541,7 @@ def test_audit_reports_every_kind_of_problem_together(tree: Path) -> None:
 def test_audit_reports_a_file_signature_from_another_release(tree: Path) -> None:
     # Mix-and-match on disk: the manifest (validly re-signed) carries mod.py's
     # signature from version 1 in a version 2 tree.
-    from secure_urlimport.audit import audit_directory
+    from secure_urlimport.gate.audit import audit_directory
 
     sign_tree(tree, [K1], now=SIGNED_AT)
     v1 = json.loads(split_manifest_file((tree / MANIFEST_NAME).read_bytes()).body)
@@ -543,20 +567,21 @@ def test_audit_reports_a_file_signature_from_another_release(tree: Path) -> None
 
 
 def test_audit_of_a_tree_signed_by_an_unpinned_key(tree: Path) -> None:
-    from secure_urlimport.audit import audit_directory
+    from secure_urlimport.gate.audit import audit_directory
 
     sign_tree(tree, [STRANGER], now=SIGNED_AT)
     report = audit_directory(tree, pinned(K1), now=CHECK_AT)
     kinds = {p.kind for p in report.problems}
     assert "invalid-manifest" in kinds
-    assert STRANGER.keyid in next(p.message for p in report.problems
-                                  if p.kind == "invalid-manifest")
+    assert STRANGER.keyid in next(
+        p.message for p in report.problems if p.kind == "invalid-manifest"
+    )
     # Without a trusted manifest, every file on disk is unsigned.
     assert {p.path for p in report.problems if p.kind == "unsigned"} == set(TREE)
 
 
 def test_audit_of_an_unsigned_tree(tree: Path) -> None:
-    from secure_urlimport.audit import audit_directory
+    from secure_urlimport.gate.audit import audit_directory
 
     report = audit_directory(tree, pinned(K1), now=CHECK_AT)
     assert ("invalid-manifest", MANIFEST_NAME) in {(p.kind, p.path) for p in report.problems}

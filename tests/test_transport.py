@@ -26,6 +26,7 @@ import pytest
 import requests
 import trustme
 
+from secure_urlimport._net.transport import RequestsFetcher, require_https
 from secure_urlimport.config import Config
 from secure_urlimport.errors import (
     ConfigurationError,
@@ -37,7 +38,6 @@ from secure_urlimport.errors import (
     ResponseTooLargeError,
     TLSError,
 )
-from secure_urlimport.transport import RequestsFetcher, require_https
 
 ENV_VARS = [
     "REQUESTS_CA_BUNDLE",

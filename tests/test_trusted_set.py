@@ -18,6 +18,10 @@ from test_formats import (
     sign_body,
 )
 
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.manifest import Manifest
+from secure_urlimport._trust.trusted_set import TrustedManifests
+from secure_urlimport._trust.verify import TrustedState
 from secure_urlimport.errors import (
     BadSignatureError,
     ExpiredManifestError,
@@ -25,10 +29,6 @@ from secure_urlimport.errors import (
     UntrustedKeyError,
     WrongTreeError,
 )
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.manifest import Manifest
-from secure_urlimport.trusted_set import TrustedManifests
-from secure_urlimport.verify import TrustedState
 
 
 def trusted_set(*keys: PrivateKey, threshold: int = 1, name: str | None = None) -> TrustedManifests:

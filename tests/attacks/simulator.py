@@ -1,7 +1,7 @@
 """A hostile repository for the attack suite (issue #4).
 
 :class:`RepositorySimulator` is modelled on python-tuf's
-``tests/repository_simulator.py``: it *is* a :class:`~secure_urlimport.fetcher.Fetcher`,
+``tests/repository_simulator.py``: it *is* a :class:`~secure_urlimport._net.fetcher.Fetcher`,
 the whole contract in memory (inject it with ``install(sim.url, pubkey=...,
 fetcher=sim)``): it keeps signed releases, serves any bytes for any URL, answers
 ``If-None-Match`` with 304 Not Modified, and can put a stale CDN edge in front
@@ -48,9 +48,8 @@ from typing import Any
 import requests  # noqa: F401
 import urllib3  # noqa: F401
 
-from secure_urlimport.errors import HTTPStatusError, ResponseTooLargeError
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.manifest import (
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.manifest import (
     FileEntry,
     Manifest,
     encode_body,
@@ -60,8 +59,9 @@ from secure_urlimport.manifest import (
     parse_manifest_body,
     split_manifest_file,
 )
-from secure_urlimport.paths import MANIFEST_NAME
-from secure_urlimport.signing import sign_tree
+from secure_urlimport._format.paths import MANIFEST_NAME
+from secure_urlimport.errors import HTTPStatusError, ResponseTooLargeError
+from secure_urlimport.publish.signing import sign_tree
 
 __all__ = [
     "HostileHTTPSServer",
@@ -125,8 +125,15 @@ def sign_release(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(_as_bytes(content))
         # allow_version_jump: the simulator also signs as an attacker holding a leaked key.
-        sign_tree(root, keys, version=version, expires_in=expires_in, now=now, name=name,
-                  allow_version_jump=True)
+        sign_tree(
+            root,
+            keys,
+            version=version,
+            expires_in=expires_in,
+            now=now,
+            name=name,
+            allow_version_jump=True,
+        )
         manifest_bytes = (root / MANIFEST_NAME).read_bytes()
     return Release(version, {rel: _as_bytes(c) for rel, c in files.items()}, manifest_bytes)
 
@@ -134,8 +141,7 @@ def sign_release(
 def sign_entry(path: str, data: bytes, keys: Sequence[PrivateKey], version: int) -> FileEntry:
     """A manifest entry for *data* at *path*, signed exactly as ``sign_tree`` does."""
     digest = hashlib.sha256(data).hexdigest()
-    sigs = {k.keyid: k.sign(file_message(k.keyid, version, path, digest, len(data)))
-            for k in keys}
+    sigs = {k.keyid: k.sign(file_message(k.keyid, version, path, digest, len(data))) for k in keys}
     return FileEntry(path, len(data), digest, sigs)
 
 
@@ -240,8 +246,9 @@ class RepositorySimulator:
         """Sign *files* as the next release (or *version*) and serve it."""
         if version is None:
             version = self.releases[-1].version + 1 if self.releases else 1
-        release = sign_release(files, keys, version=version, expires_in=expires_in, now=now,
-                               name=name)
+        release = sign_release(
+            files, keys, version=version, expires_in=expires_in, now=now, name=name
+        )
         self.serve(release)
         return release
 
@@ -299,8 +306,10 @@ class RepositorySimulator:
 
     def requested_paths(self) -> list[str]:
         prefix = self.url + "/"
-        return [urllib.parse.unquote(u[len(prefix):]) if u.startswith(prefix) else u
-                for u in self.requests]
+        return [
+            urllib.parse.unquote(u[len(prefix) :]) if u.startswith(prefix) else u
+            for u in self.requests
+        ]
 
     # -- the Fetcher protocol
 
@@ -341,8 +350,7 @@ class RepositorySimulator:
             raise error
         if len(data) > max_bytes and not (etag is not None and etag == etag_of(data)):
             raise ResponseTooLargeError(
-                f"cannot download {url}: its body is larger, over the limit of "
-                f"{max_bytes} bytes",
+                f"cannot download {url}: its body is larger, over the limit of {max_bytes} bytes",
                 path=url,
             )
         return data
@@ -452,8 +460,9 @@ def hostile_servers(tls: Any) -> Iterator[Callable[..., HostileHTTPSServer]]:
     HTTPS server with the test CA's certificate; all close at teardown."""
     servers: list[HostileHTTPSServer] = []
 
-    def make(files: Mapping[str, bytes] | None = None, *, plain: bool = False,
-             host: str = "127.0.0.1") -> HostileHTTPSServer:
+    def make(
+        files: Mapping[str, bytes] | None = None, *, plain: bool = False, host: str = "127.0.0.1"
+    ) -> HostileHTTPSServer:
         cert = {} if plain else {"certfile": tls.certfile, "keyfile": tls.keyfile}
         server = HostileHTTPSServer(files, host=host, **cert)
         servers.append(server)
@@ -503,10 +512,15 @@ print(json.dumps(pkg.mod.SIGNED))
 """
 
 
-def run_fresh(script: str, env: Mapping[str, str], *args: str,
-              flags: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+def run_fresh(
+    script: str, env: Mapping[str, str], *args: str, flags: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
     """Run *script* with *args* in a fresh interpreter (a real next process)."""
     return subprocess.run(
         [sys.executable, *flags, "-c", script, *args],
-        env=dict(env), capture_output=True, text=True, timeout=60, check=False,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )

@@ -36,10 +36,11 @@ from simulator import (
     run_fresh,
 )
 
+import secure_urlimport._import.loader
 import secure_urlimport.api
-import secure_urlimport.loader
 from secure_urlimport import BadSignatureError, Config, SecureImportError, install, uninstall
-from secure_urlimport.bytecode import (
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._store.bytecode import (
     KEY_MAGIC,
     KEY_NAME,
     BytecodeCache,
@@ -47,7 +48,6 @@ from secure_urlimport.bytecode import (
     pack_name,
     slot_id,
 )
-from secure_urlimport.keys import PrivateKey
 
 GOOD = "SIGNED = True\n\ndef fail():\n    raise RuntimeError('signed line')\n"
 PACK_MAGIC = b"SUIPACK1\n"  # the format, as SECURITY.md spells it
@@ -79,7 +79,7 @@ def compiles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append(filename)
         return compile(source, filename, *args, **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(secure_urlimport.loader, "compile", counting, raising=False)
+    monkeypatch.setattr(secure_urlimport._import.loader, "compile", counting, raising=False)
     return seen
 
 
@@ -128,17 +128,21 @@ def read_pack(sim: RepositorySimulator) -> Pack:
     entries: Pack = {}
     offset = len(PACK_MAGIC)
     while offset < len(blob):
-        digest, mac = blob[offset:offset + 32], blob[offset + 32:offset + 64]
-        size = int.from_bytes(blob[offset + 64:offset + 72], "big")
-        entries[digest] = (mac, blob[offset + 72:offset + 72 + size])
+        digest, mac = blob[offset : offset + 32], blob[offset + 32 : offset + 64]
+        size = int.from_bytes(blob[offset + 64 : offset + 72], "big")
+        entries[digest] = (mac, blob[offset + 72 : offset + 72 + size])
         offset += 72 + size
     return entries
 
 
 def write_pack(sim: RepositorySimulator, entries: Pack) -> None:
-    pack_path(sim).write_bytes(PACK_MAGIC + b"".join(
-        digest + mac + len(data).to_bytes(8, "big") + data
-        for digest, (mac, data) in entries.items()))
+    pack_path(sim).write_bytes(
+        PACK_MAGIC
+        + b"".join(
+            digest + mac + len(data).to_bytes(8, "big") + data
+            for digest, (mac, data) in entries.items()
+        )
+    )
 
 
 def slot_of(sim: RepositorySimulator, relpath: str, source: str) -> bytes:
@@ -208,8 +212,10 @@ def test_new_release_is_compiled_and_the_pack_keeps_only_live_code(sim, key, com
     uninstall(sim.url)
     # a.py is unchanged and still listed, so its code is kept though this run
     # did not import it; release 1's b.py is gone.
-    assert set(read_pack(sim)) == {digest_of(sim, "a.py", "A = 1\n"),
-                                   digest_of(sim, "b.py", "RELEASE = 2\n")}
+    assert set(read_pack(sim)) == {
+        digest_of(sim, "a.py", "A = 1\n"),
+        digest_of(sim, "b.py", "RELEASE = 2\n"),
+    }
 
 
 def test_bytecode_is_bound_to_the_interpreter(sim, monkeypatch):
@@ -252,8 +258,14 @@ def test_bytecode_forged_with_a_guessed_key_never_runs(sim, key, marker, caplog)
     sim.publish({"mod.py": GOOD}, [key])
     warm(sim, key, "mod")
     slot = slot_of(sim, "mod.py", GOOD)
-    write_pack(sim, {hashlib.sha256(slot).digest():
-                     forged(b"\0" * 32, slot, evil_source(marker), sim.url_of("mod.py"))})
+    write_pack(
+        sim,
+        {
+            hashlib.sha256(slot).digest(): forged(
+                b"\0" * 32, slot, evil_source(marker), sim.url_of("mod.py")
+            )
+        },
+    )
     next_run(sim, key)
     with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
         assert importlib.import_module("mod").SIGNED is True
@@ -315,8 +327,14 @@ def plant_known_key_and_forgery(sim: RepositorySimulator, marker: Path) -> bytes
     """A pack whose mod.py entry is forged with the attacker's own key, which is returned."""
     known = b"k" * 32
     slot = slot_of(sim, "mod.py", GOOD)
-    write_pack(sim, {hashlib.sha256(slot).digest():
-                     forged(known, slot, evil_source(marker), sim.url_of("mod.py"))})
+    write_pack(
+        sim,
+        {
+            hashlib.sha256(slot).digest(): forged(
+                known, slot, evil_source(marker), sim.url_of("mod.py")
+            )
+        },
+    )
     return KEY_MAGIC + known
 
 
@@ -351,8 +369,10 @@ def test_symlinked_key_is_refused(sim, key, marker, caplog):
     assert_never_ran(marker)
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
-                    reason="giving a file to another user needs root")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="giving a file to another user needs root",
+)
 def test_key_owned_by_another_user_is_refused(sim, key, marker, caplog):
     sim.publish({"mod.py": GOOD}, [key])
     warm(sim, key, "mod")
@@ -380,7 +400,7 @@ def test_key_of_the_wrong_length_turns_the_cache_off(sim, key, caplog, compiles)
 def test_key_without_the_header_is_refused_whatever_its_length(sim, key, marker, caplog):
     sim.publish({"mod.py": GOOD}, [key])
     warm(sim, key, "mod")
-    known = plant_known_key_and_forgery(sim, marker)[len(KEY_MAGIC):]
+    known = plant_known_key_and_forgery(sim, marker)[len(KEY_MAGIC) :]
     (cache_root() / KEY_NAME).write_bytes(b"x" * len(KEY_MAGIC) + known)  # right length
     next_run(sim, key)
     with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
@@ -394,8 +414,14 @@ def test_our_own_cached_file_renamed_onto_the_key_is_refused(sim, key, marker, c
     sim.publish({"mod.py": GOOD, "data.txt": known}, [key])
     warm(sim, key, "mod")
     slot = slot_of(sim, "mod.py", GOOD)
-    write_pack(sim, {hashlib.sha256(slot).digest():
-                     forged(known, slot, evil_source(marker), sim.url_of("mod.py"))})
+    write_pack(
+        sim,
+        {
+            hashlib.sha256(slot).digest(): forged(
+                known, slot, evil_source(marker), sim.url_of("mod.py")
+            )
+        },
+    )
     digest = hashlib.sha256(known).hexdigest()
     ours = cache_root() / "files" / digest[:2] / digest[2:]
     ours.parent.mkdir(parents=True, exist_ok=True)
@@ -440,8 +466,14 @@ def test_cached_code_of_release_n_with_its_entry_inside_release_n_plus_1_never_r
     # Release 2's body, signed by the pinned key, carries release 1's entry
     # (hash, size and per-file signature) for mod.py: the SHA-256 finds the
     # cached code, but the per-file signature is for release 1.
-    sim.serve(compose({"mod.py": v1_source, "other.py": ""}, version=2, manifest_keys=[key],
-                      entries={"mod.py": old.entry("mod.py")}))
+    sim.serve(
+        compose(
+            {"mod.py": v1_source, "other.py": ""},
+            version=2,
+            manifest_keys=[key],
+            entries={"mod.py": old.entry("mod.py")},
+        )
+    )
     next_run(sim, key)
     with pytest.raises(BadSignatureError) as err:
         importlib.import_module("mod")
@@ -456,8 +488,7 @@ def test_cached_code_signed_by_too_few_keys_for_a_stricter_pin_never_runs(sim, m
     warm(sim, k1, "evil")  # a k1-only pin imported it, and cached its code
     marker.unlink()
     sim.serve(compose({"evil.py": evil}, version=2, manifest_keys=[k1, k2], file_keys=[k1]))
-    install(sim.url, pubkey=[k1.public.raw, k2.public.raw, k3.public.raw], threshold=2,
-            fetcher=sim)
+    install(sim.url, pubkey=[k1.public.raw, k2.public.raw, k3.public.raw], threshold=2, fetcher=sim)
     with pytest.raises(SecureImportError) as err:
         importlib.import_module("evil")
     assert "threshold" in str(err.value) or "2" in str(err.value)
@@ -506,8 +537,8 @@ def test_edited_bytecode_is_detected_by_the_next_process_and_never_executed(
     evil = marshal.dumps(compile(evil_source(marker), "evil", "exec"))
     offset, rewritten = len(PACK_MAGIC), bytearray(PACK_MAGIC)
     while offset < len(blob):  # the neighbour swaps in its code, keeping each MAC
-        size = int.from_bytes(blob[offset + 64:offset + 72], "big")
-        rewritten += blob[offset:offset + 64] + len(evil).to_bytes(8, "big") + evil
+        size = int.from_bytes(blob[offset + 64 : offset + 72], "big")
+        rewritten += blob[offset : offset + 64] + len(evil).to_bytes(8, "big") + evil
         offset += 72 + size
     assert offset == len(blob)
     pack.write_bytes(bytes(rewritten))
@@ -536,9 +567,7 @@ def test_reload_after_a_new_release_runs_the_new_code_not_the_cached(sim, key, c
     assert compiles == [sim.url_of("mod.py")] * 2
 
 
-def test_threads_importing_from_the_bytecode_cache_all_get_their_own_module(
-    sim, key, compiles
-):
+def test_threads_importing_from_the_bytecode_cache_all_get_their_own_module(sim, key, compiles):
     files = {f"m{i}.py": f"VALUE = {i}\n" for i in range(16)}
     sim.publish(files, [key])
     warm(sim, key, *(f"m{i}" for i in range(16)))
@@ -596,14 +625,16 @@ def test_processes_writing_one_pack_keep_each_others_code(sim, key):
     other.put(sim.url_of("b.py"), b_sha, compile("B = 1\n", sim.url_of("b.py"), "exec"))
     other.flush()  # it exits first
     tree.bytecode.flush()  # then this one: merged, not overwritten
-    assert set(read_pack(sim)) == {digest_of(sim, "a.py", "A = 1\n"),
-                                   digest_of(sim, "b.py", "B = 1\n")}
+    assert set(read_pack(sim)) == {
+        digest_of(sim, "a.py", "A = 1\n"),
+        digest_of(sim, "b.py", "B = 1\n"),
+    }
 
 
 MAKE_KEY = """
 import sys
 from pathlib import Path
-from secure_urlimport.bytecode import load_or_create_key
+from secure_urlimport._store.bytecode import load_or_create_key
 key = load_or_create_key(Path(sys.argv[1]))
 print(key.hex() if key else "none")
 """
@@ -612,12 +643,16 @@ print(key.hex() if key else "none")
 def test_processes_racing_to_make_the_key_agree_on_one(tmp_path):
     path = tmp_path / "state" / KEY_NAME
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    children = [subprocess.Popen([sys.executable, "-c", MAKE_KEY, str(path)], env=env,
-                                 stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", MAKE_KEY, str(path)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
     keys = {child.communicate(timeout=60)[0].strip() for child in children}
     assert len(keys) == 1
     assert keys != {"none"}
-    assert bytes.fromhex(keys.pop()) == path.read_bytes()[len(KEY_MAGIC):]
+    assert bytes.fromhex(keys.pop()) == path.read_bytes()[len(KEY_MAGIC) :]
 
 
 FORK = """
@@ -656,16 +691,22 @@ else:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_fork_while_the_cache_is_busy_never_deadlocks_the_child(
-    tmp_path, serve, tls, publisher
-):
-    root = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": GOOD,
-                                          "pkg/other.py": "OTHER = 1\n"})
+def test_fork_while_the_cache_is_busy_never_deadlocks_the_child(tmp_path, serve, tls, publisher):
+    root = write_tree(
+        tmp_path / "tree",
+        {"pkg/__init__.py": "", "pkg/mod.py": GOOD, "pkg/other.py": "OTHER = 1\n"},
+    )
     publisher.sign(root)
     server = serve(root)
     env = writing_interpreter_env(tmp_path / "cache")
-    done = run_fresh(FORK, env, server.url, str(publisher.pub), tls.cafile,
-                     flags=["-W", "ignore::DeprecationWarning"])
+    done = run_fresh(
+        FORK,
+        env,
+        server.url,
+        str(publisher.pub),
+        tls.cafile,
+        flags=["-W", "ignore::DeprecationWarning"],
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
 
@@ -686,8 +727,7 @@ def test_code_compiled_under_o_is_never_used_without_it(tmp_path, serve, tls, pu
     env = writing_interpreter_env(tmp_path / "cache")
 
     def run(*flags: str) -> str:
-        done = run_fresh(OPTIMIZED, env, server.url, str(publisher.pub), tls.cafile,
-                         flags=flags)
+        done = run_fresh(OPTIMIZED, env, server.url, str(publisher.pub), tls.cafile, flags=flags)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 

@@ -24,8 +24,8 @@ from conftest import evil_source
 from simulator import RepositorySimulator, assert_never_ran
 
 from secure_urlimport import Config, TamperedFileError, install, uninstall
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.loader import VerifiedLoader
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._import.loader import VerifiedLoader
 
 GOOD = "def boom():\n    raise ValueError('the signed line')\n"
 
@@ -115,8 +115,9 @@ def test_release_swapped_during_a_slow_download_is_not_compiled(key, marker):
     padding = "#" * len(evil_source(marker))  # larger than the evil file: only the hash tells
     sim.publish({"early.py": "", "late.py": f"VALUE = 1\n{padding}\n"}, [key])
     # Release 2 (or an attacker) appears while late.py is still downloading.
-    swapped = RepositorySimulator().publish({"early.py": "",
-                                             "late.py": evil_source(marker)}, [key], version=2)
+    swapped = RepositorySimulator().publish(
+        {"early.py": "", "late.py": evil_source(marker)}, [key], version=2
+    )
     sim.delay("late.py", 0.3)
     install(sim.url, pubkey=key.public.raw, fetcher=sim)
     importlib.import_module("early")

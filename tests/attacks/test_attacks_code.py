@@ -26,9 +26,9 @@ from secure_urlimport import (
     WrongTreeError,
     install,
 )
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.manifest import MAGIC
-from secure_urlimport.paths import MANIFEST_NAME
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.manifest import MAGIC
+from secure_urlimport._format.paths import MANIFEST_NAME
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_tree_signed_by_an_unpinned_key_is_rejected(sim, key, marker):
 
 
 def _sig_line(manifest: bytes) -> bytes:
-    return manifest[len(MAGIC):].split(b"\n", 1)[0]
+    return manifest[len(MAGIC) :].split(b"\n", 1)[0]
 
 
 def _replace_signature(manifest: bytes, signature_b64: bytes) -> bytes:
@@ -137,22 +137,33 @@ MANIFEST_ATTACKS = {
     "truncated-in-header": (lambda m: m[: len(MAGIC) + 30], ManifestFormatError),
     "truncated-in-body": (lambda m: m[:-25], BadSignatureError),
     "signature-line-removed": (
-        lambda m: m.replace(_sig_line(m) + b"\n", b"", 1), ManifestFormatError),
+        lambda m: m.replace(_sig_line(m) + b"\n", b"", 1),
+        ManifestFormatError,
+    ),
     "signature-line-empty": (lambda m: m.replace(_sig_line(m), b"", 1), ManifestFormatError),
     "signature-cut-by-one-char": (
-        lambda m: _replace_signature(m, _b64_of_sig(m)[:-1]), ManifestFormatError),
+        lambda m: _replace_signature(m, _b64_of_sig(m)[:-1]),
+        ManifestFormatError,
+    ),
     "signature-cut-to-63-bytes": (
-        lambda m: _replace_signature(
-            m, base64.b64encode(base64.b64decode(_b64_of_sig(m))[:63])), BadSignatureError),
+        lambda m: _replace_signature(m, base64.b64encode(base64.b64decode(_b64_of_sig(m))[:63])),
+        BadSignatureError,
+    ),
     "signature-empty": (lambda m: _replace_signature(m, b""), BadSignatureError),
     "signature-garbage": (
-        lambda m: _replace_signature(m, base64.b64encode(bytes(range(64)))), BadSignatureError),
+        lambda m: _replace_signature(m, base64.b64encode(bytes(range(64)))),
+        BadSignatureError,
+    ),
     "signature-all-zero": (
-        lambda m: _replace_signature(m, base64.b64encode(bytes(64))), BadSignatureError),
+        lambda m: _replace_signature(m, base64.b64encode(bytes(64))),
+        BadSignatureError,
+    ),
     "signature-not-base64": (lambda m: _replace_signature(m, b"!" * 88), ManifestFormatError),
     "manifest-duplicated": (lambda m: m + m, BadSignatureError),
     "flipped-byte-in-body": (
-        lambda m: m[:-10] + bytes([m[-10] ^ 0x20]) + m[-9:], BadSignatureError),
+        lambda m: m[:-10] + bytes([m[-10] ^ 0x20]) + m[-9:],
+        BadSignatureError,
+    ),
 }
 
 
@@ -174,8 +185,9 @@ def test_corrupted_manifest_is_rejected(sim, key, marker, attack):
 def test_duplicated_signature_line_changes_nothing_at_threshold_one(sim, key):
     # The harmless twin of the corruptions above: one key signing twice is still one key.
     sim.publish({"mod.py": "VALUE = 1\n"}, [key])
-    sim.modify(MANIFEST_NAME,
-               lambda m: m.replace(_sig_line(m), _sig_line(m) + b"\n" + _sig_line(m), 1))
+    sim.modify(
+        MANIFEST_NAME, lambda m: m.replace(_sig_line(m), _sig_line(m) + b"\n" + _sig_line(m), 1)
+    )
     install(sim.url, pubkey=key.public.raw, fetcher=sim)
     assert importlib.import_module("mod").VALUE == 1
 
@@ -224,9 +236,14 @@ def test_validly_signed_file_served_under_another_path_is_rejected(sim, key, mar
     else:
         # Even a manifest the pinned key signed cannot relabel wipe.py's signed
         # entry as mod.py: the path is part of every per-file signature.
-        sim.serve(compose({"mod.py": files["wipe.py"], "wipe.py": files["wipe.py"]},
-                          version=1, manifest_keys=[key],
-                          entries={"mod.py": release.entry("wipe.py")}))
+        sim.serve(
+            compose(
+                {"mod.py": files["wipe.py"], "wipe.py": files["wipe.py"]},
+                version=1,
+                manifest_keys=[key],
+                entries={"mod.py": release.entry("wipe.py")},
+            )
+        )
         expected = BadSignatureError
     install(sim.url, pubkey=key.public.raw, fetcher=sim)
     with pytest.raises(expected) as err:
@@ -238,17 +255,24 @@ def test_validly_signed_file_served_under_another_path_is_rejected(sim, key, mar
 @pytest.mark.parametrize("how", ["bytes-swapped", "entry-borrowed-in-signed-manifest"])
 def test_module_and_package_init_swapped_are_rejected(sim, key, marker, how):
     # Both signed: the package wins (as for local files), mod.py is an old leftover.
-    files = {"mod/__init__.py": padded("VALUE = 'package'\n", evil_source(marker)),
-             "mod.py": evil_source(marker)}
+    files = {
+        "mod/__init__.py": padded("VALUE = 'package'\n", evil_source(marker)),
+        "mod.py": evil_source(marker),
+    }
     release = sim.publish(files, [key])
     if how == "bytes-swapped":
         sim.put("mod/__init__.py", files["mod.py"])
         sim.put("mod.py", files["mod/__init__.py"])
         expected: type[Exception] = TamperedFileError
     else:
-        sim.serve(compose({"mod/__init__.py": files["mod.py"], "mod.py": files["mod.py"]},
-                          version=1, manifest_keys=[key],
-                          entries={"mod/__init__.py": release.entry("mod.py")}))
+        sim.serve(
+            compose(
+                {"mod/__init__.py": files["mod.py"], "mod.py": files["mod.py"]},
+                version=1,
+                manifest_keys=[key],
+                entries={"mod/__init__.py": release.entry("mod.py")},
+            )
+        )
         expected = BadSignatureError
     install(sim.url, pubkey=key.public.raw, fetcher=sim)
     with pytest.raises(expected) as err:
@@ -276,9 +300,14 @@ def test_data_file_served_as_a_module_is_rejected(sim, key, marker, how):
         sim.put("pkg/payload.py", files["pkg/payload.txt"])
         expected: type[Exception] = ModuleNotFoundError
     else:
-        sim.serve(compose({**files, "pkg/payload.py": files["pkg/payload.txt"]},
-                          version=1, manifest_keys=[key],
-                          entries={"pkg/payload.py": release.entry("pkg/payload.txt")}))
+        sim.serve(
+            compose(
+                {**files, "pkg/payload.py": files["pkg/payload.txt"]},
+                version=1,
+                manifest_keys=[key],
+                entries={"pkg/payload.py": release.entry("pkg/payload.txt")},
+            )
+        )
         expected = BadSignatureError
     install(sim.url, pubkey=key.public.raw, fetcher=sim)
     with pytest.raises(expected) as err:
@@ -297,11 +326,13 @@ def test_another_tree_signed_by_the_same_key_served_at_this_url_is_rejected(key,
     /stable's rollback floor.
     """
     stable = RepositorySimulator(url="https://code.example.test/stable")
-    stable_release = stable.publish({"tool.py": "MODE = 'stable'\n"}, [key], version=3,
-                                    name="stable")
+    stable_release = stable.publish(
+        {"tool.py": "MODE = 'stable'\n"}, [key], version=3, name="stable"
+    )
     dev = RepositorySimulator(url="https://code.example.test/dev")
-    dev_release = dev.publish({"tool.py": evil_source(marker) + "MODE = 'dev'\n"}, [key],
-                              version=7, name="dev")
+    dev_release = dev.publish(
+        {"tool.py": evil_source(marker) + "MODE = 'dev'\n"}, [key], version=7, name="dev"
+    )
     stable.serve(dev_release)
     with pytest.raises(WrongTreeError) as err:
         install(stable.url, pubkey=key.public.raw, fetcher=stable, name="stable")
@@ -339,8 +370,12 @@ def test_file_and_its_signature_from_release_n_inside_release_n_plus_1_are_rejec
     # Release 2's body, signed by the pinned key, carries release 1's entry
     # (hash, size and per-file signature) for mod.py: the tree version inside
     # every per-file signature tells them apart.
-    mixed = compose({**new_files, "mod.py": v1_source}, version=2, manifest_keys=[key],
-                    entries={"mod.py": old.entry("mod.py")})
+    mixed = compose(
+        {**new_files, "mod.py": v1_source},
+        version=2,
+        manifest_keys=[key],
+        entries={"mod.py": old.entry("mod.py")},
+    )
     sim.serve(mixed)
     install(sim.url, pubkey=key.public.raw, fetcher=sim)
     importlib.import_module("other")  # the rest of release 2 is fine

@@ -22,9 +22,10 @@ from conftest import TLSFiles, write_tree
 from simulator import RepositorySimulator, compose
 
 from secure_urlimport import Config, install
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import MANIFEST_NAME
-from secure_urlimport.server import TreeServer
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import MANIFEST_NAME
+from secure_urlimport._import.loader import VerifiedLoader
+from secure_urlimport.cli.devserver import TreeServer
 
 DEPTH = 500
 FILES = 10_000
@@ -41,7 +42,7 @@ def deep_key() -> PrivateKey:
 @pytest.fixture(scope="module")
 def deep_tree(tmp_path_factory: pytest.TempPathFactory, deep_key: PrivateKey) -> Path:
     """10,000 data files under d/d/.../d (500 levels), plus a module at the root."""
-    from secure_urlimport.signing import sign_tree
+    from secure_urlimport.publish.signing import sign_tree
 
     root = tmp_path_factory.mktemp("deep")
     write_tree(root, {"mod.py": "SIGNED = True\n"})
@@ -86,6 +87,7 @@ def test_missing_name_in_a_500_level_10000_file_tree_is_found_missing_at_once(
     # And the tree still imports and serves data over the real server.
     assert importlib.import_module("mod").SIGNED is True
     loader = importlib.import_module("mod").__loader__
+    assert isinstance(loader, VerifiedLoader)
     assert loader.get_data(f"{importer.url}/{DEEP}/f00042.txt") == b"x"
     with pytest.raises(IsADirectoryError):
         loader.get_data(f"{importer.url}/{DEEP}")

@@ -35,8 +35,8 @@ from secure_urlimport import (
     install,
     uninstall,
 )
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import BUNDLE_NAME, MANIFEST_NAME
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import BUNDLE_NAME, MANIFEST_NAME
 
 GOOD = "SIGNED = True\n" + "#" * 64 + "\n"
 
@@ -49,8 +49,6 @@ def sim() -> RepositorySimulator:
 @pytest.fixture
 def key() -> PrivateKey:
     return PrivateKey.generate()
-
-
 
 
 def same_size(evil: str, like: str) -> str:
@@ -140,14 +138,18 @@ def test_cached_file_from_an_older_release_is_not_used_for_a_newer_one(sim, key)
 
 
 def test_warm_start_downloads_only_the_manifest(sim, key):
-    files = {"pkg/__init__.py": "from . import a, b\n", "pkg/a.py": "A = 1\n",
-             "pkg/b.py": "B = 2\n", "pkg/data.txt": "not a module\n"}
+    files = {
+        "pkg/__init__.py": "from . import a, b\n",
+        "pkg/a.py": "A = 1\n",
+        "pkg/b.py": "B = 2\n",
+        "pkg/data.txt": "not a module\n",
+    }
     sim.publish(files, [key])
     warm(sim, key, "pkg")
     before = list(sim.requests)
     next_run(sim, key, "pkg", "pkg.a", "pkg.b")
     assert importlib.import_module("pkg").b.B == 2
-    assert sim.requests[len(before):] == [sim.manifest_url]
+    assert sim.requests[len(before) :] == [sim.manifest_url]
 
 
 def test_unwritable_cache_never_fails_an_import(sim, key, monkeypatch, tmp_path):
@@ -247,6 +249,7 @@ def test_edited_cache_is_detected_by_the_next_process_and_never_executed(
     second = run()
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "true"
-    assert ("discarding the cached copy" if cached == "file"
-            else "does not match its manifest") in second.stderr
+    assert (
+        "discarding the cached copy" if cached == "file" else "does not match its manifest"
+    ) in second.stderr
     assert_never_ran(marker)

@@ -24,8 +24,8 @@ from forking import in_child
 
 import secure_urlimport
 from secure_urlimport import Config, install, uninstall
-from secure_urlimport.paths import BUNDLE_NAME
-from secure_urlimport.transport import RequestsFetcher
+from secure_urlimport._format.paths import BUNDLE_NAME
+from secure_urlimport._net.transport import RequestsFetcher
 
 pytestmark = pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
 

@@ -30,10 +30,10 @@ from secure_urlimport import (
     install,
     uninstall,
 )
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.manifest import MAX_VERSION, format_time
-from secure_urlimport.paths import MANIFEST_NAME
-from secure_urlimport.signing import sign_tree
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.manifest import MAX_VERSION, format_time
+from secure_urlimport._format.paths import MANIFEST_NAME
+from secure_urlimport.publish.signing import sign_tree
 
 
 @pytest.fixture
@@ -118,14 +118,21 @@ def test_older_release_after_newer_is_rejected_across_process_restarts(
     served = tmp_path / "served"
     shutil.copytree(releases[2], served)
     server = serve(served)
-    env = {**os.environ, "PYTHONPATH": str(REPO),
-           "SECURE_URLIMPORT_CACHE_DIR": str(tmp_path / "shared-cache")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SECURE_URLIMPORT_CACHE_DIR": str(tmp_path / "shared-cache"),
+    }
 
     def client(cache: str | None = None) -> str:
         run_env = env if cache is None else {**env, "SECURE_URLIMPORT_CACHE_DIR": cache}
         result = subprocess.run(
             [sys.executable, "-c", CLIENT, server.url, str(publisher.pub), tls.cafile],
-            capture_output=True, text=True, env=run_env, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            env=run_env,
+            timeout=60,
+            check=False,
         )
         assert result.returncode == 0, result.stderr
         return result.stdout
@@ -204,8 +211,12 @@ def test_same_version_with_different_content_is_rejected(sim, key, marker):
 def test_expired_manifest_is_rejected_saying_when_and_that_the_publisher_must_resign(
     sim, key, marker
 ):
-    release = sim.publish({"evil.py": evil_source(marker)}, [key],
-                          now=datetime.now(UTC) - timedelta(days=3), expires_in=timedelta(days=1))
+    release = sim.publish(
+        {"evil.py": evil_source(marker)},
+        [key],
+        now=datetime.now(UTC) - timedelta(days=3),
+        expires_in=timedelta(days=1),
+    )
     with pytest.raises(ExpiredManifestError) as err:
         install(sim.url, pubkey=key.public.raw, fetcher=sim)
     message = str(err.value)
@@ -218,9 +229,12 @@ def test_expired_manifest_is_rejected_saying_when_and_that_the_publisher_must_re
 
 def test_manifest_that_expires_while_installed_is_rejected_from_then_on(sim, key, marker):
     # Valid for one or two more seconds, then frozen: the server keeps serving it.
-    release = sim.publish({"early.py": "", "late.py": evil_source(marker)}, [key],
-                          now=datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=2),
-                          expires_in=timedelta(days=1))
+    release = sim.publish(
+        {"early.py": "", "late.py": evil_source(marker)},
+        [key],
+        now=datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=2),
+        expires_in=timedelta(days=1),
+    )
     install(sim.url, pubkey=key.public.raw, fetcher=sim)
     importlib.import_module("early")
     time.sleep(max(0.0, (release.manifest.expires - datetime.now(UTC)).total_seconds()) + 0.05)
@@ -255,9 +269,7 @@ def test_leaked_key_fast_forward_to_max_version_is_survived_by_rotating_keys(sim
 # -- the rollback state on disk (trusted like known_hosts) ---------------------------------
 
 
-def test_state_edited_to_a_lower_version_reopens_rollback_but_never_unsigned_code(
-    sim, key, marker
-):
+def test_state_edited_to_a_lower_version_reopens_rollback_but_never_unsigned_code(sim, key, marker):
     first = sim.publish({"mod.py": "RELEASE = 1\n", "other.py": "SAFE = 1\n"}, [key])
     for release in (2, 3):
         sim.publish({"mod.py": f"RELEASE = {release}\n", "other.py": "SAFE = 1\n"}, [key])
@@ -290,13 +302,16 @@ GARBAGE_STATE = {
     "record-not-an-object": b'{"keys": {"KEYID": 5}}',
     "record-missing-fields": b'{"keys": {"KEYID": {}}}',
     "version-not-a-number": b'{"keys": {"KEYID": {"version": "v9", "digest": "x"}}}',
-    "version-with-5000-digits": b'{"keys": {"KEYID": {"version": 1' + b"0" * 5000
-                                + b', "digest": "x"}}}',
+    "version-with-5000-digits": b'{"keys": {"KEYID": {"version": 1'
+    + b"0" * 5000
+    + b', "digest": "x"}}}',
     "version-nan": b'{"keys": {"KEYID": {"version": NaN, "digest": "x"}}}',
     "version-infinite": b'{"keys": {"KEYID": {"version": 1e400, "digest": "x"}}}',
     "deeply-nested": b"[" * 100_000 + b"]" * 100_000,
     "a-directory": b"",
 }
+
+
 @pytest.mark.parametrize("garbage", sorted(GARBAGE_STATE))
 def test_garbage_rollback_state_never_crashes_an_import(sim, key, garbage, caplog):
     sim.publish({"mod.py": "RELEASE = 1\n"}, [key])

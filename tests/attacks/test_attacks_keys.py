@@ -14,9 +14,9 @@ from conftest import REPO, evil_source, write_tree
 from simulator import RepositorySimulator, assert_never_ran, compose
 
 from secure_urlimport import UntrustedKeyError, install, uninstall
-from secure_urlimport.keyfile import save_private_key
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import MANIFEST_NAME
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import MANIFEST_NAME
+from secure_urlimport.publish.keyfile import save_private_key
 
 
 @pytest.fixture
@@ -42,9 +42,7 @@ def fresh_import(name: str):
 
 
 @pytest.mark.parametrize("pinned", ["old", "new", "old+new"])
-def test_rotation_release_signed_by_old_and_new_keys_imports_for_every_client(
-    sim, keys, pinned
-):
+def test_rotation_release_signed_by_old_and_new_keys_imports_for_every_client(sim, keys, pinned):
     sim.publish({"mod.py": "RELEASE = 1\n"}, [keys["old"], keys["new"]])
     install(sim.url, pubkey=pins(keys, pinned), fetcher=sim)
     assert importlib.import_module("mod").RELEASE == 1
@@ -105,9 +103,14 @@ def test_file_signed_by_fewer_keys_than_the_threshold_is_rejected(sim, keys, mar
     k1, k2 = keys["k1"], keys["k2"]
     honest = compose({"ok.py": ""}, version=1, manifest_keys=[k1, k2])
     lone = compose({"evil.py": evil_source(marker)}, version=1, manifest_keys=[k1])
-    sim.serve(compose({"ok.py": "", "evil.py": evil_source(marker)}, version=1,
-                      manifest_keys=[k1, k2],
-                      entries={"ok.py": honest.entry("ok.py"), "evil.py": lone.entry("evil.py")}))
+    sim.serve(
+        compose(
+            {"ok.py": "", "evil.py": evil_source(marker)},
+            version=1,
+            manifest_keys=[k1, k2],
+            entries={"ok.py": honest.entry("ok.py"), "evil.py": lone.entry("evil.py")},
+        )
+    )
     install(sim.url, pubkey=pins(keys, "k1+k2+k3"), threshold=2, fetcher=sim)
     importlib.import_module("ok")
     with pytest.raises(UntrustedKeyError) as err:
@@ -128,10 +131,25 @@ def test_sign_with_a_wrong_passphrase_fails_clearly_and_leaks_nothing(tmp_path, 
     tree = write_tree(tmp_path / "tree", {"mod.py": "VALUE = 1\n"})
     env = {k: v for k, v in os.environ.items() if "CA_BUNDLE" not in k}
     env.update(PYTHONPATH=str(REPO), SECURE_URLIMPORT_PASSPHRASE=wrong)
-    command = [sys.executable, "-m", "secure_urlimport", *(["--verbose"] if verbose else []),
-               "sign", str(tree), "--key", str(key_path)]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60,
-                            stdin=subprocess.DEVNULL, check=False)
+    command = [
+        sys.executable,
+        "-m",
+        "secure_urlimport",
+        *(["--verbose"] if verbose else []),
+        "sign",
+        str(tree),
+        "--key",
+        str(key_path),
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "wrong passphrase" in result.stderr and str(key_path) in result.stderr
@@ -140,10 +158,12 @@ def test_sign_with_a_wrong_passphrase_fails_clearly_and_leaks_nothing(tmp_path, 
         assert result.stderr.count("\n") == 1
     sealed = json.loads(key_path.read_text())
     secrets = {
-        "the wrong passphrase": wrong, "the right passphrase": right,
+        "the wrong passphrase": wrong,
+        "the right passphrase": right,
         "the seed (hex)": key.seed().hex(),
         "the seed (base64)": base64.b64encode(key.seed()).decode(),
-        "the ciphertext": sealed["ciphertext"], "the salt": sealed["salt"],
+        "the ciphertext": sealed["ciphertext"],
+        "the salt": sealed["salt"],
     }
     leaked = [what for what, text in secrets.items() if text in output]
     assert not leaked, leaked

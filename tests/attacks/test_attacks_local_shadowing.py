@@ -69,7 +69,7 @@ def _run_cli(cwd: Path, tmp_path: Path, publisher, server, tls, module: str):
 #: working directory (as under python -m); prints the exception's class.
 RUN_CHECK = """
 import sys, secure_urlimport
-from secure_urlimport.runner import import_signed_packages
+from secure_urlimport.cli.runner import import_signed_packages
 importer = secure_urlimport.install(sys.argv[1], pubkey=sys.argv[2], cafile=sys.argv[3])
 try:
     import_signed_packages(importer, sys.argv[4])

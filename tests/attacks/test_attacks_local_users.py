@@ -27,7 +27,7 @@ from simulator import RepositorySimulator, assert_never_ran
 
 import secure_urlimport
 from secure_urlimport import ConfigurationError, RollbackError, install, uninstall
-from secure_urlimport.keys import PrivateKey
+from secure_urlimport._format.keys import PrivateKey
 
 pytestmark = as_root
 

@@ -29,9 +29,9 @@ from secure_urlimport import (
     install,
     trust,
 )
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import MANIFEST_NAME
 from secure_urlimport.api import install_path_hook
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import MANIFEST_NAME
 
 MODULE = "VALUE = 'signed'\n" + "#" * 200 + "\n"
 
@@ -143,9 +143,7 @@ def test_module_tampered_on_one_mirror_is_fetched_from_the_next(
     assert_never_ran(marker)
 
 
-def test_import_fails_only_when_no_mirror_serves_valid_content(
-    start, release, key, tls, marker
-):
+def test_import_fails_only_when_no_mirror_serves_valid_content(start, release, key, tls, marker):
     files = dict(release.everything())
     evil = evil_source(marker)
     files["mod.py"] = (evil + "#" * (len(MODULE) - len(evil) - 1) + "\n").encode()

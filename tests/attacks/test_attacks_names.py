@@ -15,9 +15,9 @@ from simulator import RepositorySimulator, assert_never_ran
 
 import secure_urlimport
 from secure_urlimport import install, install_path_hook, trust
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.loader import VerifiedLoader
-from secure_urlimport.paths import BUNDLE_NAME, MANIFEST_NAME
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import BUNDLE_NAME, MANIFEST_NAME
+from secure_urlimport._import.loader import VerifiedLoader
 
 
 @pytest.fixture
@@ -28,11 +28,21 @@ def key() -> PrivateKey:
 @pytest.fixture
 def sim(key, marker) -> RepositorySimulator:
     sim = RepositorySimulator()
-    sim.publish({"mod.py": "", "pkg/__init__.py": "", "pkg/data.txt": "data\n",
-                 "ns/inner.py": ""}, [key])
+    sim.publish(
+        {"mod.py": "", "pkg/__init__.py": "", "pkg/data.txt": "data\n", "ns/inner.py": ""}, [key]
+    )
     # Whatever a name might be turned into, the server has something evil there.
-    for path in ("a/b.py", "a\\b.py", "a%2fb.py", "a/b/__init__.py", "m\u043ed.py",
-                 "pkg/a/b.py", "pkg/x%2fy.py", "secret.py", "mod/../secret.py"):
+    for path in (
+        "a/b.py",
+        "a\\b.py",
+        "a%2fb.py",
+        "a/b/__init__.py",
+        "m\u043ed.py",
+        "pkg/a/b.py",
+        "pkg/x%2fy.py",
+        "secret.py",
+        "mod/../secret.py",
+    ):
         sim.put(path, evil_source(marker))
     return sim
 
@@ -109,10 +119,18 @@ def test_well_formed_unknown_name_does_cost_a_request(sim, key):
     assert sim.requested_paths() == [MANIFEST_NAME, MANIFEST_NAME]
 
 
-@pytest.mark.parametrize("relative", [
-    "../secret.py", "../../../../etc/passwd", "data.txt/../../secret.py", "./data.txt",
-    "%2e%2e/secret.py", "..%2fsecret.py", "/etc/passwd",
-])
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "../secret.py",
+        "../../../../etc/passwd",
+        "data.txt/../../secret.py",
+        "./data.txt",
+        "%2e%2e/secret.py",
+        "..%2fsecret.py",
+        "/etc/passwd",
+    ],
+)
 def test_data_path_traversal_is_not_found_before_any_request(sim, key, relative):
     install(sim.url, pubkey=key.public.raw, fetcher=sim)
     pkg = importlib.import_module("pkg")
@@ -127,8 +145,10 @@ def test_data_path_traversal_is_not_found_before_any_request(sim, key, relative)
 
 def test_signed_stdlib_module_never_shadows_the_standard_library(key, marker):
     sim = RepositorySimulator()
-    sim.publish({"json.py": evil_source(marker), "email/__init__.py": evil_source(marker),
-                 "ok.py": ""}, [key])
+    sim.publish(
+        {"json.py": evil_source(marker), "email/__init__.py": evil_source(marker), "ok.py": ""},
+        [key],
+    )
     install(sim.url, pubkey=key.public.raw, fetcher=sim)
     for name in ("json", "email"):
         sys.modules.pop(name, None)  # after install(): the library may use them itself
@@ -177,8 +197,9 @@ def test_package_path_url_never_reads_local_files_after_the_tree_is_removed(
     sim, key, marker, tmp_path, monkeypatch, how
 ):
     cwd = tmp_path / "cwd"
-    write_tree(cwd / sim.url_of("pkg").replace("https://", "https:/"),
-               {"evil.py": evil_source(marker)})
+    write_tree(
+        cwd / sim.url_of("pkg").replace("https://", "https:/"), {"evil.py": evil_source(marker)}
+    )
     monkeypatch.chdir(cwd)
     monkeypatch.syspath_prepend("")
     if how == "uninstall":

@@ -24,8 +24,8 @@ from secure_urlimport import (
     ResponseTooLargeError,
     install,
 )
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import BUNDLE_NAME, MANIFEST_NAME
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import BUNDLE_NAME, MANIFEST_NAME
 
 SECRET = "Bearer attack-suite-s3cret"
 MODULE = "VALUE = 42\n" * 4
@@ -82,8 +82,11 @@ def endless_chunked(h) -> None:
 
 @pytest.mark.parametrize("how", ["announced-length", "endless-chunked"])
 def test_body_larger_than_the_signed_size_is_rejected(tree, tls, key, marker, how):
-    tree.routes["mod.py"] = (announced_larger(evil_source(marker).encode())
-                             if how == "announced-length" else endless_chunked)
+    tree.routes["mod.py"] = (
+        announced_larger(evil_source(marker).encode())
+        if how == "announced-length"
+        else endless_chunked
+    )
     install(tree.url, pubkey=key.public.raw, cafile=tls.cafile, timeout=5)
     error, seconds = import_fails(ResponseTooLargeError)
     assert f"limit of {len(MODULE)} bytes" in str(error)  # the cap is the signed size
@@ -95,8 +98,13 @@ def test_endless_manifest_is_cut_at_the_manifest_cap(tree, tls, key):
     tree.routes[MANIFEST_NAME] = endless_chunked
     started = time.monotonic()
     with pytest.raises(ResponseTooLargeError) as err:
-        install(tree.url, pubkey=key.public.raw, cafile=tls.cafile, timeout=5,
-                config=Config(max_manifest_bytes=256 * 1024))
+        install(
+            tree.url,
+            pubkey=key.public.raw,
+            cafile=tls.cafile,
+            timeout=5,
+            config=Config(max_manifest_bytes=256 * 1024),
+        )
     assert type(err.value) is ResponseTooLargeError
     assert f"limit of {256 * 1024} bytes" in str(err.value)
     assert time.monotonic() - started < 3
@@ -170,8 +178,11 @@ def test_module_redirected_off_origin_is_rejected_and_credentials_stay_home(
     tree, start, tls, key, release, marker, target
 ):
     evil = {"mod.py": evil_source(marker).encode()}
-    elsewhere = (start(evil, plain=True) if target == "http"
-                 else start(evil, host="localhost" if target == "other-host" else "127.0.0.1"))
+    elsewhere = (
+        start(evil, plain=True)
+        if target == "http"
+        else start(evil, host="localhost" if target == "other-host" else "127.0.0.1")
+    )
     tree.routes["mod.py"] = redirect_to(f"{elsewhere.url}/mod.py")
     install(tree.url, pubkey=key.public.raw, cafile=tls.cafile, headers={"Authorization": SECRET})
     error, _ = import_fails(RedirectError)
@@ -185,25 +196,27 @@ def test_module_redirected_off_origin_is_rejected_and_credentials_stay_home(
 
 def test_redirect_carrying_userinfo_is_rejected_without_echoing_it(tree, tls, key, marker):
     tree.routes["mod.py"] = redirect_to(
-        f"https://admin:hunter2@127.0.0.1:{tree.server_port}/v2/mod.py")
+        f"https://admin:hunter2@127.0.0.1:{tree.server_port}/v2/mod.py"
+    )
     install(tree.url, pubkey=key.public.raw, cafile=tls.cafile)
     error, _ = import_fails(RedirectError)
     assert "hunter2" not in str(error) and "admin" not in str(error)
     # (the bundle, absent here, and other.py, prefetched as mod's sibling,
     # may be asked for too; mod.py is asked for once.)
     assert [p for p, _ in tree.seen if p not in ("/other.py", f"/{BUNDLE_NAME}")] == [
-        f"/{MANIFEST_NAME}", "/mod.py"]
+        f"/{MANIFEST_NAME}",
+        "/mod.py",
+    ]
     assert_never_ran(marker, "mod")
 
 
-def test_manifest_redirected_to_another_host_is_rejected_at_install(
-    tree, start, tls, key, release
-):
+def test_manifest_redirected_to_another_host_is_rejected_at_install(tree, start, tls, key, release):
     elsewhere = start(release.everything(), host="localhost")
     tree.routes[MANIFEST_NAME] = redirect_to(f"{elsewhere.url}/{MANIFEST_NAME}")
     with pytest.raises(RedirectError) as err:
-        install(tree.url, pubkey=key.public.raw, cafile=tls.cafile,
-                headers={"Authorization": SECRET})
+        install(
+            tree.url, pubkey=key.public.raw, cafile=tls.cafile, headers={"Authorization": SECRET}
+        )
     assert type(err.value) is RedirectError
     assert elsewhere.seen == []
     assert SECRET not in str(err.value)
@@ -222,8 +235,7 @@ def test_same_origin_redirect_is_followed_with_credentials(tree, tls, key):
 def test_authorization_for_one_tree_never_reaches_another_trees_origin(start, tls, key):
     first = start(sign_release({"alpha.py": "A = 1\n"}, [key]).everything())
     second = start(sign_release({"beta.py": "B = 1\n"}, [key]).everything())
-    install(first.url, pubkey=key.public.raw, cafile=tls.cafile,
-            headers={"Authorization": SECRET})
+    install(first.url, pubkey=key.public.raw, cafile=tls.cafile, headers={"Authorization": SECRET})
     install(second.url, pubkey=key.public.raw, cafile=tls.cafile)
     assert importlib.import_module("alpha").A == importlib.import_module("beta").B == 1
     assert second.seen and all("Authorization" not in h for _, h in second.seen)

@@ -19,12 +19,12 @@ from conftest import write_tree
 from publisher_tools import assert_clean_failure, cli, keygen
 
 from secure_urlimport import cli as cli_module
-from secure_urlimport import keyfile
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import MANIFEST_NAME
 from secure_urlimport.errors import KeyFileError, SigningError
-from secure_urlimport.keyfile import is_private_key_file, save_private_key, write_public_key
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import MANIFEST_NAME
-from secure_urlimport.signing import sign_tree
+from secure_urlimport.publish import keyfile
+from secure_urlimport.publish.keyfile import is_private_key_file, save_private_key, write_public_key
+from secure_urlimport.publish.signing import sign_tree
 
 K1 = PrivateKey.from_seed(bytes([0x41]) * 32)
 
@@ -150,7 +150,11 @@ def test_write_public_key_never_replaces_or_follows_an_existing_name(tmp_path: P
 @pytest.mark.parametrize("umask", [0o000, 0o077])
 def test_keygen_modes_are_exact_whatever_the_umask(tmp_path: Path, umask: int) -> None:
     prefix = tmp_path / "publisher"
-    result = cli("keygen", prefix, "--unencrypted", preexec_fn=lambda: os.umask(umask) and None)
+
+    def set_umask() -> None:
+        os.umask(umask)
+
+    result = cli("keygen", prefix, "--unencrypted", preexec_fn=set_umask)
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(prefix.with_suffix(".key").stat().st_mode) == 0o600
     assert stat.S_IMODE(prefix.with_suffix(".pub").stat().st_mode) == 0o644

@@ -21,12 +21,12 @@ from conftest import write_tree
 from publisher_tools import assert_clean_failure, cli, keygen, set_manifest_version
 
 from secure_urlimport import install
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.manifest import MAX_VERSION, parse_manifest_body, split_manifest_file
+from secure_urlimport._format.paths import BUNDLE_NAME, MANIFEST_NAME
 from secure_urlimport.errors import ConfigurationError, ManifestFormatError, SigningError
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.manifest import MAX_VERSION, parse_manifest_body, split_manifest_file
-from secure_urlimport.paths import BUNDLE_NAME, MANIFEST_NAME
-from secure_urlimport.signing import sign_tree
-from secure_urlimport.versions import MAX_VERSION_JUMP
+from secure_urlimport.publish.signing import sign_tree
+from secure_urlimport.publish.versions import MAX_VERSION_JUMP
 
 K1 = PrivateKey.from_seed(bytes([0x31]) * 32)
 K2 = PrivateKey.from_seed(bytes([0x32]) * 32)
@@ -167,11 +167,12 @@ def test_committed_manifest_with_a_non_ascii_signature_or_as_a_directory_fails_c
     else:
         # sign --check parses the body without verifying it: this used to crash it.
         _non_ascii_file_signature(manifest)
-    args = {
+    commands: dict[str, list[str | Path]] = {
         "sign": ["sign", root, "--key", key],
         "sign --check": ["sign", "--check", root, "--key", key],
         "verify": ["verify", root, "--pubkey", pub],
-    }[command]
+    }
+    args = commands[command]
     out = assert_clean_failure(cli(*args))
     assert MANIFEST_NAME in out
 
@@ -179,7 +180,7 @@ def test_committed_manifest_with_a_non_ascii_signature_or_as_a_directory_fails_c
 def test_non_ascii_signature_in_a_validly_signed_manifest_is_refused_by_the_gate(
     tree: Path, tmp_path: Path
 ) -> None:
-    from secure_urlimport.manifest import encode_manifest, manifest_message
+    from secure_urlimport._format.manifest import encode_manifest, manifest_message
 
     sign_tree(tree, [K1])
     signed_file = split_manifest_file((tree / MANIFEST_NAME).read_bytes())
@@ -288,7 +289,7 @@ def test_oversized_committed_manifest_is_refused_by_size_not_read_whole(
     signed: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     root, key, pub = signed
-    from secure_urlimport.versions import MAX_MANIFEST_BYTES
+    from secure_urlimport.publish.versions import MAX_MANIFEST_BYTES
 
     with open(root / MANIFEST_NAME, "r+b") as handle:  # sparse: no disk used
         handle.truncate(MAX_MANIFEST_BYTES + 10)
@@ -302,7 +303,7 @@ def test_oversized_committed_manifest_is_refused_by_size_not_read_whole(
 def test_tree_reader_refuses_links_and_special_files_without_blocking(
     tmp_path: Path, fifo: Path, kind: str
 ) -> None:
-    from secure_urlimport.localfile import UnsafeFileError, read_tree_file
+    from secure_urlimport.publish.localfile import UnsafeFileError, read_tree_file
 
     path = tmp_path / "name"
     if kind == "fifo":
@@ -316,7 +317,7 @@ def test_tree_reader_refuses_links_and_special_files_without_blocking(
 
 
 def test_tree_reader_stops_one_byte_past_the_cap(tmp_path: Path) -> None:
-    from secure_urlimport.localfile import read_tree_file
+    from secure_urlimport.publish.localfile import read_tree_file
 
     (tmp_path / "big").write_bytes(b"x" * 1000)
     assert len(read_tree_file(tmp_path / "big", 10)) == 11

@@ -35,10 +35,10 @@ from hypothesis import strategies as st
 from simulator import assert_never_ran, child_env
 
 from secure_urlimport import Config, SecureImportError, install, uninstall
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import BUNDLE_NAME, MANIFEST_NAME
 from secure_urlimport.errors import RedirectError, ResponseTooLargeError
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import BUNDLE_NAME, MANIFEST_NAME
-from secure_urlimport.signing import sign_tree
+from secure_urlimport.publish.signing import sign_tree
 
 MODULE = "VALUE = 'signed'\n" * 4
 HUGE_LENGTH = b"9" * 5000  # beyond Python's 4,300-digit int() limit

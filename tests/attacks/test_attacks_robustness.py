@@ -29,8 +29,8 @@ from secure_urlimport import (
     SecureImportError,
     install,
 )
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import MANIFEST_NAME
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import MANIFEST_NAME
 
 GOOD = "SIGNED = True\n" + "#" * 64 + "\n"
 
@@ -45,13 +45,12 @@ def key() -> PrivateKey:
     return PrivateKey.generate()
 
 
-
-
 # -- a garbage ETag in the manifest cache must not brick the tree ---------------------------
 
 
-@pytest.mark.parametrize("etag", ["\u2603", "a\r\nX-Injected: 1", "x" * 100_000],
-                         ids=["non-latin-1", "crlf", "huge"])
+@pytest.mark.parametrize(
+    "etag", ["\u2603", "a\r\nX-Injected: 1", "x" * 100_000], ids=["non-latin-1", "crlf", "huge"]
+)
 def test_garbage_etag_in_the_manifest_cache_never_fails_an_import(
     testcode, serve, tls, publisher, etag
 ):
@@ -151,9 +150,7 @@ class DrippingProxy:
         self.listener.close()
 
 
-def test_proxy_dripping_its_connect_reply_is_cut_at_the_deadline(
-    testcode, serve, tls, publisher
-):
+def test_proxy_dripping_its_connect_reply_is_cut_at_the_deadline(testcode, serve, tls, publisher):
     server = serve(testcode)
     proxy = DrippingProxy()
     outcome: dict[str, object] = {}
@@ -161,8 +158,7 @@ def test_proxy_dripping_its_connect_reply_is_cut_at_the_deadline(
     def run() -> None:
         started = time.monotonic()
         try:
-            install(server.url, pubkey=publisher.pub, cafile=tls.cafile, timeout=1,
-                    proxy=proxy.url)
+            install(server.url, pubkey=publisher.pub, cafile=tls.cafile, timeout=1, proxy=proxy.url)
         except BaseException as exc:
             outcome["error"] = exc
         outcome["seconds"] = time.monotonic() - started
@@ -187,8 +183,10 @@ def test_concurrent_refreshes_never_go_back_to_an_older_release(sim, key, marker
     tree = importer.tree
     new = sim.publish({"mod.py": "FIXED = True\n"}, [key])  # release 2: the fix
     # A stale CDN edge (or the attacker) answers thread "slow" with release 1.
-    sim.respond(MANIFEST_NAME, lambda n: (
-        old if threading.current_thread().name == "slow" else new).manifest_bytes)
+    sim.respond(
+        MANIFEST_NAME,
+        lambda n: (old if threading.current_thread().name == "slow" else new).manifest_bytes,
+    )
 
     # Pause thread "slow" just after it verified release 1 (floor: 1), before it
     # stores it: the scheduler may do the same at any time.
@@ -196,8 +194,9 @@ def test_concurrent_refreshes_never_go_back_to_an_older_release(sim, key, marker
 
     class Pause(logging.Handler):
         def handle(self, record: logging.LogRecord) -> bool:  # no handler lock
-            if (threading.current_thread().name == "slow"
-                    and record.getMessage().startswith("verified manifest")):
+            if threading.current_thread().name == "slow" and record.getMessage().startswith(
+                "verified manifest"
+            ):
                 paused.set()
                 resume.wait(10)
             return True
@@ -233,8 +232,7 @@ def test_module_over_max_file_bytes_is_refused_even_from_the_bundle(
     root = write_tree(tmp_path / "tree", {"big.py": "BIG = True\n" + "#" * 500 + "\n"})
     publisher.sign(root)
     server = serve(root)
-    install(server.url, pubkey=publisher.pub, cafile=tls.cafile,
-            config=Config(max_file_bytes=200))
+    install(server.url, pubkey=publisher.pub, cafile=tls.cafile, config=Config(max_file_bytes=200))
     with pytest.raises(SecureImportError):
         importlib.import_module("big")
 
@@ -243,9 +241,7 @@ def test_module_over_max_file_bytes_is_refused_even_from_the_bundle(
 
 
 @pytest.mark.parametrize("timeout", [float("inf"), 1e12])
-def test_out_of_range_timeout_is_a_secure_import_error(
-    testcode, serve, tls, publisher, timeout
-):
+def test_out_of_range_timeout_is_a_secure_import_error(testcode, serve, tls, publisher, timeout):
     server = serve(testcode)
     with pytest.raises(SecureImportError):
         install(server.url, pubkey=publisher.pub, cafile=tls.cafile, timeout=timeout)

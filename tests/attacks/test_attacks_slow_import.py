@@ -17,9 +17,9 @@ from conftest import evil_source
 from simulator import HostileHTTPSServer, assert_never_ran, hostile_servers, sign_release
 
 from secure_urlimport import Config, DownloadTimeoutError, install
-from secure_urlimport.deadline import Watchdog, import_step, source_budget
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import BUNDLE_NAME
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import BUNDLE_NAME
+from secure_urlimport._net.deadline import Watchdog, import_step, source_budget
 
 TIMEOUT = 1.5
 MODULE = "VALUE = 'signed'\n" * 8

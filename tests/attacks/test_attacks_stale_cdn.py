@@ -30,8 +30,8 @@ from simulator import (
 )
 
 from secure_urlimport import RollbackError, TamperedFileError, install, uninstall
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import MANIFEST_NAME
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import MANIFEST_NAME
 
 PAD = "#" * 200 + "\n"
 
@@ -49,6 +49,7 @@ def edge(tls) -> Iterator[Callable[..., HostileHTTPSServer]]:
 
 def stale_unless_no_cache(stale: bytes, fresh: bytes | None):
     """Serve *stale* like a cache would, *fresh* when asked to revalidate."""
+
     def route(h) -> None:
         revalidate = h.headers.get("Cache-Control") == "no-cache"
         h.send_body(fresh if revalidate and fresh is not None else stale)
@@ -60,8 +61,9 @@ def test_stale_file_on_a_cdn_edge_is_fetched_again_past_the_cache(edge, key, tls
     old = sign_release({"mod.py": "RELEASE = 1\n" + PAD}, [key], version=1)
     new = sign_release({"mod.py": "RELEASE = 2\n" + PAD}, [key], version=2)
     server = edge(new.everything())
-    server.routes["mod.py"] = stale_unless_no_cache(old.everything()["mod.py"],
-                                                     new.everything()["mod.py"])
+    server.routes["mod.py"] = stale_unless_no_cache(
+        old.everything()["mod.py"], new.everything()["mod.py"]
+    )
     install(server.url, pubkey=key.public.raw, cafile=tls.cafile)
     assert importlib.import_module("mod").RELEASE == 2
     asked = [h.get("Cache-Control") for path, h in server.seen if path == "/mod.py"]
@@ -87,8 +89,9 @@ def test_stale_manifest_on_a_cdn_edge_is_fetched_again_past_the_cache(edge, key,
     new = sign_release({"mod.py": "RELEASE = 2\n"}, [key], version=2)
     server = edge(new.everything())
     install(server.url, pubkey=key.public.raw, cafile=tls.cafile).uninstall()  # saw v2
-    server.routes[MANIFEST_NAME] = stale_unless_no_cache(old.everything()[MANIFEST_NAME],
-                                                         new.everything()[MANIFEST_NAME])
+    server.routes[MANIFEST_NAME] = stale_unless_no_cache(
+        old.everything()[MANIFEST_NAME], new.everything()[MANIFEST_NAME]
+    )
     install(server.url, pubkey=key.public.raw, cafile=tls.cafile)
     assert importlib.import_module("mod").RELEASE == 2
 
@@ -101,8 +104,7 @@ def test_old_manifest_even_past_the_cache_is_a_rollback(edge, key, tls):
     server.files[MANIFEST_NAME] = old.everything()[MANIFEST_NAME]
     with pytest.raises(RollbackError):
         install(server.url, pubkey=key.public.raw, cafile=tls.cafile)
-    manifests = [h.get("Cache-Control") for path, h in server.seen
-                 if path == f"/{MANIFEST_NAME}"]
+    manifests = [h.get("Cache-Control") for path, h in server.seen if path == f"/{MANIFEST_NAME}"]
     assert manifests[-2:] == [None, "no-cache"]
 
 
@@ -165,9 +167,7 @@ def test_a_304_to_an_edited_cached_manifest_is_refused_and_the_origin_asked(sim,
 
 
 @pytest.mark.parametrize("when", ["in the next process", "in the same process"])
-def test_a_stale_edge_serving_the_previous_manifest_is_asked_again_past_the_cache(
-    sim, key, when
-):
+def test_a_stale_edge_serving_the_previous_manifest_is_asked_again_past_the_cache(sim, key, when):
     old = sim.publish({"mod.py": "RELEASE = 1\n"}, [key])
     sim.publish({"mod.py": "RELEASE = 2\n"}, [key])
     tree = install(sim.url, pubkey=key.public.raw, fetcher=sim).tree
@@ -223,8 +223,11 @@ def test_an_evil_file_on_the_edge_and_past_it_is_refused_and_never_runs(sim, key
 
 
 def test_a_stale_edge_serving_old_files_to_the_prefetch_is_asked_past_it_for_each(sim, key):
-    files = {"pkg/__init__.py": "from . import a, b\n", "pkg/a.py": "A = {}\n",
-             "pkg/b.py": "B = {}\n"}
+    files = {
+        "pkg/__init__.py": "from . import a, b\n",
+        "pkg/a.py": "A = {}\n",
+        "pkg/b.py": "B = {}\n",
+    }
     old = sim.publish({path: text.format(1) for path, text in files.items()}, [key])
     sim.publish({path: text.format(2) for path, text in files.items()}, [key])
     sim.stale_edge(old, "pkg/a.py", "pkg/b.py")

@@ -20,9 +20,9 @@ from connect_proxy import running_proxy
 from simulator import HostileHTTPSServer, assert_never_ran, child_env, hostile_servers, sign_release
 
 from secure_urlimport import Config, DownloadError, RedirectError, install
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport._format.paths import MANIFEST_NAME
 from secure_urlimport.errors import shown
-from secure_urlimport.keys import PrivateKey
-from secure_urlimport.paths import MANIFEST_NAME
 
 MODULE = "VALUE = 'signed'\n"
 #: Sets the terminal title, clears the screen, rings the bell; then an 8-bit CSI.

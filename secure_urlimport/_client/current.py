@@ -1,0 +1,187 @@
+"""The current manifest of one tree: downloaded, judged, remembered.
+
+The I/O half of the pair whose trust half is :class:`~.trusted_set.TrustedManifests`
+(as python-tuf's ``Updater`` is to its ``TrustedMetadataSet``): download the
+manifest with a length cap (or revalidate the cached copy with its ETag), hand
+the bytes and the stored rollback records to the trusted set, and persist on
+success -- the records in the :class:`~.state.StateStore`, the bytes and ETag
+in the file cache.  Every trust decision (signatures, tree name, expiry,
+rollback floor, never go back) is the trusted set's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+from .. import forksafe
+from .._format.keys import TrustedKeys
+from .._format.manifest import Manifest
+from .._format.paths import MANIFEST_NAME
+from .._net.deadline import import_step
+from .._net.fetcher import Fetcher
+from .._net.mirrors import Mirrors
+from .._store.cache import FileCache
+from .._store.state import StateStore
+from .._trust.trusted_set import TrustedManifests
+from .._trust.verify import TrustedState
+from ..config import Config
+from ..errors import ExpiredManifestError, RollbackError, SecureImportError
+
+__all__ = ["CurrentManifest"]
+
+log = logging.getLogger("secure_urlimport")
+
+
+class CurrentManifest:
+    """The verified manifest a tree uses now, fetched once and again when stale."""
+
+    def __init__(
+        self,
+        url: str,
+        trusted: TrustedKeys,
+        config: Config,
+        *,
+        fetcher: Fetcher,
+        sources: Mirrors,
+        cache: FileCache,
+        state: StateStore,
+    ) -> None:
+        self.url = url
+        self.config = config
+        self.fetcher = fetcher
+        self.sources = sources
+        self.trusted_set = TrustedManifests(trusted, name=config.tree_name)
+        self._cache = cache
+        self._state = state
+        # Guards the fields below and every call of trusted_set.accept; never
+        # held during network I/O, because a thread waiting for it may hold
+        # the global import lock.  Fork-safe (forksafe.py).
+        self._lock = forksafe.Lock()
+        self._manifest: Manifest | None = None  # None: stale, fetch on next use
+        self._failure: SecureImportError | None = None
+        self._generation = 0  # bumped by mark_stale: older fetches are not current
+        # Set while this thread fetches the manifest: imports made meanwhile
+        # (requests' own lazy imports walk sys.path) must not recurse into us.
+        self._fetching = threading.local()
+
+    @property
+    def last_good(self) -> Manifest | None:
+        """The newest manifest that verified, even if a later refresh failed."""
+        return self.trusted_set.newest
+
+    def busy_in_this_thread(self) -> bool:
+        """True while this thread is fetching this tree's manifest."""
+        return bool(getattr(self._fetching, "active", False))
+
+    def get(self) -> Manifest:
+        """The verified manifest, fetched once and again after :meth:`mark_stale`
+        or when it expires.
+
+        A failure is remembered (and re-raised) until the next ``mark_stale``,
+        so a dead server costs one request, not one per import statement.
+        """
+        with self._lock:
+            current, failure, generation = self._manifest, self._failure, self._generation
+        now = datetime.now(UTC)
+        if current is not None and now < current.expires:
+            return current
+        if failure is not None:
+            # A fresh traceback each time, or it would grow with every raise.
+            raise failure.with_traceback(None)
+        self._fetching.active = True
+        try:
+            # Without the lock: this downloads.
+            manifest = self._load(now)
+        except SecureImportError as exc:
+            with self._lock:
+                if self._generation == generation:
+                    self._failure = exc
+            raise
+        finally:
+            self._fetching.active = False
+        with self._lock:
+            # Another thread may have accepted a newer release meanwhile: the
+            # trusted set never goes back to an older one.
+            manifest = self.trusted_set.accept(manifest, now=now)
+            if self._generation == generation:
+                self._manifest = manifest
+        return manifest
+
+    def mark_stale(self) -> None:
+        """Fetch the manifest again on next use (``importlib.invalidate_caches``)."""
+        with self._lock:
+            self._manifest = None
+            self._failure = None
+            self._generation += 1
+
+    def _load(self, now: datetime) -> Manifest:
+        # One bound per source for the conditional request and the no-cache retry.
+        with import_step(self.config.timeout):
+            return self.sources.first_success(
+                lambda base: self._load_from(base, now), what=f"{self.url}/{MANIFEST_NAME}"
+            )
+
+    def _load_from(self, base: str, now: datetime) -> Manifest:
+        url = f"{base}/{MANIFEST_NAME}"
+        started = time.perf_counter()
+        data, etag, from_cache = self._download(url)
+        try:
+            manifest = self._verify(data, now, url)
+        except SecureImportError as exc:
+            if from_cache:
+                # The cached copy no longer verifies (edited, expired,
+                # superseded): forget it and ask the server for the whole file.
+                log.debug("cached manifest for %s does not verify; downloading it", url)
+                self._cache.discard_manifest(url)
+            elif not isinstance(exc, RollbackError | ExpiredManifestError):
+                raise
+            # Old or expired: perhaps a CDN edge or proxy holds a stale copy.
+            data, etag, from_cache = self._download(url, use_cache=False, fresh=True)
+            manifest = self._verify(data, now, url)
+        self._state.record(
+            self.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
+        )
+        if etag is not None and not from_cache and self.config.file_cache:
+            self._cache.put_manifest(url, etag, data)
+        log.debug(
+            "verified manifest %s: version %d, %d files, %.1f ms%s",
+            url,
+            manifest.version,
+            len(manifest.files),
+            (time.perf_counter() - started) * 1e3,
+            " (not modified since cached)" if from_cache else "",
+        )
+        return manifest
+
+    def _download(
+        self, url: str, *, use_cache: bool = True, fresh: bool = False
+    ) -> tuple[bytes, str | None, bool]:
+        """``(bytes, etag, from_cache)``: the server's manifest, or our cached
+        copy when the server answers 304 Not Modified to its ETag; *fresh* asks
+        caches on the way to revalidate with the origin."""
+        limit = self.config.max_manifest_bytes
+        cached = None
+        if use_cache and self.config.file_cache:
+            cached = self._cache.get_manifest(url, limit)
+        data, etag = self.fetcher.fetch_if_changed(
+            url, max_bytes=limit, etag=cached[0] if cached else None, fresh=fresh
+        )
+        if data is None and cached is not None:
+            return cached[1], etag, True
+        if data is None:  # 304 to a request that was not conditional
+            data = self.fetcher.fetch(url, max_bytes=limit)
+        return data, etag, False
+
+    def _verify(self, data: bytes, now: datetime, url: str) -> Manifest:
+        """The trusted set's verdict on *data*, with the records stored for this tree."""
+        try:
+            return self.trusted_set.verify(
+                data, now=now, stored=self._state.load(self.url), url=url
+            )
+        except SecureImportError as exc:
+            exc.path = url
+            log.debug("refused manifest %s: %s", url, exc)
+            raise

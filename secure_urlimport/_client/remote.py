@@ -1,0 +1,211 @@
+"""One trusted remote tree: its URL, pinned keys, verified manifest and verified bytes.
+
+This is where network meets verification, as a small facade over four parts:
+the current manifest (``current.py``, whose trust rules are
+``trusted_set.py``), the chain of byte sources that offer a file's bytes and
+the one check and store they pass (``sources.py``), the bundle of the
+release (``bundle.py``) and the prefetch (``prefetching.py``).  Finders
+and loaders ask a :class:`RemoteTree` for the manifest and for file bytes;
+everything it hands out has passed ``verify``.  Trees live in the registry
+(``api``), not in finder objects, because ``importlib.invalidate_caches()``
+throws URL path finders away.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Sequence
+
+from .._format.keys import TrustedKeys
+from .._format.manifest import FileEntry, Manifest
+from .._format.paths import url_in_tree
+from .._net.fetcher import Fetcher
+from .._net.mirrors import Mirrors
+from .._net.prefetch import Prefetcher
+from .._net.transport import require_https
+from .._store.bytecode import BytecodeCache, slot_digests
+from .._store.cache import FileCache
+from .._store.privatedir import client_state_dir
+from .._store.state import StateStore
+from ..config import Config
+from ..errors import ConfigurationError, NotInManifestError
+from .bundle import ReleaseBundle
+from .current import CurrentManifest
+from .prefetching import TreePrefetch
+from .sources import ByteSources, Store
+
+__all__ = ["RemoteTree", "normalize_url"]
+
+
+def normalize_url(url: str) -> str:
+    """The canonical form of a tree URL: https only, lower-case host, no default
+    port, no trailing slash; no ``.``/``..``/empty or escaped-slash segments, which
+    would let a prefix pinned for one path reach another."""
+    url = require_https(str(url))
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.rstrip("/")
+    segments = path.split("/")[1:]
+    if (
+        parts.query
+        or parts.fragment
+        or any(
+            s in ("", ".", "..") or "%2e" in s.lower() or "%2f" in s.lower() or "%5c" in s.lower()
+            for s in segments
+        )
+    ):
+        raise ConfigurationError(
+            f"tree URL {url!r} must be a plain path: no query, fragment, empty, '.', '..' "
+            "or escaped-slash segments"
+        )
+    netloc = parts.netloc.lower()
+    if netloc.endswith(":443"):
+        netloc = netloc[: -len(":443")]
+    return urllib.parse.urlunsplit(("https", netloc, path, "", ""))
+
+
+class RemoteTree:
+    """A signed tree at an https URL, verified against pinned keys."""
+
+    def __init__(
+        self,
+        url: str,
+        trusted: TrustedKeys,
+        config: Config,
+        fetcher: Fetcher | None = None,
+        mirrors: Sequence[str] = (),
+    ) -> None:
+        self.url = normalize_url(url)
+        #: Where the bytes come from: this URL, then any mirrors (mirrors.py).
+        self.sources = Mirrors([self.url, *(normalize_url(m) for m in mirrors)])
+        self.trusted = trusted
+        self.config = config
+        if fetcher is None:
+            from .._net.transport import RequestsFetcher
+
+            fetcher = RequestsFetcher(config)
+        self.fetcher = fetcher
+        state_dir = client_state_dir(config, self.url)  # refused if others can write it
+        cache = FileCache(state_dir)
+        # Each part keeps its own state; only `current` has a lock (see there).
+        self.current = CurrentManifest(
+            self.url,
+            trusted,
+            config,
+            fetcher=fetcher,
+            sources=self.sources,
+            cache=cache,
+            state=StateStore(state_dir),
+        )
+        self.bundle = ReleaseBundle(self.url, config, fetcher, self.sources, cache)
+        self.store = Store(config, cache)
+        self._prefetcher = Prefetcher(config.parallel_downloads)
+        self.chain = ByteSources(
+            self.url,
+            trusted,
+            config,
+            fetcher=fetcher,
+            sources=self.sources,
+            cache=cache,
+            bundle=self.bundle,
+            prefetcher=self._prefetcher,
+            store=self.store,
+        )
+        self.prefetching = TreePrefetch(
+            self.url,
+            config,
+            fetcher=fetcher,
+            sources=self.sources,
+            bundle=self.bundle,
+            store=self.store,
+            prefetcher=self._prefetcher,
+        )
+        #: Compiled code of verified modules (bytecode.py); the loader's to use.
+        # Only with the file cache: tracebacks and getsource() then read the
+        # verified source from disk, never from the network.
+        self.bytecode = BytecodeCache(
+            state_dir, self.url, enabled=config.bytecode_cache and config.file_cache
+        )
+        self.bytecode.live_slots = lambda: slot_digests(
+            (self.file_url(path), entry.sha256)
+            for path, entry in (self.last_good.files.items() if self.last_good else ())
+            if path.endswith(".py")
+        )
+
+    def __repr__(self) -> str:
+        return f"<RemoteTree {self.url} keys={','.join(self.trusted.keyids)}>"
+
+    # -- manifest (current.py) -------------------------------------------
+
+    @property
+    def last_good(self) -> Manifest | None:
+        """The newest manifest that verified, even if a later refresh failed."""
+        return self.current.last_good
+
+    def busy_in_this_thread(self) -> bool:
+        """True while this thread is fetching this tree's manifest."""
+        return self.current.busy_in_this_thread()
+
+    def manifest(self) -> Manifest:
+        """The verified manifest, fetched once and again after :meth:`mark_stale`
+        or when it expires; a failure is re-raised until ``mark_stale``."""
+        return self.current.get()
+
+    def mark_stale(self) -> None:
+        """Fetch the manifest again on next use (``importlib.invalidate_caches``)."""
+        self.current.mark_stale()
+
+    # -- files (sources.py, prefetching.py) ----------------------------
+
+    def file_url(self, relpath: str, base: str | None = None) -> str:
+        """The URL of *relpath* in this tree (or at the mirror *base*)."""
+        return url_in_tree(base or self.url, relpath)
+
+    def lookup(self, relpath: str) -> tuple[Manifest, FileEntry]:
+        """The verified manifest and its entry for *relpath*."""
+        manifest = self.manifest()
+        entry = manifest.files.get(relpath)
+        if entry is None:
+            url = self.file_url(relpath)
+            raise NotInManifestError(
+                f"{url} is not in the signed manifest of {self.url}; "
+                "sign the tree again after adding the file",
+                path=url,
+            )
+        return manifest, entry
+
+    def read(self, relpath: str) -> bytes:
+        """The bytes of *relpath*, verified against the manifest before they are
+        returned, whether they come from memory, a prefetch, the disk cache or
+        a download."""
+        return self.read_entry(*self.lookup(relpath))
+
+    def read_entry(self, manifest: Manifest, entry: FileEntry) -> bytes:
+        """The verified bytes of *entry* of *manifest* (see :meth:`read`)."""
+        return self.chain.read_entry(manifest, entry)
+
+    def prefetch(self, directory: str, *, recursive: bool, skip: str = "") -> None:
+        """Start downloading the modules in *directory* (tree-relative, '' for
+        the root) that are neither verified nor cached yet, except *skip*
+        (the caller's own file, which it is about to download itself)."""
+        self.prefetching.prefetch(self.manifest, directory, recursive=recursive, skip=skip)
+
+    def relpath_of(self, location: str) -> str | None:
+        """The tree path of a URL (or ``os.path.join``-built path) under this tree.
+
+        The text after the tree URL is taken as it is; it is un-escaped only if
+        it is exactly how :meth:`file_url` spells that path.
+        """
+        prefix = self.url + "/"
+        if not location.startswith(prefix):
+            return None
+        rest = location[len(prefix) :]
+        if "%" in rest:
+            unquoted = urllib.parse.unquote(rest)
+            if self.file_url(unquoted) == location:
+                return unquoted
+        return rest
+
+    def close(self) -> None:
+        self.bytecode.flush()
+        self._prefetcher.close()
+        self.fetcher.close()

@@ -1,0 +1,1 @@
+"""importlib's side: the registry of pins and trees, the finders, the verifying loader."""

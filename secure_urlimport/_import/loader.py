@@ -1,0 +1,174 @@
+"""The verifying loader shared by the meta-path finder and the path-entry finder.
+
+Deliberately not an ``importlib.abc.SourceLoader``: that class asks
+``get_data`` for ``__pycache__/*.pyc`` next to the source and would run a
+server-supplied bytecode file without checking the source.  Here the only
+bytes ever compiled are the verified source bytes, passed straight to
+``compile()``.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.abc
+import importlib.util
+import linecache
+from importlib.machinery import ModuleSpec
+from types import CodeType, ModuleType
+from typing import TYPE_CHECKING
+
+from .._client.remote import RemoteTree
+from .._format.manifest import Manifest
+from .._net.deadline import import_step
+from .._trust.verify import verify_file_signatures
+from ..errors import NotInManifestError, SecureImportError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import TraversableResources
+
+__all__ = ["VerifiedLoader", "make_spec"]
+
+
+class VerifiedLoader(importlib.abc.Loader):
+    """Loads one module of a :class:`RemoteTree` from verified bytes.
+
+    One instance per module, like ``SourceFileLoader``: methods that take a
+    module name accept any name, because ``runpy`` and ``linecache`` ask for
+    ``__main__``.
+    """
+
+    def __init__(self, tree: RemoteTree, fullname: str, relpath: str, is_package: bool) -> None:
+        self.tree = tree
+        self.name = fullname
+        self.relpath = relpath
+        self.url = tree.file_url(relpath)
+        self._is_package = is_package
+
+    def __repr__(self) -> str:
+        return f"<VerifiedLoader {self.name!r} from {self.url}>"
+
+    # -- the import protocol ------------------------------------------------
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        # What a package's code imports is most likely its own modules, and a
+        # plain module's its siblings: download those while this one runs.
+        directory = self.relpath.rpartition("/")[0]
+        # The bundle fetched for the prefetch and this module's own file share
+        # one timeout per source: one bound for the whole import.
+        with import_step(self.tree.config.timeout):
+            self.tree.prefetch(directory, recursive=self._is_package, skip=self.relpath)
+            code = self.get_code(module.__name__)
+        # A traceback or inspect.getsource() may have cached the previous
+        # text of this URL; after a reload it must show the new one.  Then
+        # register the loader, so linecache.getline(url, n) without module
+        # globals (as the warnings formatter calls it) finds the source too.
+        linecache.cache.pop(self.url, None)
+        linecache.lazycache(self.url, module.__dict__)
+        exec(code, module.__dict__)  # noqa: S102 - verified bytes only
+
+    # -- InspectLoader ------------------------------------------------------
+
+    def _source_bytes(self, fullname: str | None) -> bytes:
+        try:
+            return self.tree.read(self.relpath)
+        except SecureImportError as exc:
+            name = self.name if fullname in (None, "__main__") else fullname
+            raise exc.for_module(name) from None
+
+    def get_code(self, fullname: str | None = None) -> CodeType:
+        """The module's code: compiled from its verified source, or loaded from
+        the bytecode cache, which holds only code compiled here from source
+        with the SHA-256 the verified manifest lists (bytecode.py)."""
+        tree = self.tree
+        try:
+            manifest, entry = tree.lookup(self.relpath)
+            if entry.size <= tree.config.max_file_bytes:
+                code = tree.bytecode.get(self.url, entry.sha256)
+                if code is not None:
+                    # The cache stands in for reading and hashing the source,
+                    # not for the signatures: this release, these keys and
+                    # this threshold must still vouch for the entry.
+                    verify_file_signatures(entry, manifest, tree.trusted, url=self.url)
+                    return code
+            source = tree.read_entry(manifest, entry)
+        except SecureImportError as exc:
+            name = self.name if fullname in (None, "__main__") else fullname
+            raise exc.for_module(name) from None
+        code = compile(source, self.url, "exec", dont_inherit=True)
+        tree.bytecode.put(self.url, entry.sha256, code)
+        return code
+
+    def get_source(self, fullname: str | None = None) -> str:
+        return importlib.util.decode_source(self._source_bytes(fullname))
+
+    def is_package(self, fullname: str | None = None) -> bool:
+        return self._is_package
+
+    def get_filename(self, fullname: str | None = None) -> str:
+        return self.url
+
+    # -- data and resources -------------------------------------------------
+
+    def get_data(self, path: str) -> bytes:
+        """Verified bytes of a file in the tree, by URL or ``os.path.join`` path.
+
+        A path outside the tree or not in the signed manifest raises
+        ``FileNotFoundError``, as ``get_data`` does for a missing local file.
+        """
+        relpath = self.tree.relpath_of(str(path))
+        if relpath is None:
+            raise FileNotFoundError(
+                errno.ENOENT, f"not a file of the signed tree {self.tree.url}", str(path)
+            )
+        try:
+            return self.tree.read(relpath)
+        except NotInManifestError as exc:
+            if relpath.rstrip("/") in self.tree.manifest().directories:
+                raise IsADirectoryError(errno.EISDIR, "is a directory", str(path)) from None
+            raise FileNotFoundError(errno.ENOENT, str(exc), str(path)) from None
+
+    def get_resource_reader(self, fullname: str | None = None) -> TraversableResources:
+        from .resources import RemoteResourceReader
+
+        directory = self.relpath.rpartition("/")[0]
+        return RemoteResourceReader(self.tree, directory)
+
+
+def locate(manifest: Manifest, base: str) -> tuple[str | None, bool] | None:
+    """Where a module stored at tree path *base* (no suffix) is, as in ``FileFinder``:
+    ``(base/__init__.py, True)`` > ``(base.py, False)`` > ``(None, True)`` for a
+    namespace directory; None if the manifest has none of them."""
+    init = f"{base}/__init__.py"
+    if init in manifest.files:
+        return init, True
+    if f"{base}.py" in manifest.files:
+        return f"{base}.py", False
+    if base in manifest.directories:
+        return None, True
+    return None
+
+
+def make_spec(tree: RemoteTree, manifest: Manifest, fullname: str, base: str) -> ModuleSpec | None:
+    """The spec for *fullname* stored at tree path *base* in *manifest*, or None."""
+    found = locate(manifest, base)
+    if found is None:
+        return None
+    relpath, is_package = found
+    if relpath is not None:
+        return _spec(tree, fullname, relpath, is_package=is_package)
+    spec = ModuleSpec(fullname, None, is_package=True)
+    spec.submodule_search_locations = [tree.file_url(base)]
+    return spec
+
+
+def _spec(tree: RemoteTree, fullname: str, relpath: str, *, is_package: bool) -> ModuleSpec:
+    loader = VerifiedLoader(tree, fullname, relpath, is_package)
+    spec = ModuleSpec(fullname, loader, origin=loader.url, is_package=is_package)
+    # Gives the module a __file__; spec_from_file_location would prefix the cwd.
+    spec.has_location = True
+    if is_package:
+        spec.submodule_search_locations = [tree.file_url(relpath.rpartition("/")[0])]
+    return spec

@@ -1,0 +1,91 @@
+"""Rollback protection that survives restarts: the newest release each key signed, per URL.
+
+One small JSON file per URL under ``<cache dir>/state/``, holding for every
+key id the newest (version, body digest) that key validly signed there.  The
+client refuses anything older than the newest record of a key it *still
+pins*: adding a key (rotation) keeps the old key's record, so no replay slips
+through; removing a leaked key drops its record from the check, so a leaked
+key that signed version 2**63-1 cannot brick clients that stopped pinning it.
+
+The files are written atomically.  They are not secret, but they are trusted
+the way ``~/.ssh/known_hosts`` is: a local attacker who can edit them as this
+user can also edit the program (out of scope, see SECURITY.md).  Other users
+cannot: the directories are 0700 and one they could write is refused
+(privatedir.py).  A file that cannot be parsed is treated as missing and logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from .._trust.verify import TrustedState
+from .atomic import write_atomically
+from .file_names import file_name_for
+from .privatedir import make_private_dirs
+
+__all__ = ["StateStore"]
+
+log = logging.getLogger("secure_urlimport")
+
+
+class StateStore:
+    """Reads and raises, per URL and key id, the newest release accepted."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory) / "state"
+
+    def _path(self, url: str) -> Path:
+        return self.directory / f"{file_name_for(url)}.json"
+
+    def load(self, url: str) -> dict[str, TrustedState]:
+        """Key id -> newest release that key signed at *url* (empty if none)."""
+        path = self._path(url)
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+            return {
+                str(keyid): TrustedState(int(rec["version"]), str(rec["digest"]))
+                for keyid, rec in obj["keys"].items()
+            }
+        except FileNotFoundError:
+            return {}
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            OverflowError,
+            RecursionError,
+        ) as exc:
+            log.warning("ignoring unreadable rollback state %s: %s", path, exc)
+            return {}
+
+    def record(self, url: str, keyids: Iterable[str], state: TrustedState) -> None:
+        """Record that *keyids* signed *state* at *url*, where it is newer."""
+        records = self.load(url)
+        changed = False
+        for keyid in keyids:
+            current = records.get(keyid)
+            if current is None or state.version > current.version:
+                records[keyid] = state
+                changed = True
+        if changed:
+            self._write(url, records)
+
+    def _write(self, url: str, records: dict[str, TrustedState]) -> None:
+        data = json.dumps(
+            {
+                "url": url,
+                "keys": {k: {"version": s.version, "digest": s.digest} for k, s in records.items()},
+            }
+        )
+        try:
+            make_private_dirs(self.directory)
+            write_atomically(self._path(url), data.encode("utf-8"), mode=None)
+        except OSError as exc:
+            # Not fatal: the import is already verified, and this process keeps
+            # its own floor; only protection across restarts is weakened.
+            log.warning("cannot record rollback state in %s: %s", self.directory, exc)

@@ -1,0 +1,209 @@
+"""The verification core: bytes and pinned keys in, trusted values or an error out.
+
+No I/O, no clock, no global state: the caller passes the time and the last
+trusted state, so every rule here can be tested by handing it hostile bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from .._format.keys import TrustedKeys
+from .._format.manifest import (
+    FileEntry,
+    Manifest,
+    file_message,
+    format_time,
+    manifest_message,
+    parse_manifest_body,
+    split_manifest_file,
+)
+from ..errors import (
+    BadSignatureError,
+    ExpiredManifestError,
+    RollbackError,
+    TamperedFileError,
+    UntrustedKeyError,
+    WrongTreeError,
+)
+
+__all__ = [
+    "TrustedState",
+    "check_expiry",
+    "check_name",
+    "check_threshold",
+    "verify_file",
+    "verify_file_signatures",
+    "verify_manifest",
+    "verify_manifest_signatures",
+]
+
+
+@dataclass(frozen=True)
+class TrustedState:
+    """A release accepted before: its version and the SHA-256 of its manifest body."""
+
+    version: int
+    digest: str
+
+
+def check_threshold(
+    signatures: Iterable[tuple[str, bytes]],
+    message_for: Callable[[str], bytes],
+    trusted: TrustedKeys,
+    *,
+    what: str,
+    all_signers: bool = False,
+) -> frozenset[str]:
+    """The pinned key ids that signed; raise unless there are ``trusted.threshold``.
+
+    *message_for(keyid)* is the message that key must have signed (the key id
+    is part of it); it is built only for pinned keys that did sign.  A key that
+    signs twice counts once.  Verification stops once the threshold is met,
+    unless *all_signers* asks for every valid pinned signer (rollback records
+    are kept per signer).
+    """
+    good: set[str] = set()
+    bad: set[str] = set()
+    unknown: set[str] = set()
+    for keyid, sig in signatures:
+        key = trusted.keys.get(keyid)
+        if key is None:
+            unknown.add(keyid)
+            continue
+        if keyid in good:
+            continue
+        (good if key.verifies(sig, message_for(keyid)) else bad).add(keyid)
+        if not all_signers and len(good) >= trusted.threshold:
+            break
+    if len(good) >= trusted.threshold:
+        return frozenset(good)
+    need = f"{trusted.threshold} of the pinned key(s) {', '.join(trusted.keyids)}"
+    if bad - good:
+        raise BadSignatureError(
+            f"{what}: the signature by key {', '.join(sorted(bad - good))} does not verify "
+            f"(the bytes were altered after signing); {need} must sign"
+        )
+    signed_by = ", ".join(sorted(unknown)) or "no key"
+    raise UntrustedKeyError(
+        f"{what}: signed by {signed_by}"
+        + (f" and pinned {', '.join(sorted(good))}" if good else "")
+        + f"; {need} must sign. Pin the publisher's key, or re-sign with a pinned key"
+    )
+
+
+def verify_manifest_signatures(
+    data: bytes, trusted: TrustedKeys, *, url: str, known: Manifest | None = None
+) -> Manifest:
+    """Check the format and the signatures (before parsing the body); parse it.
+
+    *known* is a manifest this function returned before: if the body is the
+    same (SHA-256), it is returned instead of parsing the body again.
+    """
+    signed = split_manifest_file(data)
+    signers = check_threshold(
+        signed.signatures,
+        lambda keyid: manifest_message(keyid, signed.body),
+        trusted,
+        what=f"manifest {url}",
+        all_signers=True,
+    )
+    if known is not None and known.digest == hashlib.sha256(signed.body).hexdigest():
+        # The same bytes parse to the same value.  Reusing it (with its
+        # directory index) keeps a refresh after invalidate_caches(), made
+        # under the import lock, from parsing megabytes again.
+        return known if known.signers == signers else dataclasses.replace(known, signers=signers)
+    return dataclasses.replace(parse_manifest_body(signed.body), signers=signers)
+
+
+def check_name(manifest: Manifest, expected: str | None, *, url: str) -> None:
+    """Raise if the client pinned a tree name and the manifest names another tree."""
+    if expected is not None and manifest.name != expected:
+        raise WrongTreeError(
+            f"manifest {url} is for the tree {manifest.name!r}, not {expected!r}: the server "
+            "serves another tree signed by the same key; fix the server or the URL"
+        )
+
+
+def check_expiry(manifest: Manifest, *, now: datetime, url: str) -> None:
+    if now >= manifest.expires:
+        raise ExpiredManifestError(
+            f"manifest {url} expired at {format_time(manifest.expires)} "
+            f"(now {format_time(now)}); the publisher must re-sign the tree "
+            "('secure-urlimport sign DIR --key KEY') and publish it again"
+        )
+
+
+def verify_manifest(
+    data: bytes,
+    trusted: TrustedKeys,
+    *,
+    now: datetime,
+    previous: TrustedState | None,
+    url: str,
+    name: str | None = None,
+    known: Manifest | None = None,
+) -> Manifest:
+    """Verify a manifest file and return its contents.
+
+    Checks, in order: format, signatures (before parsing the body), the tree
+    name if one is pinned, expiry, rollback against *previous*.  *known*: see
+    :func:`verify_manifest_signatures`.
+    """
+    manifest = verify_manifest_signatures(data, trusted, url=url, known=known)
+    check_name(manifest, name, url=url)
+    check_expiry(manifest, now=now, url=url)
+    _check_rollback(manifest, previous, url)
+    return manifest
+
+
+def _check_rollback(manifest: Manifest, previous: TrustedState | None, url: str) -> None:
+    if previous is None:
+        return
+    if manifest.version < previous.version:
+        raise RollbackError(
+            f"manifest {url} is version {manifest.version}, older than version "
+            f"{previous.version} already accepted: an old release is being replayed. "
+            "If this is intended, the publisher must sign a newer version"
+        )
+    if manifest.version == previous.version and manifest.digest != previous.digest:
+        raise RollbackError(
+            f"manifest {url} version {manifest.version} differs from the version "
+            f"{previous.version} accepted before: a release must never be rewritten; "
+            "the publisher must sign with a higher --version"
+        )
+
+
+def verify_file(
+    entry: FileEntry, data: bytes, manifest: Manifest, trusted: TrustedKeys, *, url: str
+) -> None:
+    """Raise unless *data* is exactly the file the manifest signs at *entry*."""
+    if len(data) != entry.size:
+        raise TamperedFileError(
+            f"{url} is {len(data)} bytes but the signed manifest says {entry.size}: "
+            "the file was changed after signing; re-sign and re-publish the tree"
+        )
+    if hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise TamperedFileError(
+            f"{url} does not match the SHA-256 in the signed manifest: the file was "
+            "changed after signing; re-sign and re-publish the tree"
+        )
+    verify_file_signatures(entry, manifest, trusted, url=url)
+
+
+def verify_file_signatures(
+    entry: FileEntry, manifest: Manifest, trusted: TrustedKeys, *, url: str
+) -> None:
+    """Raise unless *entry* carries enough valid signatures of pinned keys for
+    this path, digest, size and release (the part of :func:`verify_file` that
+    does not look at the bytes)."""
+    check_threshold(
+        entry.signatures.items(),
+        lambda keyid: file_message(keyid, manifest.version, entry.path, entry.sha256, entry.size),
+        trusted,
+        what=url,
+    )

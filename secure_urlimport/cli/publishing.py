@@ -1,0 +1,126 @@
+"""The publisher's commands: ``keygen``, ``sign`` and ``sign --check``."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigurationError, KeyFileError, SecureImportError
+
+if TYPE_CHECKING:
+    pass
+
+from .common import EXIT_FAILED, EXIT_OK, PROG, UsageError
+
+__all__ = ["cmd_keygen", "cmd_sign"]
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .._format.keys import PrivateKey
+    from ..publish.keyfile import passphrase_from_env_or_prompt, save_private_key, write_public_key
+
+    key_path, pub_path = Path(f"{args.prefix}.key"), Path(f"{args.prefix}.pub")
+    for path in (key_path, pub_path):
+        # lexists: a dangling symlink planted at the name counts (exists() says no).
+        if os.path.lexists(path):
+            raise KeyFileError(
+                f"{path} already exists (or is a symlink); choose another PREFIX or remove it"
+            )
+    passphrase = None if args.unencrypted else passphrase_from_env_or_prompt(key_path, confirm=True)
+    key = PrivateKey.generate()
+    save_private_key(key, key_path, passphrase)  # both are created O_EXCL | O_NOFOLLOW
+    try:
+        write_public_key(key.public, pub_path)
+    except KeyFileError:
+        # Planted after the check above: drop the new key (never used, so nothing is
+        # lost) so that running keygen again, once the name is free, just works.
+        key_path.unlink(missing_ok=True)
+        raise
+    state = "unencrypted" if passphrase is None else "passphrase-encrypted"
+    print(f"wrote {key_path} ({state}, keep it secret) and {pub_path} (key id {key.keyid})")
+    return EXIT_OK
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from ..publish.keyfile import load_private_key, passphrase_from_env_or_prompt
+    from ..publish.progress import terminal_progress
+    from ..publish.signing import parse_duration, sign_tree
+
+    if args.check:
+        return _sign_check(args)
+    if args.pubkey:
+        raise UsageError(
+            "--pubkey goes with --check (sign --check DIR --pubkey PUB); "
+            "to sign, give the private key: --key KEY"
+        )
+    if not args.key:
+        raise UsageError(
+            f"sign needs --key KEY, a private key file made by '{PROG} keygen PREFIX' (PREFIX.key)"
+        )
+    try:
+        expires_in = parse_duration(args.expires or "90d")
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    keys = [
+        load_private_key(path, functools.partial(passphrase_from_env_or_prompt, path))
+        for path in args.key
+    ]
+    with terminal_progress(f"{PROG} sign") as progress:
+        result = sign_tree(
+            args.directory,
+            keys,
+            version=args.version,
+            expires_in=expires_in,
+            name=args.name,
+            progress=progress,
+            allow_version_jump=args.allow_version_jump,
+        )
+    ids = ", ".join(k.keyid for k in keys)
+    print(
+        f"signed {result.files} file(s) in {args.directory} as version {result.version} "
+        f"with key(s) {ids}; expires {result.expires:%Y-%m-%d %H:%M} UTC"
+    )
+    return EXIT_OK
+
+
+def _sign_check(args: argparse.Namespace) -> int:
+    """``sign --check``: what signing would change; reads key ids, never a private key."""
+    from .._format.keys import load_public_keys
+    from ..gate.output import text_lines
+    from ..publish.keyfile import read_key_id
+    from ..publish.progress import terminal_progress
+    from ..publish.signcheck import check_tree
+
+    if not (args.key or args.pubkey):
+        raise UsageError(
+            "sign --check needs the signers' --key KEY (only its key id is read) or --pubkey PUB"
+        )
+    for option, value in (
+        ("--version", args.version),
+        ("--expires", args.expires),
+        ("--allow-version-jump", args.allow_version_jump or None),
+    ):
+        if value is not None:
+            raise UsageError(f"{option} has no effect with --check; leave it out")
+    if not args.directory.is_dir():
+        raise UsageError(f"{args.directory} is not a directory; give the tree you sign")
+    try:
+        keyids = [read_key_id(path) for path in args.key or ()]
+        pubkeys = load_public_keys(list(args.pubkey)) if args.pubkey else []
+    except SecureImportError as exc:
+        raise UsageError(str(exc)) from None
+    with terminal_progress(f"{PROG} sign --check") as progress:
+        check = check_tree(
+            args.directory,
+            keyids,
+            pubkeys,
+            now=datetime.now(UTC),
+            name=args.name,
+            progress=progress,
+        )
+    print("\n".join(text_lines(check)))
+    return EXIT_OK if check.up_to_date else EXIT_FAILED
