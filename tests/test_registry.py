@@ -25,38 +25,58 @@ PACKAGE = Path(secure_urlimport.__file__).resolve().parent
 # -- no import cycle ----------------------------------------------------------------
 
 
+def _module_names() -> dict[str, Path]:
+    """Every module of the package by dotted name relative to it ("api", "_import.finder")."""
+    names = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts:
+            names[".".join(parts)] = path
+    return names
+
+
+MODULES = _module_names()
+
+
 def _imported_modules(module: str) -> set[str]:
     """The package modules *module* imports, anywhere in it (also inside
-    functions and under TYPE_CHECKING)."""
-    names = {path.stem for path in PACKAGE.glob("*.py")}
+    functions and under TYPE_CHECKING), as dotted names relative to the package."""
+    path = MODULES[module]
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     found: set[str] = set()
-    for node in ast.walk(ast.parse((PACKAGE / f"{module}.py").read_text())):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:
-                found.add(node.module.split(".")[0])
-            elif node.level == 1:
-                found.update(alias.name for alias in node.names)
-            elif node.module and node.module.split(".")[0] == "secure_urlimport":
-                parts = node.module.split(".")
-                found.update(parts[1:2] or [alias.name for alias in node.names])
+            module_name = node.module or ""
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+            elif module_name.split(".")[0] == "secure_urlimport":
+                base, module_name = [], module_name.partition(".")[2]
+            else:
+                continue
+            target = [*base, *(module_name.split(".") if module_name else [])]
+            for alias in node.names:  # `from . import api` names a module
+                candidate = ".".join([*target, alias.name])
+                found.add(candidate if candidate in MODULES else ".".join(target))
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == "secure_urlimport":
-                    found.update(parts[1:2])
-    return found & names
+                    found.add(".".join(parts[1:]))
+    return {name for name in found if name in MODULES}
 
 
-@pytest.mark.parametrize("module", ["finder", "loader", "registry"])
+@pytest.mark.parametrize("module", ["_import.finder", "_import.loader", "_import.registry"])
 def test_finder_loader_and_registry_never_import_api(module):
     assert "api" not in _imported_modules(module)
 
 
 def test_package_modules_import_each_other_without_a_cycle():
+    # A package's __init__ importing its own modules is not a cycle of theirs.
     graph = {
-        path.stem: _imported_modules(path.stem) - {"__init__"}
-        for path in PACKAGE.glob("*.py")
-        if path.stem != "__init__"
+        name: {m for m in _imported_modules(name) if not name.startswith(m + ".") and m != name}
+        for name in MODULES
     }
     done: set[str] = set()
 
@@ -72,6 +92,11 @@ def test_package_modules_import_each_other_without_a_cycle():
 
     for module in sorted(graph):
         visit(module, ())
+
+
+def test_the_cycle_check_sees_imports_through_packages():
+    assert "_client.remote" in _imported_modules("_import.finder")
+    assert "api" in _imported_modules("cli.running")
 
 
 # -- nothing registered at import ---------------------------------------------------

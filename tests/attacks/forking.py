@@ -15,6 +15,7 @@ import select
 import signal
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +45,12 @@ def in_child(
     """What *func* returns when run in a forked child: as user *uid* if given, in
     group *gid* (default: the group of the same number)."""
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # 3.12+ warns that forking a process with threads may deadlock the
+        # child: that fork, with the library's threads running, is what these
+        # tests stage (and the child runs under an alarm).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: never return into pytest
         os.close(read_end)
         _child(func, uid, gid, write_end, timeout)
