@@ -70,8 +70,10 @@ def _install_hook() -> None:
     global _hook_installed
     if _hook_installed or not hasattr(os, "register_at_fork"):
         return
-    _hook_installed = True
+    # Installed before the flag is set, never the other way round: a thread
+    # that sees the flag must find the hook in place.
     os.register_at_fork(after_in_child=_after_fork_in_child)
+    _hook_installed = True
 
 
 class _RawLock(Protocol):
@@ -106,8 +108,10 @@ class Lock:
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if not self._registered:
-            self._registered = True
+            # Registered before the flag is set: another thread that sees the
+            # flag may take the lock at once, and must find it registered.
             register(self)
+            self._registered = True
         return self._lock.acquire(blocking, timeout)
 
     def release(self) -> None:

@@ -150,8 +150,8 @@ def _register_fork_reset() -> None:
     global _fork_reset_registered
     if _fork_reset_registered:
         return
+    forksafe.at_fork_in_child(_timer.reset)  # before the flag: see forksafe.Lock.acquire
     _fork_reset_registered = True
-    forksafe.at_fork_in_child(_timer.reset)
 
 
 def _shutdown(sock: socket.socket) -> None:

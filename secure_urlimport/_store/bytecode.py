@@ -305,8 +305,8 @@ def _register_process_hooks() -> None:
     global _hooks_registered
     if _hooks_registered:
         return
+    atexit.register(_flush_all)  # before the flag (its lock is fork-safe: forksafe.py)
     _hooks_registered = True
-    atexit.register(_flush_all)  # (its lock is fork-safe: forksafe.py)
 
 
 def _flush_all() -> None:

@@ -140,3 +140,42 @@ def test_parent_and_child_never_share_a_keep_alive_tls_connection(server, tls, p
     # the parent's next request failed with "bad record MAC" (a TLSError).
     assert values("a.m3", "a.m4") == [3, 4]
     assert in_child(lambda: values("b.m0")) == [0]  # a second child, after the parent
+
+
+def test_a_lock_taken_while_another_thread_is_still_registering_it_is_reset_in_the_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race the review found: thread A is inside the lock's first registration
+    (slowed here, standing in for a thread switch), thread B takes the lock, then
+    a fork. B must have found the lock registered, so the child gets it unlocked."""
+    from secure_urlimport import forksafe
+
+    real = forksafe.register
+    registering = threading.Event()
+
+    def slow_register(obj: Any) -> None:
+        registering.set()
+        time.sleep(0.3)
+        real(obj)
+
+    monkeypatch.setattr(forksafe, "register", slow_register)
+    lock = forksafe.Lock()
+    first = threading.Thread(target=lambda: (lock.acquire(), lock.release()))
+    first.start()
+    registering.wait(5)
+    held, done = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with lock:
+            held.set()
+            done.wait(10)
+
+    second = threading.Thread(target=holder)
+    second.start()
+    assert held.wait(5)
+    try:
+        assert in_child(lambda: lock.acquire(timeout=2), timeout=10) is True
+    finally:
+        done.set()
+        first.join(5)
+        second.join(5)
