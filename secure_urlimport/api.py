@@ -14,6 +14,7 @@ from ._client.remote import RemoteTree, normalize_url
 from ._format.keys import PubKeyArg, TrustedKeys
 from ._import.finder import Importer
 from ._import.registry import Pin, Registry, UnpinnedURLWarning
+from ._net.fetcher import missing_fetcher_methods
 from .errors import ConfigurationError, SecureImportError
 from .options import Options, check_options, config_of
 
@@ -50,7 +51,24 @@ def _new_pin(
     primary, *mirrors = (normalize_url(u) for u in urls)
     cfg = config_of(options)
     trusted = TrustedKeys.from_arg(pubkey, cfg.threshold)
-    return primary, Pin(trusted, cfg, options.get("fetcher"), mirrors=tuple(mirrors))
+    fetcher = options.get("fetcher")
+    if fetcher is not None:
+        _check_fetcher(function, fetcher)
+    return primary, Pin(trusted, cfg, fetcher, mirrors=tuple(mirrors))
+
+
+def _check_fetcher(function: str, fetcher: object) -> None:
+    # Checked once here: the tree calls all four methods without probing, so a
+    # fetcher written for the old two-method protocol would otherwise fail
+    # with an AttributeError deep inside an import.
+    missing = missing_fetcher_methods(fetcher)
+    if missing:
+        raise ConfigurationError(
+            f"{function}(fetcher=...): {type(fetcher).__name__} lacks {', '.join(missing)} of "
+            "the Fetcher contract (fetch, fetch_fresh, fetch_if_changed, close); a fetcher "
+            "with no cache in front of it may define fetch_fresh as fetch and "
+            "fetch_if_changed as (fetch(...), None): see secure_urlimport.Fetcher"
+        )
 
 
 def trust(url: str | Sequence[str], pubkey: PubKeyArg, **options: Unpack[Options]) -> None:

@@ -820,3 +820,34 @@ def test_server_chosen_key_ids_are_refused_before_reaching_messages(
     with pytest.raises(secure_urlimport.ManifestFormatError) as err:
         install(server.url, pubkey=publisher.pub, cafile=tls.cafile)
     assert "\x1b" not in str(err.value)
+
+
+class _OldFetcher:
+    """A fetcher written for the first, two-method protocol."""
+
+    def fetch(self, url: str, *, max_bytes: int) -> bytes:
+        raise AssertionError("never asked: refused when pinned")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("function", ["install", "trust"])
+def test_a_fetcher_lacking_part_of_the_contract_is_refused_when_pinned(function, publisher):
+    call = getattr(secure_urlimport, function)
+    with pytest.raises(secure_urlimport.ConfigurationError) as caught:
+        call("https://example.invalid/tree", pubkey=publisher.pub, fetcher=_OldFetcher())
+    message = str(caught.value)
+    assert f"{function}(fetcher=...)" in message
+    assert "fetch_fresh, fetch_if_changed" in message
+
+
+def test_a_fetcher_with_the_whole_contract_is_accepted(publisher):
+    class Whole(_OldFetcher):
+        def fetch_fresh(self, url: str, *, max_bytes: int) -> bytes:
+            return self.fetch(url, max_bytes=max_bytes)
+
+        def fetch_if_changed(self, url, *, max_bytes, etag, fresh=False):
+            return self.fetch(url, max_bytes=max_bytes), None
+
+    secure_urlimport.trust("https://example.invalid/tree", pubkey=publisher.pub, fetcher=Whole())

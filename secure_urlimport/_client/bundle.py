@@ -4,7 +4,8 @@ One answer per release (per manifest digest): the bundle, or None when there
 is none to use (no modules, over ``max_bundle_bytes``, missing, incomplete, or
 disabled because a member did not verify).  Nothing here is trusted or
 verified: the chain of byte sources (``sources.py``) offers the members,
-and the tree verifies each one against its manifest entry.
+and ``ByteSources._first_verified`` (sources.py) checks each one against its
+manifest entry.
 """
 
 from __future__ import annotations

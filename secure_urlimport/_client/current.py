@@ -1,10 +1,10 @@
 """The current manifest of one tree: downloaded, judged, remembered.
 
-The I/O half of the pair whose trust half is :class:`~.trusted_set.TrustedManifests`
+The I/O half of the pair whose trust half is :class:`~.._trust.trusted_set.TrustedManifests`
 (as python-tuf's ``Updater`` is to its ``TrustedMetadataSet``): download the
 manifest with a length cap (or revalidate the cached copy with its ETag), hand
 the bytes and the stored rollback records to the trusted set, and persist on
-success -- the records in the :class:`~.state.StateStore`, the bytes and ETag
+success -- the records in the :class:`~.._store.state.StateStore`, the bytes and ETag
 in the file cache.  Every trust decision (signatures, tree name, expiry,
 rollback floor, never go back) is the trusted set's.
 """

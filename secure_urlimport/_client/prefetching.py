@@ -1,7 +1,7 @@
 """Which of a tree's modules to download ahead of their import, and how.
 
 When a package starts executing, its modules that are neither verified, nor
-cached, nor in a bundle are put on the tree's :class:`~.prefetch.Prefetcher`.
+cached, nor in a bundle are put on the tree's :class:`~.._net.prefetch.Prefetcher`.
 Nothing is verified here: the chain of byte sources (``sources.py``)
 takes the prefetched bytes from their future and offers them like a download.
 """

@@ -2,12 +2,12 @@
 
 This is where network meets verification, as a small facade over four parts:
 the current manifest (``current.py``, whose trust rules are
-``trusted_set.py``), the chain of byte sources that offer a file's bytes and
+``_trust/trusted_set.py``), the chain of byte sources that offer a file's bytes and
 the one check and store they pass (``sources.py``), the bundle of the
 release (``bundle.py``) and the prefetch (``prefetching.py``).  Finders
 and loaders ask a :class:`RemoteTree` for the manifest and for file bytes;
 everything it hands out has passed ``verify``.  Trees live in the registry
-(``api``), not in finder objects, because ``importlib.invalidate_caches()``
+(``_import/registry.py``), not in finder objects, because ``importlib.invalidate_caches()``
 throws URL path finders away.
 """
 

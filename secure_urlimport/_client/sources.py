@@ -13,7 +13,7 @@ Each source only *offers* untrusted bytes (an :class:`Offer`) with a
 ``reject`` callback that says what to do when they do not verify: a bad
 bundle member disables the bundle for that release, a bad cached copy is
 discarded, a bad download is asked for once more past CDN caches (then the
-mirror fails, and :meth:`~.mirrors.Mirrors.first_success` asks the next one).
+mirror fails, and :meth:`~.._net.mirrors.Mirrors.first_success` asks the next one).
 :meth:`ByteSources._first_verified` is the one place that verifies, and
 :class:`Store` the one place that keeps what passed.
 """

@@ -156,7 +156,7 @@ class Importer:
                 continue
             try:
                 found = find_spec(spec.name, path, None)
-            except ImportError:
+            except Exception:  # a broken finder after us: it found nothing we must yield to
                 return False
             if found is not None:
                 return not _is_namespace(found)

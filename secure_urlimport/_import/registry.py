@@ -39,7 +39,7 @@ from .finder import (
 )
 
 if TYPE_CHECKING:
-    from .._net.transport import Fetcher
+    from .._net.fetcher import Fetcher
 
 __all__ = ["Pin", "Registry", "UnpinnedURLWarning"]
 

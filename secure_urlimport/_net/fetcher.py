@@ -20,7 +20,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["Fetcher"]
+__all__ = ["FETCHER_METHODS", "Fetcher", "missing_fetcher_methods"]
+
+#: What a fetcher passed as ``fetcher=`` must have (checked when it is pinned).
+FETCHER_METHODS = ("fetch", "fetch_fresh", "fetch_if_changed", "close")
 
 
 class Fetcher(Protocol):
@@ -49,3 +52,8 @@ class Fetcher(Protocol):
     def close(self) -> None:
         """Release connections; the fetcher must not be used afterwards."""
         ...
+
+
+def missing_fetcher_methods(fetcher: object) -> list[str]:
+    """The methods of the contract *fetcher* lacks (empty if it has them all)."""
+    return [name for name in FETCHER_METHODS if not callable(getattr(fetcher, name, None))]

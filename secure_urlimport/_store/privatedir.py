@@ -81,12 +81,17 @@ def client_state_dir(config: Config, url: str) -> Path:
 
 def _refuse_unsafe(directory: Path, url: str) -> None:
     try:
+        link = os.lstat(directory)
         info = os.stat(directory)  # followed: a ~/.cache symlinked elsewhere is normal
     except FileNotFoundError:
         return  # made 0700 when first written
     except OSError as exc:
         log.debug("cannot inspect %s: %s", directory, exc)
         return  # nothing can be read or written there either
+    if stat.S_ISLNK(link.st_mode) and link.st_uid != os.getuid():
+        # Another user's link (say /tmp/secure_urlimport under XDG_CACHE_HOME=/tmp)
+        # could be pointed elsewhere after this check.
+        info = link
     if is_private(info):
         if not stat.S_ISDIR(info.st_mode):  # our own file in the way: like a read-only disk
             log.warning(
@@ -102,7 +107,13 @@ def _refuse_unsafe(directory: Path, url: str) -> None:
         if yours
         else f"it belongs to user id {info.st_uid}, not to this user ({os.getuid()})"
     )
-    fix = f"run chmod 700 {directory}, or " if yours else ""
+    state = directory if directory.name == "state" else directory / "state"
+    fix = (
+        f"run chmod 700 {directory} and delete {state} (others could have changed the "
+        "records in it), or "
+        if yours
+        else ""
+    )
     raise ConfigurationError(
         f"refusing to keep the client state of {url} in {directory}: {problem}; whoever "
         "can change it can delete its rollback records and replay an old release; "

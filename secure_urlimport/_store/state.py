@@ -23,10 +23,14 @@ from pathlib import Path
 
 from .._trust.verify import TrustedState
 from .atomic import write_atomically
+from .cache import read_regular_file
 from .file_names import file_name_for
 from .privatedir import make_private_dirs
 
-__all__ = ["StateStore"]
+__all__ = ["MAX_STATE_BYTES", "StateStore"]
+
+#: A record is a few hundred bytes per key; far more is not one of ours.
+MAX_STATE_BYTES = 1024 * 1024
 
 log = logging.getLogger("secure_urlimport")
 
@@ -43,8 +47,12 @@ class StateStore:
     def load(self, url: str) -> dict[str, TrustedState]:
         """Key id -> newest release that key signed at *url* (empty if none)."""
         path = self._path(url)
+        # Never follows a link nor blocks on a FIFO, and reads at most the cap.
+        data = read_regular_file(path, MAX_STATE_BYTES)
+        if data is None:
+            return {}
         try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
+            obj = json.loads(data.decode("utf-8"))
             return {
                 str(keyid): TrustedState(int(rec["version"]), str(rec["digest"]))
                 for keyid, rec in obj["keys"].items()

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .._store.privatedir import make_private_dirs
 from ..errors import ConfigurationError
 
 __all__ = ["CLOCK_SKEW", "LOCAL_CA_VALIDITY", "LocalCA", "make_local_ca"]
@@ -53,7 +54,7 @@ def make_local_ca(
     if not hostnames:
         raise ConfigurationError("make_local_ca needs at least one hostname")
     directory = Path(directory)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dirs(directory)  # 0700 for the parents too, whatever the umask
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _ca_certificate(ca_key, now)

@@ -17,7 +17,7 @@ from .._format.bundle import Bundle, bundle_members
 from .._format.keys import TrustedKeys
 from .._format.manifest import FileEntry, Manifest
 from .._format.paths import BUNDLE_NAME, MANIFEST_NAME
-from .._net.transport import Fetcher
+from .._net.fetcher import Fetcher
 from .._trust.verify import check_expiry, check_name, verify_file, verify_manifest_signatures
 from ..errors import (
     BadSignatureError,

@@ -18,7 +18,7 @@ from .._format.manifest import MAX_VERSION
 from .._format.paths import MANIFEST_NAME
 from .._trust.verify import verify_manifest_signatures
 from ..config import Config
-from ..errors import ConfigurationError, SecureImportError, SigningError
+from ..errors import ConfigurationError, SecureImportError, SigningError, shown
 from .localfile import read_tree_file
 
 __all__ = ["MAX_VERSION_JUMP", "choose_version", "trusted_previous_version"]
@@ -87,5 +87,6 @@ def choose_version(previous: int | None, requested: int | None, *, allow_jump: b
 
 
 def _cut(text: str, limit: int = 300) -> str:
-    # The reason quotes the manifest (paths, key ids); keep the message one screen.
-    return text if len(text) <= limit else text[:limit] + "..."
+    # The reason quotes the manifest, which a contributor controls: escaped
+    # (no terminal escapes) and cut to one screen.
+    return shown(text, limit)

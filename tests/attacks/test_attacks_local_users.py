@@ -144,6 +144,34 @@ def test_cache_directory_pre_created_by_another_user_is_refused(
     assert "mod" not in sys.modules
 
 
+def test_cache_directory_that_is_another_users_symlink_to_ours_is_refused(
+    sim, key, shared, monkeypatch, tmp_path
+):
+    """They plant /tmp/secure_urlimport -> a directory of ours: it passes every
+    check of ours today, and they can point it elsewhere tomorrow."""
+    tmp = shared / "tmp"
+    tmp.mkdir()
+    tmp.chmod(0o1777)
+    ours = tmp_path / "ours"
+    ours.mkdir(mode=0o700)
+    (ours / "state").mkdir(mode=0o700)
+    planted = tmp / "secure_urlimport"
+
+    def neighbour() -> int:
+        planted.symlink_to(ours)
+        return planted.lstat().st_uid
+
+    assert in_child(neighbour, uid=NEIGHBOUR_UID) == NEIGHBOUR_UID
+    monkeypatch.delenv("SECURE_URLIMPORT_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp))
+    sim.publish({"mod.py": GOOD}, [key])
+    with pytest.raises(ConfigurationError) as err:
+        install(sim.url, pubkey=key.public.raw, fetcher=sim)
+    assert f"belongs to user id {NEIGHBOUR_UID}" in str(err.value)
+    assert sim.requests == []
+    assert "mod" not in sys.modules
+
+
 @pytest.mark.parametrize("where", ["cache directory", "state directory"])
 def test_own_directory_left_writable_by_others_is_refused_until_tightened(
     sim, key, monkeypatch, tmp_path, where
