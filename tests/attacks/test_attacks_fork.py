@@ -160,7 +160,12 @@ def test_a_lock_taken_while_another_thread_is_still_registering_it_is_reset_in_t
 
     monkeypatch.setattr(forksafe, "register", slow_register)
     lock = forksafe.Lock()
-    first = threading.Thread(target=lambda: (lock.acquire(), lock.release()))
+
+    def take_and_release() -> None:
+        with lock:
+            pass
+
+    first = threading.Thread(target=take_and_release)
     first.start()
     registering.wait(5)
     held, done = threading.Event(), threading.Event()
