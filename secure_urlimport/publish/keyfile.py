@@ -128,28 +128,16 @@ def _sealed_document(key: PrivateKey, passphrase: bytes, path: Path) -> dict[str
 
 
 def _write_new_private_file(path: Path, data: bytes) -> None:
-    # O_EXCL: never replace an existing key; 0o600 from the first byte, so the
-    # seed is never readable by others, not even briefly.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise KeyFileError(
-            f"key file {str(path)!r} already exists; refusing to overwrite it "
-            "(move it away first if you really mean to replace the key)"
-        ) from None
-    except OSError as exc:
-        raise KeyFileError(f"cannot create key file {str(path)!r}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if hasattr(os, "fchmod"):
-                os.fchmod(handle.fileno(), 0o600)  # a umask can only clear bits; be exact
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        path.unlink(missing_ok=True)  # a half-written key file is worse than none
-        raise KeyFileError(f"cannot write key file {str(path)!r}: {exc.strerror}") from None
+    # 0o600 from the first byte, so the seed is never readable by others, not
+    # even briefly; never over an existing key.
+    _write_new_file(
+        path,
+        data,
+        mode=0o600,
+        what="key file",
+        exists="; refusing to overwrite it (move it away first if you really mean to "
+        "replace the key)",
+    )
 
 
 def write_public_key(key: PublicKey, path: Path) -> None:
@@ -159,24 +147,43 @@ def write_public_key(key: PublicKey, path: Path) -> None:
     file: a planted ``PREFIX.pub`` link would otherwise make keygen write
     wherever it points, and the consumer would pin whatever sits there.
     """
+    _write_new_file(
+        Path(path),
+        key.to_line().encode("ascii"),
+        mode=0o644,
+        what="public key file",
+        exists=" (or is a symlink); refusing to write through or over it: remove it, "
+        "or choose another PREFIX",
+        opening="write",
+    )
+
+
+def _write_new_file(
+    path: Path, data: bytes, *, mode: int, what: str, exists: str, opening: str = "create"
+) -> None:
+    """Create *path* with exactly *mode* whatever the umask, write *data* durably.
+
+    O_EXCL | O_NOFOLLOW: never over an existing file, never through a symlink
+    (a dangling one planted at the name included).  A half-written file is
+    removed: it is worse than none.
+    """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
-        raise KeyFileError(
-            f"public key file {str(path)!r} already exists (or is a symlink); refusing to "
-            "write through or over it: remove it, or choose another PREFIX"
-        ) from None
+        raise KeyFileError(f"{what} {str(path)!r} already exists{exists}") from None
     except OSError as exc:
-        raise KeyFileError(f"cannot write public key file {str(path)!r}: {exc.strerror}") from None
+        raise KeyFileError(f"cannot {opening} {what} {str(path)!r}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             if hasattr(os, "fchmod"):
-                os.fchmod(handle.fileno(), 0o644)  # exactly, whatever the umask
-            handle.write(key.to_line().encode("ascii"))
+                os.fchmod(handle.fileno(), mode)  # a umask can only clear bits; be exact
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
     except OSError as exc:
-        Path(path).unlink(missing_ok=True)
-        raise KeyFileError(f"cannot write public key file {str(path)!r}: {exc.strerror}") from None
+        path.unlink(missing_ok=True)
+        raise KeyFileError(f"cannot write {what} {str(path)!r}: {exc.strerror}") from None
 
 
 def is_private_key_file(data: bytes) -> bool:
