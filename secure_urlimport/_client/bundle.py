@@ -16,11 +16,8 @@ from .._format.bundle import Bundle, bundle_members
 from .._format.manifest import FileEntry, Manifest
 from .._format.paths import BUNDLE_NAME, url_in_tree
 from .._net.deadline import source_budget
-from .._net.fetcher import Fetcher
-from .._net.mirrors import Mirrors
-from .._store.cache import FileCache
-from ..config import Config
 from ..errors import SecureImportError
+from .context import TreeContext
 
 __all__ = ["ReleaseBundle"]
 
@@ -30,14 +27,8 @@ log = logging.getLogger("secure_urlimport")
 class ReleaseBundle:
     """The bundle of one tree's current release, looked for at most once per release."""
 
-    def __init__(
-        self, url: str, config: Config, fetcher: Fetcher, sources: Mirrors, cache: FileCache
-    ) -> None:
-        self.url = url
-        self.config = config
-        self.fetcher = fetcher
-        self.sources = sources
-        self._cache = cache
+    def __init__(self, tree: TreeContext) -> None:
+        self.tree = tree
         # (manifest digest, its bundle or None, whether that answer is final)
         self._state: tuple[str, Bundle | None, bool] | None = None
 
@@ -51,13 +42,13 @@ class ReleaseBundle:
             return state[1]
         members = bundle_members(manifest.files)
         size = sum(entry.size for entry in members)
-        if not members or size > self.config.max_bundle_bytes:
+        if not members or size > self.tree.config.max_bundle_bytes:
             self._state = (digest, None, True)
             return None
         if state is None or state[0] != digest:  # first look: the disk cache only
-            data = self._cache.get_bundle(digest, size) if self.config.file_cache else None
+            data = self.tree.cache.get_bundle(digest, size) if self.tree.config.file_cache else None
             if data is not None:
-                log.debug("using the cached bundle of %s", self.url)
+                log.debug("using the cached bundle of %s", self.tree.url)
             cached = Bundle(data, members) if data is not None else None
             self._state = (digest, cached, cached is not None)
             if cached is not None or not download:
@@ -70,13 +61,13 @@ class ReleaseBundle:
         """Stop using the bundle of this release (a member did not verify) and
         drop its cached copy: only speed is lost."""
         self._state = (manifest.digest, None, True)
-        self._cache.discard_bundle(manifest.digest)
+        self.tree.cache.discard_bundle(manifest.digest)
 
     def _download(self, digest: str, members: list[FileEntry], size: int) -> Bundle | None:
-        url = url_in_tree(self.sources.active, BUNDLE_NAME)
+        url = url_in_tree(self.tree.sources.active, BUNDLE_NAME)
         try:
-            with source_budget(self.sources.active):  # shares the file's bound
-                data = self.fetcher.fetch(url, max_bytes=size)
+            with source_budget(self.tree.sources.active):  # shares the file's bound
+                data = self.tree.fetcher.fetch(url, max_bytes=size)
         except SecureImportError as exc:
             log.debug("no usable bundle at %s (%s); downloading files one by one", url, exc)
             return None
@@ -90,7 +81,9 @@ class ReleaseBundle:
                 size,
             )
             return None
-        if self.config.file_cache:
-            self._cache.put_bundle(digest, data)
-        log.debug("downloaded the bundle of %s: %d modules, %d bytes", self.url, len(members), size)
+        if self.tree.config.file_cache:
+            self.tree.cache.put_bundle(digest, data)
+        log.debug(
+            "downloaded the bundle of %s: %d modules, %d bytes", self.tree.url, len(members), size
+        )
         return bundle

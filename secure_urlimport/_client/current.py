@@ -17,18 +17,14 @@ import time
 from datetime import UTC, datetime
 
 from .. import forksafe
-from .._format.keys import TrustedKeys
 from .._format.manifest import Manifest
 from .._format.paths import MANIFEST_NAME
 from .._net.deadline import import_step
-from .._net.fetcher import Fetcher
-from .._net.mirrors import Mirrors
-from .._store.cache import FileCache
 from .._store.state import StateStore
 from .._trust.trusted_set import TrustedManifests
 from .._trust.verify import TrustedState
-from ..config import Config
 from ..errors import ExpiredManifestError, RollbackError, SecureImportError
+from .context import TreeContext
 
 __all__ = ["CurrentManifest"]
 
@@ -38,23 +34,9 @@ log = logging.getLogger("secure_urlimport")
 class CurrentManifest:
     """The verified manifest a tree uses now, fetched once and again when stale."""
 
-    def __init__(
-        self,
-        url: str,
-        trusted: TrustedKeys,
-        config: Config,
-        *,
-        fetcher: Fetcher,
-        sources: Mirrors,
-        cache: FileCache,
-        state: StateStore,
-    ) -> None:
-        self.url = url
-        self.config = config
-        self.fetcher = fetcher
-        self.sources = sources
-        self.trusted_set = TrustedManifests(trusted, name=config.tree_name)
-        self._cache = cache
+    def __init__(self, tree: TreeContext, state: StateStore) -> None:
+        self.tree = tree
+        self.trusted_set = TrustedManifests(tree.trusted, name=tree.config.tree_name)
         self._state = state
         # Guards the fields below and every call of trusted_set.accept; never
         # held during network I/O, because a thread waiting for it may hold
@@ -119,9 +101,9 @@ class CurrentManifest:
 
     def _load(self, now: datetime) -> Manifest:
         # One bound per source for the conditional request and the no-cache retry.
-        with import_step(self.config.timeout):
-            return self.sources.first_success(
-                lambda base: self._load_from(base, now), what=f"{self.url}/{MANIFEST_NAME}"
+        with import_step(self.tree.config.timeout):
+            return self.tree.sources.first_success(
+                lambda base: self._load_from(base, now), what=f"{self.tree.url}/{MANIFEST_NAME}"
             )
 
     def _load_from(self, base: str, now: datetime) -> Manifest:
@@ -135,17 +117,17 @@ class CurrentManifest:
                 # The cached copy no longer verifies (edited, expired,
                 # superseded): forget it and ask the server for the whole file.
                 log.debug("cached manifest for %s does not verify; downloading it", url)
-                self._cache.discard_manifest(url)
+                self.tree.cache.discard_manifest(url)
             elif not isinstance(exc, RollbackError | ExpiredManifestError):
                 raise
             # Old or expired: perhaps a CDN edge or proxy holds a stale copy.
             data, etag, from_cache = self._download(url, use_cache=False, fresh=True)
             manifest = self._verify(data, now, url)
         self._state.record(
-            self.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
+            self.tree.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
         )
-        if etag is not None and not from_cache and self.config.file_cache:
-            self._cache.put_manifest(url, etag, data)
+        if etag is not None and not from_cache and self.tree.config.file_cache:
+            self.tree.cache.put_manifest(url, etag, data)
         log.debug(
             "verified manifest %s: version %d, %d files, %.1f ms%s",
             url,
@@ -162,24 +144,24 @@ class CurrentManifest:
         """``(bytes, etag, from_cache)``: the server's manifest, or our cached
         copy when the server answers 304 Not Modified to its ETag; *fresh* asks
         caches on the way to revalidate with the origin."""
-        limit = self.config.max_manifest_bytes
+        limit = self.tree.config.max_manifest_bytes
         cached = None
-        if use_cache and self.config.file_cache:
-            cached = self._cache.get_manifest(url, limit)
-        data, etag = self.fetcher.fetch_if_changed(
+        if use_cache and self.tree.config.file_cache:
+            cached = self.tree.cache.get_manifest(url, limit)
+        data, etag = self.tree.fetcher.fetch_if_changed(
             url, max_bytes=limit, etag=cached[0] if cached else None, fresh=fresh
         )
         if data is None and cached is not None:
             return cached[1], etag, True
         if data is None:  # 304 to a request that was not conditional
-            data = self.fetcher.fetch(url, max_bytes=limit)
+            data = self.tree.fetcher.fetch(url, max_bytes=limit)
         return data, etag, False
 
     def _verify(self, data: bytes, now: datetime, url: str) -> Manifest:
         """The trusted set's verdict on *data*, with the records stored for this tree."""
         try:
             return self.trusted_set.verify(
-                data, now=now, stored=self._state.load(self.url), url=url
+                data, now=now, stored=self._state.load(self.tree.url), url=url
             )
         except SecureImportError as exc:
             exc.path = url

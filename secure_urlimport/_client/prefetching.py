@@ -14,12 +14,10 @@ from collections.abc import Callable
 
 from .._format.manifest import FileEntry, Manifest
 from .._format.paths import url_in_tree
-from .._net.fetcher import Fetcher
-from .._net.mirrors import Mirrors
 from .._net.prefetch import Prefetcher
-from ..config import Config
 from ..errors import SecureImportError
 from .bundle import ReleaseBundle
+from .context import TreeContext
 from .sources import Store, download_limit
 
 __all__ = ["TreePrefetch"]
@@ -32,19 +30,13 @@ class TreePrefetch:
 
     def __init__(
         self,
-        url: str,
-        config: Config,
+        tree: TreeContext,
         *,
-        fetcher: Fetcher,
-        sources: Mirrors,
         bundle: ReleaseBundle,
         store: Store,
         prefetcher: Prefetcher,
     ) -> None:
-        self.url = url
-        self.config = config
-        self.fetcher = fetcher
-        self.sources = sources
+        self.tree = tree
         self.bundle = bundle
         self.store = store
         self.prefetcher = prefetcher
@@ -59,7 +51,7 @@ class TreePrefetch:
         skip: str = "",
     ) -> None:
         """See :meth:`RemoteTree.prefetch`; *manifest_of* gives the current manifest."""
-        if self.config.parallel_downloads < 1:
+        if self.tree.config.parallel_downloads < 1:
             return
         key = (directory, recursive)
         if key in self._dirs:
@@ -77,10 +69,10 @@ class TreePrefetch:
         jobs = [(e.sha256, functools.partial(self._download_for_cache, e)) for e in wanted]
         started = self.prefetcher.start(jobs)
         if started:
-            log.debug("prefetching %d module(s) of %s/%s", started, self.url, directory)
+            log.debug("prefetching %d module(s) of %s/%s", started, self.tree.url, directory)
 
     def _prefetchable(self, manifest: Manifest, directory: str, recursive: bool) -> list[FileEntry]:
-        budget = self.config.max_file_bytes
+        budget = self.tree.config.max_file_bytes
         found = []
         # From the index: a package deep in a big tree does not scan every path.
         for path in manifest.directories.files_below(directory, recursive=recursive):
@@ -97,7 +89,7 @@ class TreePrefetch:
 
     def _download_for_cache(self, entry: FileEntry) -> bytes:
         """Runs on a prefetch thread: download, and file in the cache if the digest matches."""
-        url = url_in_tree(self.sources.active, entry.path)
-        data = self.fetcher.fetch(url, max_bytes=download_limit(entry, self.config))
+        url = url_in_tree(self.tree.sources.active, entry.path)
+        data = self.tree.fetcher.fetch(url, max_bytes=download_limit(entry, self.tree.config))
         self.store.file_prefetched(entry, data)
         return data

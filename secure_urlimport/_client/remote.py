@@ -30,6 +30,7 @@ from .._store.state import StateStore
 from ..config import Config
 from ..errors import ConfigurationError, NotInManifestError
 from .bundle import ReleaseBundle
+from .context import TreeContext
 from .current import CurrentManifest
 from .prefetching import TreePrefetch
 from .sources import ByteSources, Store
@@ -85,39 +86,17 @@ class RemoteTree:
             fetcher = RequestsFetcher(config)
         self.fetcher = fetcher
         state_dir = client_state_dir(config, self.url)  # refused if others can write it
-        cache = FileCache(state_dir)
         # Each part keeps its own state; only `current` has a lock (see there).
-        self.current = CurrentManifest(
-            self.url,
-            trusted,
-            config,
-            fetcher=fetcher,
-            sources=self.sources,
-            cache=cache,
-            state=StateStore(state_dir),
-        )
-        self.bundle = ReleaseBundle(self.url, config, fetcher, self.sources, cache)
-        self.store = Store(config, cache)
+        tree = TreeContext(self.url, trusted, config, fetcher, self.sources, FileCache(state_dir))
+        self.current = CurrentManifest(tree, StateStore(state_dir))
+        self.bundle = ReleaseBundle(tree)
+        self.store = Store(config, tree.cache)
         self._prefetcher = Prefetcher(config.parallel_downloads)
         self.chain = ByteSources(
-            self.url,
-            trusted,
-            config,
-            fetcher=fetcher,
-            sources=self.sources,
-            cache=cache,
-            bundle=self.bundle,
-            prefetcher=self._prefetcher,
-            store=self.store,
+            tree, bundle=self.bundle, prefetcher=self._prefetcher, store=self.store
         )
         self.prefetching = TreePrefetch(
-            self.url,
-            config,
-            fetcher=fetcher,
-            sources=self.sources,
-            bundle=self.bundle,
-            store=self.store,
-            prefetcher=self._prefetcher,
+            tree, bundle=self.bundle, store=self.store, prefetcher=self._prefetcher
         )
         #: Compiled code of verified modules (bytecode.py); the loader's to use.
         # Only with the file cache: tracebacks and getsource() then read the

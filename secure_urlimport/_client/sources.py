@@ -27,18 +27,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Literal
 
-from .._format.keys import TrustedKeys
 from .._format.manifest import FileEntry, Manifest
 from .._format.paths import url_in_tree
 from .._net.deadline import budget_left, import_step
-from .._net.fetcher import Fetcher
-from .._net.mirrors import Mirrors
 from .._net.prefetch import Prefetcher
 from .._store.cache import FileCache
 from .._trust.verify import verify_file
 from ..config import Config
 from ..errors import SecureImportError, TamperedFileError
 from .bundle import ReleaseBundle
+from .context import TreeContext
 
 __all__ = ["ByteSources", "Offer", "Store", "download_limit"]
 
@@ -103,25 +101,15 @@ class ByteSources:
 
     def __init__(
         self,
-        url: str,
-        trusted: TrustedKeys,
-        config: Config,
+        tree: TreeContext,
         *,
-        fetcher: Fetcher,
-        sources: Mirrors,
-        cache: FileCache,
         bundle: ReleaseBundle,
         prefetcher: Prefetcher,
         store: Store,
     ) -> None:
-        self.url = url
-        self.trusted = trusted
-        self.config = config
-        self.fetcher = fetcher
-        self.sources = sources
+        self.tree = tree
         self.bundle = bundle
         self.store = store
-        self._cache = cache
         self._prefetcher = prefetcher
 
     def read_entry(self, manifest: Manifest, entry: FileEntry) -> bytes:
@@ -130,9 +118,9 @@ class ByteSources:
         kept = self.store.recall(entry)
         if kept is not None:
             return kept
-        url = url_in_tree(self.url, entry.path)
+        url = url_in_tree(self.tree.url, entry.path)
         # Every source within one timeout per source (deadline.import_step).
-        with import_step(self.config.timeout):
+        with import_step(self.tree.config.timeout):
             offer = self._first_verified(self._at_hand(entry, manifest, url), entry, manifest)
             if offer is None:
                 offer = self._downloaded(entry, manifest)
@@ -146,7 +134,7 @@ class ByteSources:
         *entry* (the one place bytes are verified); None if none is."""
         for offer in offers:
             try:
-                verify_file(entry, offer.data, manifest, self.trusted, url=offer.url)
+                verify_file(entry, offer.data, manifest, self.tree.trusted, url=offer.url)
             except SecureImportError as exc:
                 offer.reject(exc)
                 continue
@@ -171,7 +159,11 @@ class ByteSources:
     ) -> Iterator[Offer]:
         """*entry*'s member of the release's bundle, if it has one."""
         bundle = self.bundle.get(manifest, download=download)
-        if bundle is None or entry.path not in bundle or entry.size > self.config.max_file_bytes:
+        if (
+            bundle is None
+            or entry.path not in bundle
+            or entry.size > self.tree.config.max_file_bytes
+        ):
             return  # (an oversized file is refused by the download that follows)
 
         def reject(exc: SecureImportError) -> None:
@@ -179,7 +171,7 @@ class ByteSources:
             log.warning(
                 "the bundle of %s does not match its manifest (%s); downloading "
                 "files one by one (re-publish the bundle with the manifest)",
-                self.url,
+                self.tree.url,
                 exc,
             )
             self.bundle.disable(manifest)
@@ -188,16 +180,16 @@ class ByteSources:
 
     def _cached_copy(self, entry: FileEntry, url: str) -> Iterator[Offer]:
         """The disk cache's copy of *entry*, if there is one."""
-        if not self.config.file_cache:
+        if not self.tree.config.file_cache:
             return
-        data = self._cache.get(entry.sha256, download_limit(entry, self.config))
+        data = self.tree.cache.get(entry.sha256, download_limit(entry, self.tree.config))
         if data is None:
             return
 
         def reject(exc: SecureImportError) -> None:
             # The cache is untrusted input: a bad copy is dropped, never run.
             log.warning("discarding the cached copy of %s, which does not verify: %s", url, exc)
-            self._cache.discard(entry.sha256)
+            self.tree.cache.discard(entry.sha256)
 
         yield Offer(data, url, "cache", reject)
 
@@ -215,7 +207,7 @@ class ByteSources:
             assert offer is not None  # the last offer's reject raises
             return offer
 
-        return self.sources.first_success(attempt, what=url_in_tree(self.url, entry.path))
+        return self.tree.sources.first_success(attempt, what=url_in_tree(self.tree.url, entry.path))
 
     def _from_network(
         self, entry: FileEntry, url: str, future: Future[bytes] | None
@@ -235,7 +227,7 @@ class ByteSources:
 
         yield Offer(self._prefetched_or_downloaded(future, entry, url), url, "network", reject)
         last_try = True
-        data = self.fetcher.fetch_fresh(url, max_bytes=download_limit(entry, self.config))
+        data = self.tree.fetcher.fetch_fresh(url, max_bytes=download_limit(entry, self.tree.config))
         yield Offer(data, url, "network", reject)
 
     def _prefetched_or_downloaded(
@@ -243,11 +235,11 @@ class ByteSources:
     ) -> bytes:
         if future is not None:
             try:
-                return future.result(timeout=budget_left(self.config.timeout * 2))
+                return future.result(timeout=budget_left(self.tree.config.timeout * 2))
             except SecureImportError as exc:
                 # The download's own error (already past its deadline): asking
                 # a failing server again would only double the wait.
                 raise exc.with_traceback(None) from None
             except Exception as exc:  # not a download error: try once more here
                 log.debug("prefetch of %s failed (%r); downloading it again", url, exc)
-        return self.fetcher.fetch(url, max_bytes=download_limit(entry, self.config))
+        return self.tree.fetcher.fetch(url, max_bytes=download_limit(entry, self.tree.config))
