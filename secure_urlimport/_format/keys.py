@@ -13,14 +13,22 @@ from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import ConfigurationError, KeyFileError
 
-__all__ = ["PrivateKey", "PubKeyArg", "PublicKey", "TrustedKeys", "key_id", "load_public_keys"]
+__all__ = [
+    "PrivateKey",
+    "PubKeyArg",
+    "PublicKey",
+    "Signer",
+    "TrustedKeys",
+    "key_id",
+    "load_public_keys",
+]
 
 PUB_PREFIX = "ed25519"
 KEYID_TAG = b"secure-urlimport/keyid/v1\x00"
@@ -135,6 +143,19 @@ class PublicKey:
 
     def __repr__(self) -> str:
         return f"<PublicKey ed25519 {self.keyid}>"
+
+
+class Signer(Protocol):
+    """Anything that makes Ed25519 signatures: a :class:`PrivateKey` in memory,
+    or a key that never leaves a hardware token (``publish/pkcs11.py``)."""
+
+    @property
+    def keyid(self) -> str: ...
+
+    @property
+    def public(self) -> PublicKey: ...
+
+    def sign(self, message: bytes) -> bytes: ...
 
 
 class PrivateKey:

@@ -62,9 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--key",
         action="append",
-        type=Path,
         metavar="KEY",
-        help="private key file; repeat for several signers",
+        help="private key file (or a pkcs11: URI); repeat for several signers",
     )
     p.add_argument(
         "--version",

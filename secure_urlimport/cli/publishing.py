@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,8 +45,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from ..publish.keyfile import load_private_key, passphrase_from_env_or_prompt
     from ..publish.progress import terminal_progress
+    from ..publish.signers import load_signer
     from ..publish.signing import parse_duration, sign_tree
 
     if args.check:
@@ -65,10 +64,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         expires_in = parse_duration(args.expires or "90d")
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
-    keys = [
-        load_private_key(path, functools.partial(passphrase_from_env_or_prompt, path))
-        for path in args.key
-    ]
+    keys = [load_signer(spec) for spec in args.key]
     with terminal_progress(f"{PROG} sign") as progress:
         result = sign_tree(
             args.directory,

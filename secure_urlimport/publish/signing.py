@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .._format.bundle import build_bundle, bundle_members
-from .._format.keys import PrivateKey
+from .._format.keys import Signer
 from .._format.manifest import (
     MAX_NAME_CHARS,
     FileEntry,
@@ -180,7 +180,7 @@ class SignResult:
 
 def sign_tree(
     root: Path,
-    keys: Sequence[PrivateKey],
+    keys: Sequence[Signer],
     *,
     version: int | None = None,
     expires_in: timedelta = DEFAULT_EXPIRY,
@@ -238,7 +238,7 @@ def _publishable_files(root: Path) -> list[str]:
 def _sign_files(
     root: Path,
     files: Sequence[str],
-    keys: Sequence[PrivateKey],
+    keys: Sequence[Signer],
     version: int,
     progress: ProgressFn | None,
 ) -> tuple[dict[str, FileEntry], dict[str, bytes]]:
@@ -267,7 +267,7 @@ def _sign_files(
 
 
 def _write_release(
-    root: Path, manifest: Manifest, keys: Sequence[PrivateKey], modules: dict[str, bytes]
+    root: Path, manifest: Manifest, keys: Sequence[Signer], modules: dict[str, bytes]
 ) -> Path:
     """Sign *manifest*, write the bundle and then the manifest; the manifest's path."""
     body = encode_body(manifest)
@@ -286,7 +286,7 @@ def tree_name(root: Path, name: str | None) -> str:
 
 
 def _choose_version(
-    root: Path, keys: Sequence[PrivateKey], requested: int | None, allow_jump: bool
+    root: Path, keys: Sequence[Signer], requested: int | None, allow_jump: bool
 ) -> int:
     try:
         previous = trusted_previous_version(root, keys)
@@ -298,7 +298,7 @@ def _choose_version(
 
 
 def _sign_file(
-    root: Path, rel: str, keys: Sequence[PrivateKey], version: int
+    root: Path, rel: str, keys: Sequence[Signer], version: int
 ) -> tuple[FileEntry, bytes]:
     try:
         # Never through a symlink, never a FIFO: the name may have been swapped since the scan.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._format.keys import PrivateKey, TrustedKeys
+from .._format.keys import Signer, TrustedKeys
 from .._format.manifest import MAX_VERSION
 from .._format.paths import MANIFEST_NAME
 from .._trust.verify import verify_manifest_signatures
@@ -35,7 +35,7 @@ MAX_MANIFEST_BYTES = Config.max_manifest_bytes
 _HINT = "pass --version N with N above the last version you published"
 
 
-def trusted_previous_version(root: Path, keys: Sequence[PrivateKey]) -> int | None:
+def trusted_previous_version(root: Path, keys: Sequence[Signer]) -> int | None:
     """The version of the manifest in *root*, if one of *keys* signed it; None if none.
 
     Raises :class:`SigningError` for a manifest that cannot be read, is not a
