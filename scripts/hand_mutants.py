@@ -87,13 +87,13 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "manifest-signature-lines-cap-raised",
-        "manifest.py",
+        "signedfile.py",
         "MAX_SIGNATURE_LINES = 64",
         "MAX_SIGNATURE_LINES = 65",
     ),
     Mutant(
         "manifest-version-cap-raised",
-        "manifest.py",
+        "signedfile.py",
         "MAX_VERSION = 2**63 - 1",
         "MAX_VERSION = 2**64",
     ),
@@ -101,13 +101,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "manifest-name-cap-raised", "manifest.py", "MAX_NAME_CHARS = 200", "MAX_NAME_CHARS = 201"
     ),
     # -- manifest.py: the key-id pattern (server-chosen ids reach messages)
-    Mutant("manifest-keyid-upper-case", "manifest.py", 'r"[0-9a-f]{16}"', 'r"[0-9a-fA-F]{16}"'),
-    Mutant("manifest-keyid-any-16-chars", "manifest.py", 'r"[0-9a-f]{16}"', 'r".{16}"'),
-    Mutant("manifest-keyid-1-to-64-digits", "manifest.py", 'r"[0-9a-f]{16}"', 'r"[0-9a-f]{1,64}"'),
-    Mutant("manifest-keyid-unicode-digits", "manifest.py", 'r"[0-9a-f]{16}"', 'r"[\\da-f]{16}"'),
+    Mutant("manifest-keyid-upper-case", "signedfile.py", 'r"[0-9a-f]{16}"', 'r"[0-9a-fA-F]{16}"'),
+    Mutant("manifest-keyid-any-16-chars", "signedfile.py", 'r"[0-9a-f]{16}"', 'r".{16}"'),
+    Mutant(
+        "manifest-keyid-1-to-64-digits", "signedfile.py", 'r"[0-9a-f]{16}"', 'r"[0-9a-f]{1,64}"'
+    ),
+    Mutant("manifest-keyid-unicode-digits", "signedfile.py", 'r"[0-9a-f]{16}"', 'r"[\\da-f]{16}"'),
     Mutant(
         "manifest-keyid-prefix-match",
-        "manifest.py",
+        "signedfile.py",
         "_KEYID.fullmatch(keyid)",
         "_KEYID.match(keyid)",
     ),
@@ -139,7 +141,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("manifest-format-version", "manifest.py", "FORMAT_VERSION = 1", "FORMAT_VERSION = 2"),
     Mutant(
         "manifest-time-without-zone",
-        "manifest.py",
+        "signedfile.py",
         'TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"',
         'TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"',
     ),
@@ -268,6 +270,7 @@ LAYER = {
     "paths.py": "_format",
     "keys.py": "_format",
     "manifest.py": "_format",
+    "signedfile.py": "_format",
     "verify.py": "_trust",
 }
 

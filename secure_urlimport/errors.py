@@ -22,7 +22,9 @@ never leak.
     │   ├── TamperedFileError       size or SHA-256 differs from the manifest
     │   ├── ExpiredManifestError    the manifest's expiry time has passed
     │   ├── WrongTreeError          the manifest names another tree than pinned
-    │   └── RollbackError           older (or rewritten) release than one seen
+    │   ├── RollbackError           older (or rewritten) release than one seen
+    │   ├── UntrustedRootError      a root not signed as the root chain requires
+    │   └── ExpiredRootError        the newest trusted root's expiry has passed
     └── DownloadError               the bytes could not be fetched
         ├── HTTPStatusError         non-200 answer (``.status``)
         ├── DownloadTimeoutError    the whole-download deadline passed
@@ -42,6 +44,7 @@ __all__ = [
     "DownloadError",
     "DownloadTimeoutError",
     "ExpiredManifestError",
+    "ExpiredRootError",
     "HTTPStatusError",
     "InsecureURLError",
     "KeyFileError",
@@ -55,6 +58,7 @@ __all__ = [
     "TLSError",
     "TamperedFileError",
     "UntrustedKeyError",
+    "UntrustedRootError",
     "VerificationError",
     "WrongPassphraseError",
     "WrongTreeError",
@@ -159,7 +163,7 @@ class VerificationError(SecureImportError):
 
 
 class ManifestFormatError(VerificationError):
-    """The manifest is truncated, garbled or not in the supported format."""
+    """The manifest (or a root document) is truncated, garbled or not in the supported format."""
 
 
 class BadSignatureError(VerificationError):
@@ -188,6 +192,17 @@ class WrongTreeError(VerificationError):
 
 class RollbackError(VerificationError):
     """The server offers an older release, or a different one under a seen version."""
+
+
+class UntrustedRootError(VerificationError):
+    """A root document that the chain from the pinned root keys does not reach:
+    signed by too few of the previous or of its own root keys, a skipped
+    version, another tree's root, or a chain longer than the client walks."""
+
+
+class ExpiredRootError(VerificationError):
+    """The newest root the chain reaches has expired: the root key holders must
+    publish a new root (``secure-urlimport root update``)."""
 
 
 class DownloadError(SecureImportError):

@@ -18,21 +18,31 @@ then the bytes) so no two different field lists give the same message.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
-from typing import Any
 
 from ..errors import ManifestFormatError
 from .dirindex import DirectoryIndex
 from .paths import path_problem
+from .signedfile import (
+    MAX_VERSION,
+    SignedFile,
+    bounded_int,
+    check_keyid,
+    encode_signed_file,
+    format_time,
+    length_prefixed,
+    load_json,
+    parse_time,
+    split_signed_file,
+)
 
 __all__ = [
+    "MAX_VERSION",
     "FileEntry",
     "Manifest",
     "SignedManifestFile",
@@ -49,21 +59,14 @@ FORMAT_VERSION = 1
 BODY_TYPE = "secure-urlimport/manifest"
 FILE_TAG = b"secure-urlimport/file/v1"
 MANIFEST_TAG = b"secure-urlimport/manifest/v1"
-MAX_SIGNATURE_LINES = 64
 MAX_FILES = 1_000_000
-MAX_VERSION = 2**63 - 1
 MAX_NAME_CHARS = 200
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def _fields(*parts: bytes) -> bytes:
-    return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
 
 
 def file_message(keyid: str, tree_version: int, path: str, sha256_hex: str, size: int) -> bytes:
     """What a key signs for one file: tag, key id, tree version, path,
     SHA-256 (32 raw bytes) and size (decimal ASCII)."""
-    return _fields(
+    return length_prefixed(
         FILE_TAG,
         keyid.encode("ascii"),
         str(tree_version).encode("ascii"),
@@ -75,20 +78,7 @@ def file_message(keyid: str, tree_version: int, path: str, sha256_hex: str, size
 
 def manifest_message(keyid: str, body: bytes) -> bytes:
     """What a key signs for the manifest: tag, key id, and the body bytes."""
-    return _fields(MANIFEST_TAG, keyid.encode("ascii"), body)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(TIME_FORMAT)
-
-
-def _parse_time(text: object, what: str) -> datetime:
-    if not isinstance(text, str):
-        raise ManifestFormatError(f"manifest {what} is not a time string")
-    try:
-        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        raise ManifestFormatError(f"manifest {what} {text!r} is not YYYY-MM-DDTHH:MM:SSZ") from None
+    return length_prefixed(MANIFEST_TAG, keyid.encode("ascii"), body)
 
 
 @dataclass(frozen=True)
@@ -131,89 +121,20 @@ class Manifest:
         return self.directories.children(directory)
 
 
-@dataclass(frozen=True)
-class SignedManifestFile:
-    """A manifest file split into its signatures and its (unparsed) body."""
-
-    signatures: Sequence[tuple[str, bytes]]
-    body: bytes
+#: The manifest's signatures and its (unparsed) body.
+SignedManifestFile = SignedFile
 
 
-def split_manifest_file(data: bytes) -> SignedManifestFile:
+def split_manifest_file(data: bytes) -> SignedFile:
     """Split the file into signature lines and body, parsing nothing else.
 
     The body is parsed only after its signatures verify.
     """
-    if not data.startswith(MAGIC):
-        raise ManifestFormatError("not a secure-urlimport v1 manifest (wrong first line)")
-    rest = data[len(MAGIC) :]
-    header, sep, body = rest.partition(b"\n\n")
-    if not sep:
-        raise ManifestFormatError("manifest is truncated: no blank line after the signatures")
-    signatures: list[tuple[str, bytes]] = []
-    for line in header.split(b"\n"):
-        if len(signatures) >= MAX_SIGNATURE_LINES:
-            raise ManifestFormatError(f"manifest has more than {MAX_SIGNATURE_LINES} signatures")
-        signatures.append(_parse_signature_line(line))
-    if not signatures:
-        raise ManifestFormatError("manifest carries no signature")
-    return SignedManifestFile(signatures, body)
-
-
-_KEYID = re.compile(r"[0-9a-f]{16}")
-
-
-def _check_keyid(keyid: str) -> str:
-    # Checked before use: key ids from the server end up in error messages.
-    if not _KEYID.fullmatch(keyid):
-        raise ManifestFormatError("manifest names a key id that is not 16 hex digits")
-    return keyid
-
-
-def _parse_signature_line(line: bytes) -> tuple[str, bytes]:
-    fields = line.split(b" ")
-    if len(fields) != 3 or fields[0] != b"signature":
-        raise ManifestFormatError("manifest signature line is malformed")
-    try:
-        keyid = fields[1].decode("ascii")
-        sig = base64.b64decode(fields[2], validate=True)
-    except (UnicodeDecodeError, binascii.Error):
-        raise ManifestFormatError("manifest signature line is not ASCII base64") from None
-    return _check_keyid(keyid), sig
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ManifestFormatError(f"manifest body repeats the key {key!r}")
-        result[key] = value
-    return result
-
-
-def _reject_float(text: str) -> float:
-    raise ManifestFormatError(f"manifest body has a non-integer number {text!r}")
-
-
-def _load_json(body: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(
-            body.decode("utf-8"),
-            object_pairs_hook=_reject_duplicates,
-            parse_float=_reject_float,
-            parse_constant=_reject_float,
-        )
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge integers, bad UTF-8
-        raise ManifestFormatError(f"manifest body is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise ManifestFormatError("manifest body is not a JSON object")
-    return obj
+    return split_signed_file(data, magic=MAGIC, what="manifest")
 
 
 def _int(value: object, what: str, upper: int = MAX_VERSION) -> int:
-    if type(value) is not int or not 0 <= value <= upper:
-        raise ManifestFormatError(f"manifest {what} is not an integer in [0, {upper}]")
-    return value
+    return bounded_int(value, f"manifest {what}", upper)
 
 
 def _entry(path: object, raw: object) -> FileEntry:
@@ -233,7 +154,7 @@ def _entry(path: object, raw: object) -> FileEntry:
     for keyid, sig in sigs.items():
         if not isinstance(sig, str):
             raise ManifestFormatError(f"signature for {path!r} is not a base64 string")
-        _check_keyid(keyid)
+        check_keyid(keyid)
         try:
             decoded[keyid] = base64.b64decode(sig, validate=True)
         except ValueError:  # binascii.Error, and the plain ValueError of a non-ASCII str
@@ -243,7 +164,7 @@ def _entry(path: object, raw: object) -> FileEntry:
 
 def parse_manifest_body(body: bytes) -> Manifest:
     """Parse a body (after its signatures verified) into a :class:`Manifest`."""
-    obj = _load_json(body)
+    obj = load_json(body, "manifest")
     expected = {"created", "expires", "files", "format", "keyids", "type", "version"}
     if set(obj) - {"name"} != expected:
         raise ManifestFormatError(
@@ -262,7 +183,7 @@ def parse_manifest_body(body: bytes) -> Manifest:
     if not isinstance(keyids, list) or not all(isinstance(k, str) for k in keyids):
         raise ManifestFormatError("manifest keyids is not a list of strings")
     for keyid in keyids:
-        _check_keyid(keyid)
+        check_keyid(keyid)
     files = {path: _entry(path, raw) for path, raw in files_raw.items()}
     folded: dict[str, str] = {}
     for path in files:
@@ -271,8 +192,8 @@ def parse_manifest_body(body: bytes) -> Manifest:
             raise ManifestFormatError(f"manifest paths {other!r} and {path!r} differ only in case")
     return Manifest(
         version=_int(obj["version"], "version"),
-        created=_parse_time(obj["created"], "created time"),
-        expires=_parse_time(obj["expires"], "expiry time"),
+        created=parse_time(obj["created"], "manifest created time"),
+        expires=parse_time(obj["expires"], "manifest expiry time"),
         keyids=tuple(keyids),
         files=files,
         name=name,
@@ -310,8 +231,4 @@ def encode_body(manifest: Manifest) -> bytes:
 
 
 def encode_manifest(body: bytes, signatures: Sequence[tuple[str, bytes]]) -> bytes:
-    lines = [
-        b"signature " + keyid.encode("ascii") + b" " + base64.b64encode(sig)
-        for keyid, sig in signatures
-    ]
-    return MAGIC + b"\n".join(lines) + b"\n\n" + body
+    return encode_signed_file(MAGIC, body, signatures)

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._format.keys import Signer, TrustedKeys
-from .._format.manifest import MAX_VERSION
 from .._format.paths import MANIFEST_NAME
+from .._format.signedfile import MAX_VERSION
 from .._trust.verify import verify_manifest_signatures
 from ..config import Config
 from ..errors import ConfigurationError, SecureImportError, SigningError, shown
