@@ -27,6 +27,7 @@ from functools import cached_property
 
 from ..errors import ManifestFormatError
 from .dirindex import DirectoryIndex
+from .keys import TrustedKeys
 from .paths import path_problem
 from .signedfile import (
     MAX_VERSION,
@@ -105,6 +106,10 @@ class Manifest:
     digest: str = field(default="", compare=False)
     #: Pinned key ids whose signature over the body verified (set by ``verify``).
     signers: frozenset[str] = field(default=frozenset(), compare=False)
+    #: The keys (and threshold) this release was verified against, set by
+    #: ``verify``: the pinned keys, or the signers the current root names.
+    #: Every file of the release is checked against the same keys.
+    signing_keys: TrustedKeys | None = field(default=None, compare=False)
 
     @cached_property
     def directories(self) -> DirectoryIndex:

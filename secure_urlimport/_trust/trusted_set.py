@@ -1,28 +1,42 @@
 """What is trusted now for one tree: the rules that pick the current manifest.
 
-Modelled on python-tuf's ``TrustedMetadataSet``: bytes, the pinned keys, the
+Modelled on python-tuf's ``TrustedMetadataSet``: bytes, the trusted keys, the
 clock and the stored rollback records go in; the manifest to use comes out, or
 a :class:`~secure_urlimport.errors.SecureImportError`.  No I/O, no lock, no
 clock of its own: the caller (the tree) downloads, reads the records from disk,
 holds its lock around :meth:`TrustedManifests.accept` and persists afterwards,
 so every rule here is unit-tested without a server.
 
-The rules, in order: the signature threshold (every valid pinned signer is
-counted, because rollback records are kept per signer), the pinned tree name,
-expiry, the rollback floor (the newest release recorded for a key still pinned,
-or accepted in this process), and "never go back" within a process (a thread
-that verified an older release while another accepted a newer one keeps the
-newer one).
+The keys are either pinned (``pubkey=``) or named by the tree's newest trusted
+root (``root=``, see ``root_chain.py``): then the signers of the root's role
+for the manifest's tree name.
+
+The rules, in order: the signature threshold (every valid signer is counted,
+because rollback records are kept per signer), the root's role for the tree
+name, the pinned tree name, expiry, the rollback floor (the newest release
+recorded for a key still trusted, or accepted in this process), and "never go
+back" within a process (a thread that verified an older release while another
+accepted a newer one keeps the newer one).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
 
 from .._format.keys import TrustedKeys
 from .._format.manifest import Manifest
-from .verify import TrustedState, verify_manifest
+from .._format.root import Root
+from ..errors import ConfigurationError, UntrustedKeyError, WrongTreeError
+from .verify import (
+    TrustedState,
+    check_expiry,
+    check_name,
+    check_rollback,
+    verify_manifest,
+    verify_manifest_signatures,
+)
 
 __all__ = ["TrustedManifests"]
 
@@ -30,36 +44,80 @@ __all__ = ["TrustedManifests"]
 class TrustedManifests:
     """The newest manifest of one tree accepted in this process, and the rules to replace it."""
 
-    def __init__(self, trusted: TrustedKeys, *, name: str | None) -> None:
+    def __init__(self, trusted: TrustedKeys | None, *, name: str | None) -> None:
+        #: The pinned signing keys; None when a root names them.
         self.trusted = trusted
         self.name = name
         #: The newest manifest that verified, even if it has since expired.
         self.newest: Manifest | None = None
 
-    def floor(self, stored: Mapping[str, TrustedState]) -> TrustedState | None:
-        """The newest release seen: recorded for a key still pinned, or in this process.
+    def floor(self, stored: Mapping[str, TrustedState], keys: TrustedKeys) -> TrustedState | None:
+        """The newest release seen: recorded for a key still trusted, or in this process.
 
-        Records of keys no longer pinned are ignored, so that a leaked key that
-        signed version 2**63-1 cannot lock out the clients that dropped it.
+        Records of keys no longer trusted (unpinned, or dropped by a new root)
+        are ignored, so that a leaked key that signed version 2**63-1 cannot
+        lock out the clients that dropped it.
         """
-        seen = [state for keyid, state in stored.items() if keyid in self.trusted.keys]
+        seen = [state for keyid, state in stored.items() if keyid in keys.keys]
         if self.newest is not None:
             seen.append(TrustedState(self.newest.version, self.newest.digest))
         return max(seen, key=lambda state: state.version, default=None)
 
     def verify(
-        self, data: bytes, *, now: datetime, stored: Mapping[str, TrustedState], url: str
+        self,
+        data: bytes,
+        *,
+        now: datetime,
+        stored: Mapping[str, TrustedState],
+        url: str,
+        root: Root | None = None,
     ) -> Manifest:
-        """The manifest in *data* if it passes every rule; nothing changes here."""
+        """The manifest in *data* if it passes every rule; nothing changes here.
+
+        *root*: the tree's newest trusted root, whose signers replace the pinned keys.
+        """
+        if root is not None:
+            return self._verify_under_root(data, root, now=now, stored=stored, url=url)
+        if self.trusted is None:
+            raise ConfigurationError(f"manifest {url}: no pinned keys and no root to check it")
         return verify_manifest(
             data,
             self.trusted,
             now=now,
-            previous=self.floor(stored),
+            previous=self.floor(stored, self.trusted),
             url=url,
             name=self.name,
             known=self.newest,  # an unchanged body reuses the parsed manifest and its index
         )
+
+    def _verify_under_root(
+        self,
+        data: bytes,
+        root: Root,
+        *,
+        now: datetime,
+        stored: Mapping[str, TrustedState],
+        url: str,
+    ) -> Manifest:
+        # Signatures first, against every signer the root names (the body, and
+        # so the tree name that picks the role, is parsed only after that).
+        manifest = verify_manifest_signatures(data, root.every_signer(), url=url, known=self.newest)
+        keys = _release_keys(root, manifest, url)
+        signers = manifest.signers & frozenset(keys.keys)
+        known = self.newest
+        if (
+            known is not None
+            and known.digest == manifest.digest
+            and known.signers == signers
+            and known.signing_keys == keys
+        ):
+            manifest = known  # keeps its directory index
+        else:
+            manifest = dataclasses.replace(manifest, signers=signers, signing_keys=keys)
+        check_name(manifest, self.name, url=url)
+        check_expiry(manifest, now=now, url=url)
+        check_rollback(manifest, self.floor(stored, keys), url)
+        return manifest
 
     def accept(self, manifest: Manifest, *, now: datetime) -> Manifest:
         """Record a verified *manifest*; return the one to use now.
@@ -73,3 +131,27 @@ class TrustedManifests:
         if newest is None or manifest.version >= newest.version:
             self.newest = manifest
         return manifest
+
+
+def _release_keys(root: Root, manifest: Manifest, url: str) -> TrustedKeys:
+    """The keys the root lets sign releases of *manifest*'s tree, if enough of them did."""
+    role = root.role_for(manifest.name)
+    if role is None:
+        raise WrongTreeError(
+            f"manifest {url} is for the tree {manifest.name!r}, which root version "
+            f"{root.version} of {root.name!r} does not govern: a root and a manifest from "
+            "two different trees; fix the server or the URL"
+        )
+    keys = root.trusted(role)
+    signed_by = sorted(manifest.signers & frozenset(keys.keys))
+    if len(signed_by) < role.threshold:
+        others = sorted(manifest.signers - frozenset(keys.keys))
+        raise UntrustedKeyError(
+            f"manifest {url} is signed by {', '.join(signed_by) or 'none'} of the keys "
+            f"{', '.join(keys.keyids)} that root version {root.version} lets sign "
+            f"{manifest.name!r}, and {role.threshold} must sign"
+            + (f" ({', '.join(others)} signed, but not for this tree)" if others else "")
+            + ". Sign with a key the current root lists, or add the key with "
+            "'secure-urlimport root update'"
+        )
+    return keys

@@ -35,6 +35,7 @@ __all__ = [
     "TrustedState",
     "check_expiry",
     "check_name",
+    "check_rollback",
     "check_threshold",
     "verify_file",
     "verify_file_signatures",
@@ -116,8 +117,12 @@ def verify_manifest_signatures(
         # The same bytes parse to the same value.  Reusing it (with its
         # directory index) keeps a refresh after invalidate_caches(), made
         # under the import lock, from parsing megabytes again.
-        return known if known.signers == signers else dataclasses.replace(known, signers=signers)
-    return dataclasses.replace(parse_manifest_body(signed.body), signers=signers)
+        if known.signers == signers and known.signing_keys == trusted:
+            return known
+        return dataclasses.replace(known, signers=signers, signing_keys=trusted)
+    return dataclasses.replace(
+        parse_manifest_body(signed.body), signers=signers, signing_keys=trusted
+    )
 
 
 def check_name(manifest: Manifest, expected: str | None, *, url: str) -> None:
@@ -157,11 +162,11 @@ def verify_manifest(
     manifest = verify_manifest_signatures(data, trusted, url=url, known=known)
     check_name(manifest, name, url=url)
     check_expiry(manifest, now=now, url=url)
-    _check_rollback(manifest, previous, url)
+    check_rollback(manifest, previous, url)
     return manifest
 
 
-def _check_rollback(manifest: Manifest, previous: TrustedState | None, url: str) -> None:
+def check_rollback(manifest: Manifest, previous: TrustedState | None, url: str) -> None:
     if previous is None:
         return
     if manifest.version < previous.version:
