@@ -173,7 +173,7 @@ def test_the_consumer_line_never_changes_through_rotation_revocation_and_root_ro
     (thief_tree / "job.py").write_text(evil_source(marker) + "RELEASE = 666\n", encoding="utf-8")
     ok(
         "sign", thief_tree, "--key", "keys/ci2.key",
-        "--version", str(2**63 - 1), "--allow-version-jump",
+        "--version", str(2**63 - 1), "--allow-version-jump", "--name", "tree",
         cwd=office,
     )  # fmt: skip
     plant(thief_tree, www)
@@ -213,7 +213,7 @@ def test_the_consumer_line_never_changes_through_rotation_revocation_and_root_ro
     (thief_release / "job.py").write_text(evil_source(marker), encoding="utf-8")
     ok(
         "sign", thief_release, "--key", "keys/ci1.key",
-        "--version", str(2**62), "--allow-version-jump",
+        "--version", str(2**62), "--allow-version-jump", "--name", "tree",
         cwd=office,
     )  # fmt: skip
     plant(thief_release, www)
