@@ -26,7 +26,8 @@ SO_PIN = "97531086"
 
 @dataclass(frozen=True)
 class SoftHSM:
-    """A token store with two initialised tokens, ``release`` and ``spare``."""
+    """A token store with initialised tokens ``release`` and ``spare``, and two
+    tokens both labelled ``twin``."""
 
     conf: Path
     module: str
@@ -61,7 +62,7 @@ def make_softhsm(directory: Path, util: str, module: str) -> SoftHSM:
         encoding="utf-8",
     )
     store = SoftHSM(conf, module, util)
-    for label in ("release", "spare"):
+    for label in ("release", "spare", "twin", "twin"):
         pins = ("--pin", USER_PIN, "--so-pin", SO_PIN)
         subprocess.run(
             [util, "--init-token", "--free", "--label", label, *pins],

@@ -7,7 +7,10 @@ unless ``SECURE_URLIMPORT_REQUIRE_SOFTHSM=1`` (set by .ci/run) makes that a fail
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
@@ -120,6 +123,32 @@ def test_without_python_pkcs11_a_token_key_says_how_to_install_the_extra(tmp_pat
     keygen = _python(BLOCK_PKCS11, {}, "keygen", "--pkcs11", KEY, str(tmp_path / "k"))
     assert keygen.returncode != 0 and "secure_urlimport[pkcs11]" in keygen.stderr
     assert not (tmp_path / "k.pub").exists()
+
+
+SHADOW_PKCS11 = "raise ImportError('python-pkcs11 hidden by the test')\n"
+
+
+@pytest.mark.parametrize(("required", "outcome"), [("", "1 skipped"), ("1", "1 error")])
+def test_a_missing_token_stack_skips_the_token_tests_here_and_fails_them_in_ci(
+    tmp_path: Path, required: str, outcome: str
+):
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "pkcs11.py").write_text(SHADOW_PKCS11)
+    test = f"{Path(__file__)}::test_keygen_refuses_a_label_already_in_the_token_and_an_existing_pub"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", test]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**_env({REQUIRE_ENV: required}), "PYTHONPATH": f"{shadow}{os.pathsep}{REPO}"},
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert outcome in result.stdout, result.stdout + result.stderr
+    assert "python-pkcs11 (pip install 'secure_urlimport[pkcs11]')" in result.stdout
 
 
 def test_sign_check_with_a_token_key_asks_for_its_public_key_file(tmp_path: Path):
@@ -260,7 +289,7 @@ def test_a_wrong_pin_is_refused_as_wrong_and_never_printed(
 ):
     tree = _tree(tmp_path)
     by_env = _cli({**token.env, PIN_ENV: WRONG_PIN}, "sign", str(tree), "--key", KEY)
-    by_uri = _cli(token.env, "sign", str(tree), "--key", f"{KEY}?pin-value={WRONG_PIN}")
+    by_uri = _cli(token.env, "sign", "-v", str(tree), "--key", f"{KEY}?pin-value={WRONG_PIN}")
     for result in (by_env, by_uri):
         assert result.returncode != 0
         assert "wrong PIN" in result.stderr and "Traceback" not in result.stderr
@@ -304,6 +333,55 @@ def test_an_unknown_object_is_refused_listing_the_keys_in_the_token(
     assert "'publisher' (id " in result.stderr
 
 
+def test_two_tokens_with_one_label_are_refused_as_ambiguous_and_serial_chooses_one(
+    token: SoftHSM, tmp_path: Path
+):
+    tree = str(_tree(tmp_path))
+    twins = _cli(_pin_env(token), "sign", tree, "--key", "pkcs11:token=twin;id=%01")
+    assert twins.returncode != 0
+    assert "2 PKCS#11 tokens match 'token=twin'" in twins.stderr and "add serial=" in twins.stderr
+    serial = twins.stderr.split("'twin' (serial ")[1].split(",")[0]
+    one = _cli(_pin_env(token), "sign", tree, "--key", f"pkcs11:serial={serial};id=%01")
+    assert "token 'twin' has no private key id=01" in one.stderr
+
+
+def test_two_private_keys_with_one_label_are_refused_as_ambiguous(
+    token: SoftHSM, monkeypatch: pytest.MonkeyPatch
+):
+    with _session(token) as session:
+        for n in (0x0D, 0x0E):
+            _ed25519_pair(session, "doubled", bytes([n]))
+    monkeypatch.setenv(PIN_ENV, token.pin)
+    with pytest.raises(KeyFileError, match="has 2 private keys object='doubled'; add id="):
+        load_signer("pkcs11:token=spare;object=doubled")
+    with token_keys.load_token_signer("pkcs11:token=spare;object=doubled;id=%0e") as signer:
+        assert signer.public.verifies(signer.sign(b"m"), b"m")
+
+
+def test_the_pin_is_asked_on_a_terminal_and_not_echoed(token: SoftHSM, token_pub: Path, tmp_path):
+    tree = _tree(tmp_path)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI, on a terminal
+        env = _env(token.env)
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "secure_urlimport", "sign", str(tree), "--key", KEY],
+            env,
+        )
+    output = b""
+    while b"User PIN for token 'release': " not in output:
+        assert select.select([fd], [], [], 60)[0], f"no PIN prompt: {output!r}"
+        output += os.read(fd, 1024)
+    os.write(fd, token.pin.encode() + b"\n")
+    with contextlib.suppress(OSError):  # EIO once the child is gone
+        while chunk := os.read(fd, 1024):
+            output += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, output
+    assert b"signed 4 file(s)" in output
+    assert token.pin.encode() not in output
+
+
 def test_a_missing_module_is_refused_naming_it(token: SoftHSM, tmp_path: Path):
     uri = f"{KEY}?module-path=/nonexistent/libp11.so"
     result = _cli(_pin_env(token), "sign", str(_tree(tmp_path)), "--key", uri)
@@ -337,18 +415,7 @@ def test_a_public_key_object_that_is_not_the_private_keys_twin_fails_at_load(
     assert p11 is not None
     with _session(token) as session:
         pairs = [
-            session.generate_keypair(
-                p11.KeyType.EC_EDWARDS,
-                store=True,
-                label=label,
-                id=bytes([n]),
-                public_template={
-                    p11.Attribute.EC_PARAMS: p11.util.ec.encode_named_curve_parameters(
-                        "1.3.101.112"
-                    )
-                },
-            )
-            for n, label in enumerate(("mixed", "other"), 1)
+            _ed25519_pair(session, label, bytes([n])) for n, label in ((1, "mixed"), (2, "other"))
         ]
         pairs[0][0].destroy()
         pairs[1][0][p11.Attribute.LABEL] = "mixed"
@@ -366,6 +433,19 @@ def test_a_public_key_object_that_is_not_the_private_keys_twin_fails_at_load(
 def _session(token: SoftHSM) -> Any:
     assert p11 is not None
     return p11.lib(token.module).get_token(token_label="spare").open(rw=True, user_pin=token.pin)
+
+
+def _ed25519_pair(session: Any, label: str, keyid: bytes) -> Any:
+    assert p11 is not None
+    return session.generate_keypair(
+        p11.KeyType.EC_EDWARDS,
+        store=True,
+        label=label,
+        id=keyid,
+        public_template={
+            p11.Attribute.EC_PARAMS: p11.util.ec.encode_named_curve_parameters("1.3.101.112")
+        },
+    )
 
 
 def _pin_env(softhsm: SoftHSM) -> dict[str, str]:
@@ -386,19 +466,23 @@ def _cli(extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return _run([sys.executable, "-m", "secure_urlimport", *args], extra)
 
 
-def _run(command: list[str], extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _env(extra: dict[str, str]) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("SECURE_URLIMPORT_PKCS11", "SOFTHSM2")) and k != "REQUESTS_CA_BUNDLE"
     }
     env.update(PYTHONPATH=str(REPO), **extra)
+    return env
+
+
+def _run(command: list[str], extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command,
         capture_output=True,
         text=True,
         timeout=120,
-        env=env,
+        env=_env(extra),
         stdin=subprocess.DEVNULL,
         check=False,
     )
