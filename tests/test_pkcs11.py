@@ -223,6 +223,22 @@ def test_keygen_refuses_a_label_already_in_the_token_and_an_existing_pub(
     assert not (tmp_path / "again.pub").exists()
     taken = _cli(_pin_env(token), "keygen", "--pkcs11", KEY, str(token_pub.with_suffix("")))
     assert taken.returncode != 0 and "already exists" in taken.stderr
+    same_id = _cli(
+        _pin_env(token),
+        "keygen",
+        "--pkcs11",
+        f"{KEY}-2;id={_token_id(token)}",
+        str(tmp_path / "id"),
+    )
+    assert same_id.returncode != 0 and "already holds a key with that id" in same_id.stderr
+
+
+def test_keygen_with_a_pin_value_in_the_uri_never_prints_the_pin(token: SoftHSM, tmp_path: Path):
+    uri = f"pkcs11:token=spare;object=printed?pin-value={token.pin}"
+    result = _cli(token.env, "keygen", "--pkcs11", uri, str(tmp_path / "printed"))
+    assert result.returncode == 0, result.stderr
+    assert "--key 'pkcs11:token=spare;object=printed'" in result.stdout
+    assert token.pin not in result.stdout + result.stderr
 
 
 def test_a_tree_signed_in_the_token_verifies_and_imports_over_https_in_a_fresh_interpreter(
@@ -382,11 +398,19 @@ def test_the_pin_is_asked_on_a_terminal_and_not_echoed(token: SoftHSM, token_pub
     assert token.pin.encode() not in output
 
 
-def test_a_missing_module_is_refused_naming_it(token: SoftHSM, tmp_path: Path):
+def test_a_missing_module_or_a_file_that_is_not_one_is_refused_naming_it(
+    token: SoftHSM, tmp_path: Path
+):
     uri = f"{KEY}?module-path=/nonexistent/libp11.so"
     result = _cli(_pin_env(token), "sign", str(_tree(tmp_path)), "--key", uri)
     assert result.returncode != 0
     assert "PKCS#11 module '/nonexistent/libp11.so' (module-path) does not exist" in result.stderr
+    not_a_module = tmp_path / "not-a-module.so"
+    not_a_module.write_bytes(b"not an ELF file")
+    uri = f"{KEY}?module-path={not_a_module}"
+    wrong = _cli(_pin_env(token), "sign", str(_tree(tmp_path / "2")), "--key", uri)
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
+    assert f"cannot load '{not_a_module}' as a PKCS#11 module" in wrong.stderr
 
 
 def test_a_key_that_is_not_ed25519_is_refused_at_load(
@@ -446,6 +470,14 @@ def _ed25519_pair(session: Any, label: str, keyid: bytes) -> Any:
             p11.Attribute.EC_PARAMS: p11.util.ec.encode_named_curve_parameters("1.3.101.112")
         },
     )
+
+
+def _token_id(token: SoftHSM) -> str:
+    """The percent-encoded CKA_ID of the publisher's key in the release token."""
+    assert p11 is not None
+    with p11.lib(token.module).get_token(token_label="release").open(user_pin=token.pin) as s:
+        key = s.get_key(object_class=p11.ObjectClass.PRIVATE_KEY, label="publisher")
+        return "".join(f"%{byte:02x}" for byte in key[p11.Attribute.ID])
 
 
 def _pin_env(softhsm: SoftHSM) -> dict[str, str]:

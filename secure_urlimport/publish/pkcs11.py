@@ -91,7 +91,7 @@ def _translated(doing: str) -> Iterator[None]:
         ) from None
     except errors.PKCS11Error as exc:
         detail = type(exc).__name__ + (f": {exc}" if str(exc) else "")
-        raise KeyFileError(f"{doing}: the token failed ({detail})") from None
+        raise KeyFileError(f"{doing} ({detail})") from None
 
 
 def _label(token: pkcs11.Token) -> str:
@@ -154,7 +154,7 @@ def _open(uri: Pkcs11URI, *, rw: bool = False) -> tuple[pkcs11.Token, pkcs11.Ses
     import pkcs11 as p11
 
     path = _module_path(uri)
-    with _translated(f"cannot load the PKCS#11 module {path!r}"):
+    with _translated(f"cannot load {path!r} as a PKCS#11 module (the token vendor's .so)"):
         lib = p11.lib(path)
     token = _find_token(lib, uri)
     pin = token_pin(uri, _label(token))
@@ -317,13 +317,15 @@ def generate_in_token(spec: str, keep: Callable[[PublicKey], None]) -> PublicKey
 
     where = f"token {_label(token)!r}"
     with session, _translated(f"cannot generate a key in {where}"):
-        taken = Pkcs11URI(object=uri.object)
-        if _keys(session, p11.ObjectClass.PRIVATE_KEY, taken) or _keys(
-            session, p11.ObjectClass.PUBLIC_KEY, taken
+        for taken, named in (
+            (Pkcs11URI(object=uri.object), f"labelled {uri.object!r}; choose another object="),
+            (Pkcs11URI(id=uri.id), "with that id; choose another id= or leave it out"),
         ):
-            raise KeyFileError(
-                f"{where} already holds a key labelled {uri.object!r}; choose another object="
-            )
+            if (taken.object or taken.id) and any(
+                _keys(session, kind, taken)
+                for kind in (p11.ObjectClass.PRIVATE_KEY, p11.ObjectClass.PUBLIC_KEY)
+            ):
+                raise KeyFileError(f"{where} already holds a key {named}")
         pair = session.generate_keypair(
             p11.KeyType.EC_EDWARDS,
             store=True,
