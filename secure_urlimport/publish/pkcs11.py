@@ -95,7 +95,7 @@ def _translated(doing: str) -> Iterator[None]:
 
 
 def _label(token: pkcs11.Token) -> str:
-    return token.label.strip()
+    return str(token.label).strip()
 
 
 def _describe(slot: pkcs11.Slot, token: pkcs11.Token) -> str:
@@ -234,6 +234,7 @@ class TokenSigner:
         """Log out and close the token session (again is a no-op)."""
         with self._lock:
             session, self._session = self._session, None
+        atexit.unregister(self.close)
         if session is not None:
             with contextlib.suppress(Exception):  # at exit: the module may be gone already
                 session.close()
