@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="store the private key without a passphrase (not recommended)",
     )
+    p.add_argument(
+        "--pkcs11",
+        metavar="URI",
+        help="make the key pair inside a PKCS#11 token instead ('pkcs11:token=T;object=NAME'); "
+        "only PREFIX.pub is written, the private key never leaves the token",
+    )
 
     p = sub.add_parser(
         "sign", parents=[common], help="sign every file of a tree and write its manifest"

@@ -22,6 +22,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     from .._format.keys import PrivateKey
     from ..publish.keyfile import passphrase_from_env_or_prompt, save_private_key, write_public_key
 
+    if args.pkcs11 is not None:
+        return _keygen_in_token(args)
     key_path, pub_path = Path(f"{args.prefix}.key"), Path(f"{args.prefix}.pub")
     for path in (key_path, pub_path):
         # lexists: a dangling symlink planted at the name counts (exists() says no).
@@ -42,6 +44,39 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     state = "unencrypted" if passphrase is None else "passphrase-encrypted"
     print(f"wrote {key_path} ({state}, keep it secret) and {pub_path} (key id {key.keyid})")
     return EXIT_OK
+
+
+def _keygen_in_token(args: argparse.Namespace) -> int:
+    """``keygen --pkcs11 URI PREFIX``: the pair is made in the token; only PREFIX.pub is written."""
+    from ..publish.keyfile import write_public_key
+    from ..publish.pkcs11 import generate_in_token
+    from ..publish.pkcs11uri import is_pkcs11_uri
+
+    if args.unencrypted:
+        raise UsageError("--unencrypted has no effect with --pkcs11 (no key file is written)")
+    if not is_pkcs11_uri(args.pkcs11):
+        raise UsageError(
+            "--pkcs11 takes a pkcs11: URI naming the token and the new key's label, "
+            "e.g. 'pkcs11:token=release;object=signing-key'"
+        )
+    pub_path = Path(f"{args.prefix}.pub")
+    if os.path.lexists(pub_path):
+        raise KeyFileError(
+            f"{pub_path} already exists (or is a symlink); choose another PREFIX or remove it"
+        )
+    public = generate_in_token(args.pkcs11, lambda key: write_public_key(key, pub_path))
+    print(
+        f"made an Ed25519 key in the token (never extractable) and wrote {pub_path} "
+        f"(key id {public.keyid}); sign with --key '{_without_pin(args.pkcs11)}'"
+    )
+    return EXIT_OK
+
+
+def _without_pin(uri: str) -> str:
+    """*uri* as safe to print: without its pin-value."""
+    path, sep, query = uri.partition("?")
+    kept = [item for item in query.split("&") if item and not item.startswith("pin-value=")]
+    return path + ("?" + "&".join(kept) if sep and kept else "")
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
@@ -88,6 +123,7 @@ def _sign_check(args: argparse.Namespace) -> int:
     from .._format.keys import load_public_keys
     from ..gate.output import text_lines
     from ..publish.keyfile import read_key_id
+    from ..publish.pkcs11uri import is_pkcs11_uri
     from ..publish.progress import terminal_progress
     from ..publish.signcheck import check_tree
 
@@ -104,6 +140,11 @@ def _sign_check(args: argparse.Namespace) -> int:
             raise UsageError(f"{option} has no effect with --check; leave it out")
     if not args.directory.is_dir():
         raise UsageError(f"{args.directory} is not a directory; give the tree you sign")
+    if any(is_pkcs11_uri(spec) for spec in args.key or ()):
+        raise UsageError(
+            "sign --check reads key ids from key files; for a key in a token give its "
+            "public key instead: --pubkey PREFIX.pub (written by keygen --pkcs11)"
+        )
     try:
         keyids = [read_key_id(path) for path in args.key or ()]
         pubkeys = load_public_keys(list(args.pubkey)) if args.pubkey else []
