@@ -28,6 +28,7 @@ from secure_urlimport.errors import KeyFileError
 from secure_urlimport.publish import pkcs11 as token_keys
 from secure_urlimport.publish.pkcs11uri import PIN_ENV, Pkcs11URI
 from secure_urlimport.publish.signers import load_signer
+from secure_urlimport.publish.signing import sign_tree
 
 p11: ModuleType | None
 try:  # imported once for the session: the import-system cleanup must not reload it
@@ -260,6 +261,47 @@ def test_a_tree_signed_in_the_token_verifies_and_imports_over_https_in_a_fresh_i
     fresh = _python(code, {}, server.url, str(token_pub), tls.cafile)
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.stdout.splitlines()[-1] == "89"
+
+
+def test_a_root_key_in_the_token_signs_root_init_and_update_and_consumers_pin_it(
+    token: SoftHSM, token_pub: Path, tmp_path: Path, serve, tls
+):
+    """Issue #13's "one offline root key (or a token)": the root key never leaves the token."""
+    tree = _tree(tmp_path)
+    ci1, ci2 = PrivateKey.generate(), PrivateKey.generate()
+    pubs = []
+    for number, key in enumerate((ci1, ci2), start=1):
+        pub = tmp_path / f"ci{number}.pub"
+        pub.write_text(key.public.to_line(), encoding="ascii")
+        pubs.append(pub)
+    made = _cli(
+        _pin_env(token), "root", "init", str(tree), "--root-key", KEY, "--signer", str(pubs[0])
+    )
+    assert made.returncode == 0, made.stderr
+    sign_tree(tree, [ci1])
+    rotated = _cli(
+        _pin_env(token), "root", "update", str(tree), "--root-key", KEY,
+        "--add-signer", str(pubs[1]), "--remove-signer", str(pubs[0]),
+    )  # fmt: skip
+    assert rotated.returncode == 0, rotated.stderr
+    sign_tree(tree, [ci2], version=2)
+    server = serve(tree)
+    code = (
+        "import sys, secure_urlimport\n"
+        "secure_urlimport.install(sys.argv[1], root=sys.argv[2], cafile=sys.argv[3])\n"
+        "import fib\nprint(fib.fib(10))\n"
+    )
+    fresh = _python(code, {}, server.url, str(token_pub), tls.cafile)
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout.splitlines()[-1] == "89"
+    # The failure twin: a root key that is not the token's is refused.
+    other = tmp_path / "other-root.pub"
+    other.write_text(PrivateKey.generate().public.to_line(), encoding="ascii")
+    refused = _python(
+        code.replace("print(fib.fib(10))", ""), {}, server.url, str(other), tls.cafile
+    )
+    assert refused.returncode == 1
+    assert "UntrustedRootError" in refused.stderr or "root" in refused.stderr
 
 
 def test_a_token_signer_signs_many_messages_in_one_session_and_refuses_after_close(
