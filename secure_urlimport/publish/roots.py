@@ -35,6 +35,7 @@ __all__ = [
     "init_root",
     "plan_init",
     "plan_update",
+    "refuse_existing_root",
     "update_root",
     "write_new_root",
 ]
@@ -87,13 +88,7 @@ def plan_init(
     now: datetime | None = None,
 ) -> Root:
     """Root version 1 for *tree*; refused if the tree already holds a root."""
-    tree = _directory(tree)
-    versions = root_versions(tree)
-    if versions:
-        raise SigningError(
-            f"{tree} already holds a root (versions 1 to {versions[-1]}); refusing to start "
-            "another chain: change it with 'secure-urlimport root update'"
-        )
+    tree = refuse_existing_root(tree)
     return first_root(
         name=default_root_name(tree, name),
         root_keys=root_keys,
@@ -104,6 +99,19 @@ def plan_init(
         now=now or datetime.now(UTC),
         expires_in=expires_in,
     )
+
+
+def refuse_existing_root(tree: Path) -> Path:
+    """*tree*, if it is a directory with no root yet (any ``secure-urlimport.root.*``)."""
+    tree = _directory(tree)
+    versions = root_versions(tree)
+    if versions:
+        held = f"versions 1 to {versions[-1]}" if len(versions) > 1 else "version 1"
+        raise SigningError(
+            f"{tree} already holds a root ({held}); refusing to start "
+            "another chain: change it with 'secure-urlimport root update'"
+        )
+    return tree
 
 
 def init_root(
