@@ -270,3 +270,36 @@ def test_root_show_for_a_url_without_the_ca_fails_on_tls(
     shown = run("root", "show", serve(rooted).url)
     assert shown.returncode == 1
     assert "certificate" in shown.stderr.lower()
+
+
+def test_root_init_refuses_a_threshold_of_zero(tree, keys):
+    result = run(
+        "root", "init", tree, "--root-key", keys / "root.key", "--signer", keys / "ci.pub",
+        "--threshold", "0",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "--threshold 0 cannot be met" in result.stderr
+
+
+def test_a_tree_role_lets_its_signer_sign_that_tree_until_it_is_removed(tree, keys):
+    init = run(
+        "root", "init", tree, "--root-key", keys / "root.key", "--signer", keys / "ci.pub",
+        "--tree-signer", f"docs={keys / 'ci2.pub'}", "--tree-threshold", "docs=1",
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    assert "signers of tree 'docs': " + keyid(keys / "ci2") in run("root", "show", tree).stdout
+    signed = run("sign", tree, "--key", keys / "ci2.key", "--name", "docs")
+    assert signed.returncode == 0, signed.stderr
+    update = run("root", "update", tree, "--root-key", keys / "root.key", "--remove-tree", "docs")
+    assert update.returncode == 0, update.stderr
+    refused = run("sign", tree, "--key", keys / "ci2.key", "--name", "docs")
+    assert refused.returncode == 1
+    assert "does not govern a tree named 'docs'" in refused.stderr
+
+
+def test_a_tree_threshold_that_is_not_name_equals_number_is_a_usage_error(rooted, keys):
+    result = run(
+        "root", "update", rooted, "--root-key", keys / "root.key", "--tree-threshold", "docs"
+    )
+    assert result.returncode == 2
+    assert "--tree-threshold 'docs' is not NAME=VALUE" in result.stderr

@@ -161,8 +161,8 @@ def _init(args: argparse.Namespace) -> int:
         trees[name] = (trees[name][0], k)
     labels, _ = _root_key_ids(args)
     options = {
-        "threshold": args.threshold or 1,
-        "root_threshold": args.root_threshold or 1,
+        "threshold": 1 if args.threshold is None else args.threshold,
+        "root_threshold": 1 if args.root_threshold is None else args.root_threshold,
         "trees": trees,
         "expires_in": expires_in,
         "name": args.name,
