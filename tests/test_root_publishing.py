@@ -131,6 +131,18 @@ def test_init_refuses_the_same_signer_given_twice(tree, root_key, ci):
         su.init_root(tree, root_keys=[root_key], signers=[ci.public, ci.public])
 
 
+def test_init_refuses_a_root_key_that_is_also_a_signer(tree, root_key):
+    with pytest.raises(
+        ConfigurationError, match=f"key\\(s\\) {root_key.keyid} would be both a root key and"
+    ):
+        su.init_root(tree, root_keys=[root_key], signers=[root_key.public])
+
+
+def test_update_refuses_adding_a_root_key_as_a_tree_signer(rooted, root_key):
+    with pytest.raises(ConfigurationError, match="would be both a root key and a release signer"):
+        su.update_root(rooted, root_keys=root_key, tree_signers={"docs": [root_key.public]})
+
+
 # -- update ------------------------------------------------------------------------
 
 

@@ -183,6 +183,7 @@ def _assemble(
         tree: _role(keys, k, f"tree {tree!r} signer", f"--tree-threshold {tree}=N")
         for tree, (keys, k) in trees.items()
     }
+    _refuse_both_roles(root_role[0], [signer_role[0], *(keys for keys, _ in trees.values())])
     keys = {**root_role[0], **signer_role[0]}
     for tree_keys, _ in trees.values():
         keys.update(tree_keys)
@@ -197,6 +198,16 @@ def _assemble(
         signers=roles["signers"],
         trees=dict(sorted(tree_roles.items())),
     )
+
+
+def _refuse_both_roles(root_keys: _KeyRole, signer_roles: Sequence[_KeyRole]) -> None:
+    both = sorted({k for role in signer_roles for k in role} & set(root_keys))
+    if both:
+        raise ConfigurationError(
+            f"key(s) {', '.join(both)} would be both a root key and a release signer: "
+            "a root key stays offline, a signing key lives in CI, and a leaked signing "
+            "key must not be able to sign a new root; make a separate key for each role"
+        )
 
 
 def _role(keys: _KeyRole, threshold: int, what: str, option: str) -> Role:
