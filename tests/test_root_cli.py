@@ -303,3 +303,27 @@ def test_a_tree_threshold_that_is_not_name_equals_number_is_a_usage_error(rooted
     )
     assert result.returncode == 2
     assert "--tree-threshold 'docs' is not NAME=VALUE" in result.stderr
+
+
+def test_sign_under_an_expired_root_warns_that_consumers_will_refuse(tree, keys):
+    from datetime import UTC, datetime, timedelta
+
+    from secure_urlimport.publish.keyfile import load_private_key
+    from secure_urlimport.publish.roots import init_root
+
+    root_key = load_private_key(keys / "root.key", PASSPHRASE.encode())
+    ci_pub = PublicKey.from_line((keys / "ci.pub").read_text())
+    past = datetime.now(UTC) - timedelta(days=2)
+    init_root(tree, [root_key], [ci_pub], now=past, expires_in=timedelta(days=1))
+    result = run("sign", tree, "--key", keys / "ci.key")
+    assert result.returncode == 0, result.stderr
+    assert "warning: root version 1 of" in result.stderr
+    assert "consumers refuse every release until the root key holders publish" in result.stderr
+    assert "(EXPIRED)" in run("root", "show", tree).stdout
+
+
+def test_sign_under_a_valid_root_gives_no_warning(rooted, keys):
+    result = run("sign", rooted, "--key", keys / "ci.key")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "(EXPIRED)" not in run("root", "show", rooted).stdout

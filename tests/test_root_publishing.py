@@ -491,3 +491,20 @@ def test_a_key_file_where_a_signing_key_belongs_gives_its_id_without_a_passphras
     path = tmp_path / "ci.key"
     save_private_key(ci, path, b"secret")
     assert signer_key_id(str(path), "--root-key") == ci.keyid
+
+
+def test_the_gate_does_not_report_root_files_as_unsigned(rooted, ci):
+    from secure_urlimport.gate.audit import audit_directory
+
+    sign_tree(rooted, [ci])
+    report = audit_directory(rooted, pin(ci), now=_now())
+    assert report.ok, [(p.kind, p.path) for p in report.problems]
+
+
+def test_the_gate_reports_a_tree_file_added_after_signing_as_unsigned(rooted, ci):
+    from secure_urlimport.gate.audit import audit_directory
+
+    sign_tree(rooted, [ci])
+    write_tree(rooted, {"extra.py": ""})
+    report = audit_directory(rooted, pin(ci), now=_now())
+    assert [(p.kind, p.path) for p in report.problems] == [("unsigned", "extra.py")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,6 +101,15 @@ def _refuse_keys_the_root_does_not_list(args: argparse.Namespace) -> None:
     if all(keyid is not None for keyid in keyids):  # a token's id is known once it is open
         known = [keyid for keyid in keyids if keyid is not None]
         check_release_signers(chain, tree_name(args.directory, args.name), known)
+    newest = chain.newest.root
+    if datetime.now(UTC) >= newest.expires:
+        print(
+            f"{PROG} sign: warning: root version {newest.version} of {args.directory} expired "
+            f"at {newest.expires:%Y-%m-%d %H:%M} UTC; consumers refuse every release until "
+            f"the root key holders publish a new root ('{PROG} root update "
+            f"{args.directory} --root-key R.key')",
+            file=sys.stderr,
+        )
 
 
 def _sign_check(args: argparse.Namespace) -> int:

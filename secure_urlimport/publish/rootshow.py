@@ -11,7 +11,8 @@ and the listing says which versions the pin vouches for.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ class RootListing:
     roots: tuple[Root, ...]
     verified: bool
     verification: str
+    #: When the listing was made: the newest root is marked expired against it.
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,7 @@ class RootListing:
             "verified": self.verified,
             "verification": self.verification,
             "newest": self.roots[-1].version if self.roots else None,
+            "expired": bool(self.roots) and self.now >= self.roots[-1].expires,
             "versions": [_root_json(root) for root in self.roots],
         }
 
@@ -63,9 +67,10 @@ class RootListing:
             f"  {'VERIFIED' if self.verified else 'UNVERIFIED'}: {self.verification}",
         ]
         for root in self.roots:
+            expired = " (EXPIRED)" if self.now >= root.expires else ""
             lines.append(
                 f"version {root.version}: tree {root.name!r}, created {format_time(root.created)}, "
-                f"expires {format_time(root.expires)}"
+                f"expires {format_time(root.expires)}{expired}"
             )
             lines.append(f"  root keys: {_role_text(root.root)}")
             lines.append(f"  signers: {_role_text(root.signers)}")
