@@ -17,6 +17,7 @@ from ..errors import ConfigurationError, SecureImportError
 
 if TYPE_CHECKING:
     from .._format.keys import PublicKey, Signer
+    from .._format.root import Root
     from ..publish.rootedit import RootChange
 
 from .common import EXIT_OK, PROG, UsageError
@@ -160,13 +161,6 @@ def _init(args: argparse.Namespace) -> int:
             raise UsageError(f"--tree-threshold {name}={k}: no --tree-signer {name}=PUB given")
         trees[name] = (trees[name][0], k)
     labels, _ = _root_key_ids(args)
-    options = {
-        "threshold": 1 if args.threshold is None else args.threshold,
-        "root_threshold": 1 if args.root_threshold is None else args.root_threshold,
-        "trees": trees,
-        "expires_in": expires_in,
-        "name": args.name,
-    }
     # Before any passphrase: a tree with a root already, a root threshold the
     # keys cannot meet (the rest is checked once the keys are loaded).
     refuse_existing_root(args.tree)
@@ -175,7 +169,17 @@ def _init(args: argparse.Namespace) -> int:
             f"--root-threshold {args.root_threshold} cannot be met by the "
             f"{len(set(args.root_key))} --root-key given: no next root could ever be signed"
         )
-    result = init_root(args.tree, _load_root_keys(args), signers, labels=labels, **options)
+    result = init_root(
+        args.tree,
+        _load_root_keys(args),
+        signers,
+        threshold=1 if args.threshold is None else args.threshold,
+        root_threshold=1 if args.root_threshold is None else args.root_threshold,
+        trees=trees,
+        expires_in=expires_in,
+        name=args.name,
+        labels=labels,
+    )
     print(f"wrote {result.path}: {_summary(result.root)}")
     return EXIT_OK
 
@@ -214,11 +218,9 @@ def _update(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _summary(root: object) -> str:
-    from .._format.root import Root
+def _summary(root: Root) -> str:
     from .._format.signedfile import format_time
 
-    assert isinstance(root, Root)
     return (
         f"root version {root.version} of tree {root.name!r}; root keys "
         f"{', '.join(root.root.keyids)} ({root.root.threshold} must sign); signers "

@@ -119,13 +119,17 @@ def init_root(
     root_keys: Sequence[Signer],
     signers: Sequence[PublicKey],
     *,
+    threshold: int = 1,
+    root_threshold: int = 1,
+    trees: Mapping[str, tuple[Sequence[PublicKey], int]] | None = None,
+    expires_in: timedelta = DEFAULT_ROOT_EXPIRY,
+    name: str | None = None,
+    now: datetime | None = None,
     labels: Mapping[str, str] | None = None,
-    **options: object,
 ) -> RootResult:
     """Write ``secure-urlimport.root.1``, signed by (and listing) every one of *root_keys*.
 
-    *options*: those of :func:`plan_init` (threshold, root_threshold, trees,
-    expires_in, name, now).
+    The other arguments are :func:`plan_init`'s; *labels* names key ids in messages.
     """
     if not root_keys:
         raise SigningError("a root needs at least one --root-key to sign it")
@@ -133,7 +137,12 @@ def init_root(
         tree,
         root_keys=[key.public for key in root_keys],
         signers=signers,
-        **options,  # type: ignore[arg-type]
+        threshold=threshold,
+        root_threshold=root_threshold,
+        trees=trees,
+        expires_in=expires_in,
+        name=name,
+        now=now,
     )
     data = sign_root(root, root_keys, old=None, labels=labels)
     return RootResult(write_new_root(Path(tree), root.version, data), root, data)
