@@ -422,13 +422,23 @@ def test_sign_continues_the_version_of_a_release_by_a_still_listed_key(rooted, r
     assert sign_tree(rooted, [new]).version == 2
 
 
-def test_sign_does_not_trust_the_version_of_a_release_by_a_removed_key(rooted, root_key, ci):
+def test_sign_continues_the_version_after_the_old_key_is_removed(rooted, root_key, ci):
     sign_tree(rooted, [ci])
     new = PrivateKey.generate()
     su.update_root(rooted, root_keys=root_key, add_signers=[new.public], remove_signers=[ci.keyid])
+    assert sign_tree(rooted, [new]).version == 2
+
+
+def test_sign_does_not_trust_the_version_of_a_manifest_no_root_ever_listed(rooted, root_key):
+    stranger = PrivateKey.generate()
+    os.rename(rooted / root_file_name(1), rooted.parent / "root.1")
+    sign_tree(rooted, [stranger], version=7)  # no root here: anyone's manifest
+    os.rename(rooted.parent / "root.1", rooted / root_file_name(1))
+    new = PrivateKey.generate()
+    su.update_root(rooted, root_keys=root_key, add_signers=[new.public])
     with pytest.raises(SigningError, match="pass --version N"):
         sign_tree(rooted, [new])
-    assert sign_tree(rooted, [new], version=2).version == 2
+    assert sign_tree(rooted, [new], version=8).version == 8
 
 
 def test_sign_skips_root_files(rooted, root_key, ci):

@@ -28,7 +28,13 @@ from .._trust.root_chain import TrustedRoot
 from ..errors import SecureImportError, SigningError
 from .localfile import read_tree_file
 
-__all__ = ["RootChain", "check_release_signers", "read_root_chain", "root_versions"]
+__all__ = [
+    "RootChain",
+    "chain_signers",
+    "check_release_signers",
+    "read_root_chain",
+    "root_versions",
+]
 
 _VERSION = re.compile(r"[1-9][0-9]{0,18}")
 
@@ -135,8 +141,8 @@ def check_release_signers(chain: RootChain, name: str, keyids: Sequence[str]) ->
     """Refuse to sign tree *name* with *keyids* unless the newest root allows it.
 
     Every key must be listed by the root's role for *name*, and at least the
-    role's threshold of them must be given.  Returns the keys the role lists
-    (a manifest any of them signed is a release whose version counts).
+    role's threshold of them must be given.  Returns every key some root of
+    the chain listed as a signer of *name* (see :func:`chain_signers`).
     """
     root = chain.newest.root
     where = f"root version {root.version} of {chain.tree}"
@@ -162,4 +168,21 @@ def check_release_signers(chain: RootChain, name: str, keyids: Sequence[str]) ->
             f"{where} needs {role.threshold} of the signers {listed} for tree {name!r}, "
             f"and {len(given)} given; give more --key"
         )
-    return [root.keys[k] for k in role.keyids]
+    return chain_signers(chain, name)
+
+
+def chain_signers(chain: RootChain, name: str) -> list[PublicKey]:
+    """Every key that some root of *chain* listed as a signer of tree *name*.
+
+    A manifest in the tree signed by one of them was a release of this tree,
+    so ``sign`` continues its version after a key rotation or a revocation
+    (without ``--version``).  A leaked, since removed key can at most push
+    the counter up (never past the highest version, where ``sign`` stops);
+    consumers refuse its releases anyway.
+    """
+    keys: dict[str, PublicKey] = {}
+    for root in chain.roots:
+        role = root.role_for(name)
+        for keyid in role.keyids if role is not None else ():
+            keys.setdefault(keyid, root.keys[keyid])
+    return list(keys.values())

@@ -39,7 +39,7 @@ def trusted_previous_version(
     root: Path, keys: Sequence[Signer], also: Sequence[PublicKey] = ()
 ) -> int | None:
     """The version of the manifest in *root*, if one of *keys* (or of *also*: the
-    signers the tree's newest root lists) signed it; None if there is none.
+    signers the tree's roots listed) signed it; None if there is none.
 
     Raises :class:`SigningError` for a manifest that cannot be read, is not a
     regular file (a symlink is never followed) or does not verify.
