@@ -13,7 +13,7 @@ from conftest import write_tree
 import secure_urlimport as su
 from secure_urlimport._format.keys import PrivateKey, TrustedKeys
 from secure_urlimport._format.manifest import parse_manifest_body, split_manifest_file
-from secure_urlimport._format.paths import MANIFEST_NAME, ROOT_FILE_PREFIX, is_metadata_file
+from secure_urlimport._format.paths import MANIFEST_NAME, is_metadata_file
 from secure_urlimport._format.root import ROOT_PREFIX, Role, root_file_name
 from secure_urlimport._trust.root_chain import TrustedRoot
 from secure_urlimport.errors import ConfigurationError, SigningError
@@ -467,7 +467,6 @@ def test_sign_check_reports_a_tree_file_added_after_signing(rooted, ci):
 
 
 def test_metadata_names_are_the_manifest_bundle_and_roots_at_the_top():
-    assert ROOT_FILE_PREFIX == ROOT_PREFIX
     assert is_metadata_file(root_file_name(7))
     assert is_metadata_file(MANIFEST_NAME)
     assert not is_metadata_file(f"pkg/{root_file_name(7)}")

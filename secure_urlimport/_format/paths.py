@@ -12,6 +12,8 @@ import sys
 import unicodedata
 import urllib.parse
 
+from .root import ROOT_PREFIX
+
 __all__ = [
     "BUNDLE_NAME",
     "MANIFEST_NAME",
@@ -28,20 +30,18 @@ MANIFEST_NAME = "secure-urlimport.manifest"
 #: Every module of the tree in one file (see ``bundle.py``); not signed itself.
 BUNDLE_NAME = "secure-urlimport.bundle"
 
-#: Every version of the root document: ``secure-urlimport.root.<N>`` (``root.py``).
-ROOT_FILE_PREFIX = "secure-urlimport.root."
-
 MAX_PATH_CHARS = 1024
+
+
+def is_metadata_file(rel: str) -> bool:
+    """Is the tree path *rel* the tree's metadata (manifest, bundle, a root
+    version), which is published beside the files but is not one of them?"""
+    return rel in (MANIFEST_NAME, BUNDLE_NAME) or rel.startswith(ROOT_PREFIX)
+
 
 #: Top-level names a remote tree may never provide: the standard library's
 #: (see README, "Shadowing").
 STDLIB_NAMES = frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
-
-
-def is_metadata_file(rel: str) -> bool:
-    """True for the tree's own metadata at its top: the manifest, the bundle and
-    every ``secure-urlimport.root.*``; not tree files: never signed, never "unsigned"."""
-    return rel in (MANIFEST_NAME, BUNDLE_NAME) or rel.startswith(ROOT_FILE_PREFIX)
 
 
 def is_module_name(fullname: str) -> bool:
