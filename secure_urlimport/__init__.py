@@ -53,11 +53,14 @@ if TYPE_CHECKING:
     from .publish.public import (
         PrivateKey,
         PublicKey,
+        RootResult,
         SignResult,
         generate_key,
+        init_root,
         load_private_key,
         save_key_pair,
         sign_tree,
+        update_root,
     )
 
 __version__ = "0.1.0"
@@ -84,6 +87,7 @@ __all__ = [
     "RedirectError",
     "ResponseTooLargeError",
     "RollbackError",
+    "RootResult",
     "SecureImportError",
     "SignResult",
     "TLSError",
@@ -96,6 +100,7 @@ __all__ = [
     "WrongTreeError",
     "__version__",
     "generate_key",
+    "init_root",
     "install",
     "install_path_hook",
     "load_private_key",
@@ -104,6 +109,7 @@ __all__ = [
     "sign_tree",
     "trust",
     "uninstall",
+    "update_root",
 ]
 
 #: The publisher's functions (publish/public.py), loaded on first use: a consumer
@@ -112,11 +118,14 @@ _PUBLISHING = frozenset(
     {
         "PrivateKey",
         "PublicKey",
+        "RootResult",
         "SignResult",
         "generate_key",
+        "init_root",
         "load_private_key",
         "save_key_pair",
         "sign_tree",
+        "update_root",
     }
 )
 

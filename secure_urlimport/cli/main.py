@@ -20,6 +20,7 @@ from ..errors import SecureImportError
 from .checking import cmd_verify
 from .common import EXIT_FAILED, EXIT_USAGE, PROG, UsageError
 from .publishing import cmd_keygen, cmd_sign
+from .rooting import add_root_parser, cmd_root
 from .running import cmd_demo, cmd_run, cmd_serve
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
     sub.add_parser("demo", parents=[common], help="sign, serve and import the bundled example tree")
+    add_root_parser(sub, common)
     return parser
 
 
@@ -180,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": cmd_serve,
         "demo": cmd_demo,
         "run": cmd_run,
+        "root": cmd_root,
     }[args.command]
     try:
         return handler(args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,6 +100,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         expires_in = parse_duration(args.expires or "90d")
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
+    _refuse_keys_the_root_does_not_list(args)
     keys = [load_signer(spec) for spec in args.key]
     with terminal_progress(f"{PROG} sign") as progress:
         result = sign_tree(
@@ -116,6 +118,33 @@ def cmd_sign(args: argparse.Namespace) -> int:
         f"with key(s) {ids}; expires {result.expires:%Y-%m-%d %H:%M} UTC"
     )
     return EXIT_OK
+
+
+def _refuse_keys_the_root_does_not_list(args: argparse.Namespace) -> None:
+    """With a root in the tree, refuse (before any passphrase) a ``--key`` its newest
+    root does not list for the tree's name; ``sign_tree`` checks the loaded keys again."""
+    from ..publish.keyargs import signer_key_id
+    from ..publish.rootchain import check_release_signers, read_root_chain
+    from ..publish.signing import tree_name
+
+    if not args.directory.is_dir():
+        return  # sign_tree says so
+    chain = read_root_chain(args.directory)
+    if chain is None:
+        return
+    keyids = [signer_key_id(spec, "--key") for spec in args.key]
+    if all(keyid is not None for keyid in keyids):  # a token's id is known once it is open
+        known = [keyid for keyid in keyids if keyid is not None]
+        check_release_signers(chain, tree_name(args.directory, args.name), known)
+    newest = chain.newest.root
+    if datetime.now(UTC) >= newest.expires:
+        print(
+            f"{PROG} sign: warning: root version {newest.version} of {args.directory} expired "
+            f"at {newest.expires:%Y-%m-%d %H:%M} UTC; consumers refuse every release until "
+            f"the root key holders publish a new root ('{PROG} root update "
+            f"{args.directory} --root-key R.key')",
+            file=sys.stderr,
+        )
 
 
 def _sign_check(args: argparse.Namespace) -> int:

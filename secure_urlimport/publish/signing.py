@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .._format.bundle import build_bundle, bundle_members
-from .._format.keys import Signer
+from .._format.keys import PublicKey, Signer
 from .._format.manifest import (
     MAX_NAME_CHARS,
     FileEntry,
@@ -27,13 +27,14 @@ from .._format.manifest import (
     file_message,
     manifest_message,
 )
-from .._format.paths import BUNDLE_NAME, MANIFEST_NAME, path_problem
+from .._format.paths import BUNDLE_NAME, MANIFEST_NAME, is_metadata_file, path_problem
 from .._store.atomic import write_atomically
 from ..errors import ConfigurationError, SigningError
 from .keyfile import MAX_FILE_BYTES as MAX_KEY_FILE_BYTES
 from .keyfile import is_private_key_file
 from .localfile import read_tree_file
 from .progress import ProgressFn
+from .rootchain import check_release_signers, read_root_chain
 from .versions import choose_version, trusted_previous_version
 
 __all__ = [
@@ -98,7 +99,8 @@ class TreeScan:
 def scan_tree(root: Path) -> TreeScan:
     """Every regular file under *root* that belongs in the signed tree.
 
-    Skipped silently: the manifest, hidden (dot) entries and ``__pycache__``.
+    Skipped silently: the metadata (manifest, bundle, every root version; see
+    :func:`paths.is_metadata_file`), hidden (dot) entries and ``__pycache__``.
     Reported as problems: symlinks, special files, names that cannot be
     published (see :func:`paths.path_problem`) and case-fold collisions.
     """
@@ -116,7 +118,7 @@ def scan_tree(root: Path) -> TreeScan:
         dirnames[:] = _kept_dirs(scan, dirpath, prefix, dirnames)
         for name in sorted(filenames):
             rel = prefix + name
-            if name.startswith(".") or rel in (MANIFEST_NAME, BUNDLE_NAME):
+            if name.startswith(".") or is_metadata_file(rel):
                 continue
             problem = _file_problem(os.path.join(dirpath, name), rel, folded)
             if problem is not None:
@@ -196,13 +198,19 @@ def sign_tree(
     total)* is called after each file is signed.  The default *version* is one
     above the tree's manifest, which must then verify against *keys*; a
     *version* more than :data:`versions.MAX_VERSION_JUMP` above it needs
-    *allow_version_jump*.  A tree holding a private key file is refused.
+    *allow_version_jump*.  A tree holding a private key file is refused, and
+    so is one whose root chain (``secure-urlimport.root.*``) does not verify or
+    whose newest root does not list *keys* as signers of the tree's name.
     """
     root = Path(root)
     if not keys:
         raise ConfigurationError("sign needs at least one private key")
     files = _publishable_files(root)
-    version = _choose_version(root, keys, version, allow_version_jump)
+    chain = read_root_chain(root)  # a broken chain is refused: nothing is signed on it
+    listed: list[PublicKey] = []
+    if chain is not None:
+        listed = check_release_signers(chain, tree_name(root, name), [k.keyid for k in keys])
+    version = _choose_version(root, keys, version, allow_version_jump, listed)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     if expires_in > MAX_EXPIRY or expires_in <= timedelta(0):
         raise ConfigurationError("the validity must be positive and at most 3660 days")
@@ -286,10 +294,14 @@ def tree_name(root: Path, name: str | None) -> str:
 
 
 def _choose_version(
-    root: Path, keys: Sequence[Signer], requested: int | None, allow_jump: bool
+    root: Path,
+    keys: Sequence[Signer],
+    requested: int | None,
+    allow_jump: bool,
+    listed: Sequence[PublicKey],
 ) -> int:
     try:
-        previous = trusted_previous_version(root, keys)
+        previous = trusted_previous_version(root, keys, listed)
     except SigningError:
         if requested is None:
             raise

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._format.keys import Signer, TrustedKeys
+from .._format.keys import PublicKey, Signer, TrustedKeys
 from .._format.paths import MANIFEST_NAME
 from .._format.signedfile import MAX_VERSION
 from .._trust.verify import verify_manifest_signatures
@@ -35,8 +35,11 @@ MAX_MANIFEST_BYTES = Config.max_manifest_bytes
 _HINT = "pass --version N with N above the last version you published"
 
 
-def trusted_previous_version(root: Path, keys: Sequence[Signer]) -> int | None:
-    """The version of the manifest in *root*, if one of *keys* signed it; None if none.
+def trusted_previous_version(
+    root: Path, keys: Sequence[Signer], also: Sequence[PublicKey] = ()
+) -> int | None:
+    """The version of the manifest in *root*, if one of *keys* (or of *also*: the
+    signers the tree's roots listed) signed it; None if there is none.
 
     Raises :class:`SigningError` for a manifest that cannot be read, is not a
     regular file (a symlink is never followed) or does not verify.
@@ -50,7 +53,8 @@ def trusted_previous_version(root: Path, keys: Sequence[Signer]) -> int | None:
         raise SigningError(f"{path} cannot be read ({exc.strerror or exc}); {_HINT}") from None
     if len(data) > MAX_MANIFEST_BYTES:
         raise SigningError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; {_HINT}")
-    signing = TrustedKeys({key.keyid: key.public for key in keys}, threshold=1)
+    known = [*(key.public for key in keys), *also]
+    signing = TrustedKeys({key.keyid: key for key in known}, threshold=1)
     try:
         return verify_manifest_signatures(data, signing, url=str(path)).version
     except SecureImportError as exc:
