@@ -187,6 +187,44 @@ def test_a_new_manifest_at_the_edge_with_the_old_bundle_ends_in_the_new_release(
     assert cdn.cache_statuses("app/core.py") == ["MISS"]
 
 
+def test_a_new_manifest_at_the_edge_with_old_files_gets_them_past_the_edge(
+    edge, site, publisher, tls, tmp_path
+):
+    # Manifest new, bundle and modules old at the edge.  The old __init__.py
+    # has the new one's length (refused by digest), the old core.py is longer
+    # (refused by length): both are asked for again with no-cache.
+    cdn = edge(site.root, honours_no_cache=True)
+    cdn.prime(*EVERYTHING)
+    site.publish(2)
+    cdn.refresh(MANIFEST_NAME)
+
+    got = _consume(cdn, publisher, _new_state(tmp_path), tmp_path, cafile=tls.cafile)
+    assert got.release == 2
+    for path in CHANGED:
+        assert cdn.cache_statuses(path)[-2:] == ["HIT", "BYPASS"], path
+    assert cdn.cache_statuses("app/util.py")[-1] == "HIT"  # unchanged: the edge's copy is good
+
+
+def test_a_new_manifest_with_old_files_at_an_edge_ignoring_no_cache_is_refused_until_they_expire(
+    edge, site, publisher, tls, tmp_path
+):
+    cdn = edge(site.root, honours_no_cache=False)
+    cdn.prime(*EVERYTHING)
+    site.publish(2)
+    cdn.refresh(MANIFEST_NAME)
+
+    refused = _consume(cdn, publisher, _new_state(tmp_path), tmp_path, cafile=tls.cafile)
+    assert refused.result["error"] == "TamperedFileError"
+    assert refused.ran == []  # the old __init__.py never ran under the new manifest
+    message = str(refused.result["message"])
+    assert "app/__init__.py" in message and "no-cache" in message and "CDN" in message
+    assert cdn.cache_statuses("app/__init__.py")[-2:] == ["HIT", "HIT"]
+
+    cdn.refresh(*CHANGED)  # their TTL ran out, or the publisher purged them
+    got = _consume(cdn, publisher, _new_state(tmp_path), tmp_path, cafile=tls.cafile)
+    assert got.release == 2
+
+
 def test_the_old_manifest_and_bundle_at_the_edge_with_new_files_give_the_old_release(
     edge, site, publisher, tls, tmp_path
 ):
