@@ -277,3 +277,17 @@ def test_a_consumer_that_saw_the_new_release_gets_it_past_an_edge_serving_the_ol
     )
     assert got.release == 2
     assert cdn.cache_statuses(MANIFEST_NAME)[-2:] == ["HIT", "BYPASS"]
+
+
+def test_a_consumer_that_saw_the_new_release_is_told_an_edge_ignoring_no_cache_serves_an_old_one(
+    edge, site, publisher, tls, tmp_path
+):
+    cdn, refused = _saw_release_2_at_a_fresh_pop_then_meets_a_stale_pop(
+        edge, site, publisher, tls, tmp_path, honours_no_cache=False
+    )
+    assert refused.result["error"] == "RollbackError"
+    assert refused.ran == []  # not the old code, and not a crash
+    message = str(refused.result["message"])
+    assert "version 1, older than version 2" in message
+    assert "a cache in front of the server" in message and "is serving an old release" in message
+    assert cdn.cache_statuses(MANIFEST_NAME)[-2:] == ["HIT", "HIT"]

@@ -111,7 +111,7 @@ class CurrentManifest:
         started = time.perf_counter()
         data, etag, from_cache = self._download(url)
         try:
-            manifest = self._verify(data, now, url)
+            manifest = self._verify(data, now, url, past_caches=False)
         except SecureImportError as exc:
             if from_cache:
                 # The cached copy no longer verifies (edited, expired,
@@ -122,7 +122,7 @@ class CurrentManifest:
                 raise
             # Old or expired: perhaps a CDN edge or proxy holds a stale copy.
             data, etag, from_cache = self._download(url, use_cache=False, fresh=True)
-            manifest = self._verify(data, now, url)
+            manifest = self._verify(data, now, url, past_caches=True)
         self._state.record(
             self.tree.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
         )
@@ -157,13 +157,22 @@ class CurrentManifest:
             data = self.tree.fetcher.fetch(url, max_bytes=limit)
         return data, etag, False
 
-    def _verify(self, data: bytes, now: datetime, url: str) -> Manifest:
-        """The trusted set's verdict on *data*, with the records stored for this tree."""
+    def _verify(self, data: bytes, now: datetime, url: str, *, past_caches: bool) -> Manifest:
+        """The trusted set's verdict on *data*, with the records stored for this
+        tree; *past_caches*: *data* was asked for with ``Cache-Control: no-cache``."""
         try:
             return self.trusted_set.verify(
                 data, now=now, stored=self._state.load(self.tree.url), url=url
             )
         except SecureImportError as exc:
             exc.path = url
+            if past_caches and isinstance(exc, RollbackError):
+                exc.msg = (
+                    f"{exc.msg} (asked for again with Cache-Control: no-cache, with the same "
+                    "result: a cache in front of the server, such as a CDN edge or proxy that "
+                    "ignores no-cache, is serving an old release until its copy expires; "
+                    "purge it there, or the server itself serves the old release)"
+                )
+                exc.args = (exc.msg,)
             log.debug("refused manifest %s: %s", url, exc)
             raise
