@@ -237,6 +237,39 @@ def test_the_old_manifest_and_bundle_at_the_edge_with_new_files_give_the_old_rel
     assert cdn.cache_statuses("app/core.py") == []
 
 
+def test_the_old_manifest_at_the_edge_with_new_files_ends_in_the_new_release_fetched_past_it(
+    edge, site, publisher, tls, tmp_path
+):
+    # The edge kept the old manifest but never cached a file (or dropped them):
+    # the bundle and files it fetches now are the new release's.
+    cdn = edge(site.root, honours_no_cache=True)
+    cdn.prime(MANIFEST_NAME)
+    site.publish(2)
+
+    got = _consume(cdn, publisher, _new_state(tmp_path), tmp_path, cafile=tls.cafile)
+    assert got.release == 2
+    assert "the manifest a cache served (version 1) is older than the files" in got.stderr
+    assert cdn.cache_statuses(MANIFEST_NAME)[-2:] == ["HIT", "BYPASS"]
+
+
+def test_the_old_manifest_with_new_files_at_an_edge_ignoring_no_cache_is_refused_until_it_expires(
+    edge, site, publisher, tls, tmp_path
+):
+    cdn = edge(site.root, honours_no_cache=False)
+    cdn.prime(MANIFEST_NAME)
+    site.publish(2)
+
+    refused = _consume(cdn, publisher, _new_state(tmp_path), tmp_path, cafile=tls.cafile)
+    assert refused.result["error"] == "TamperedFileError"
+    assert refused.ran == []
+    assert "no-cache" in str(refused.result["message"])
+    assert cdn.cache_statuses(MANIFEST_NAME)[-2:] == ["HIT", "HIT"]  # asked past it, in vain
+
+    cdn.refresh(MANIFEST_NAME)
+    got = _consume(cdn, publisher, _new_state(tmp_path), tmp_path, cafile=tls.cafile)
+    assert got.release == 2
+
+
 def test_a_consumer_that_ran_old_code_is_refused_a_new_file_rather_than_switching_release(
     edge, site, publisher, tls, tmp_path
 ):

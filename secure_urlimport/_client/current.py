@@ -58,9 +58,10 @@ class CurrentManifest:
         """True while this thread is fetching this tree's manifest."""
         return bool(getattr(self._fetching, "active", False))
 
-    def get(self) -> Manifest:
+    def get(self, *, past_caches: bool = False) -> Manifest:
         """The verified manifest, fetched once and again after :meth:`mark_stale`
-        or when it expires.
+        or when it expires; *past_caches* fetches it now, asking every cache on
+        the way to revalidate with the origin.
 
         A failure is remembered (and re-raised) until the next ``mark_stale``,
         so a dead server costs one request, not one per import statement.
@@ -68,15 +69,15 @@ class CurrentManifest:
         with self._lock:
             current, failure, generation = self._manifest, self._failure, self._generation
         now = datetime.now(UTC)
-        if current is not None and now < current.expires:
+        if current is not None and now < current.expires and not past_caches:
             return current
-        if failure is not None:
+        if failure is not None and not past_caches:
             # A fresh traceback each time, or it would grow with every raise.
             raise failure.with_traceback(None)
         self._fetching.active = True
         try:
             # Without the lock: this downloads.
-            manifest = self._load(now)
+            manifest = self._load(now, past_caches)
         except SecureImportError as exc:
             with self._lock:
                 if self._generation == generation:
@@ -99,26 +100,27 @@ class CurrentManifest:
             self._failure = None
             self._generation += 1
 
-    def _load(self, now: datetime) -> Manifest:
+    def _load(self, now: datetime, past_caches: bool = False) -> Manifest:
         # One bound per source for the conditional request and the no-cache retry.
         with import_step(self.tree.config.timeout):
             return self.tree.sources.first_success(
-                lambda base: self._load_from(base, now), what=f"{self.tree.url}/{MANIFEST_NAME}"
+                lambda base: self._load_from(base, now, past_caches),
+                what=f"{self.tree.url}/{MANIFEST_NAME}",
             )
 
-    def _load_from(self, base: str, now: datetime) -> Manifest:
+    def _load_from(self, base: str, now: datetime, past_caches: bool = False) -> Manifest:
         url = f"{base}/{MANIFEST_NAME}"
         started = time.perf_counter()
-        data, etag, from_cache = self._download(url)
+        data, etag, from_cache = self._download(url, use_cache=not past_caches, fresh=past_caches)
         try:
-            manifest = self._verify(data, now, url, past_caches=False)
+            manifest = self._verify(data, now, url, past_caches=past_caches)
         except SecureImportError as exc:
             if from_cache:
                 # The cached copy no longer verifies (edited, expired,
                 # superseded): forget it and ask the server for the whole file.
                 log.debug("cached manifest for %s does not verify; downloading it", url)
                 self.tree.cache.discard_manifest(url)
-            elif not isinstance(exc, RollbackError | ExpiredManifestError):
+            elif past_caches or not isinstance(exc, RollbackError | ExpiredManifestError):
                 raise
             # Old or expired: perhaps a CDN edge or proxy holds a stale copy.
             data, etag, from_cache = self._download(url, use_cache=False, fresh=True)

@@ -73,6 +73,11 @@ class Store:
     def __contains__(self, path: object) -> bool:
         return path in self._verified
 
+    @property
+    def used(self) -> bool:
+        """Whether any file was verified in this process."""
+        return bool(self._verified)
+
     def recall(self, entry: FileEntry) -> bytes | None:
         """The bytes verified for exactly *entry* in this process, or None."""
         hit = self._verified.get(entry.path)
