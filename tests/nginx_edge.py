@@ -93,6 +93,7 @@ def _edge_template(
             proxy_ssl_name localhost;
             proxy_cache edge;
             proxy_cache_key "$edge_pop$request_uri";
+            proxy_cache_revalidate on;
             proxy_cache_valid 200 {ttl};
             proxy_ignore_headers Cache-Control Expires;
             proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;
