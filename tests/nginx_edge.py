@@ -169,9 +169,20 @@ class Edge:
             return b"", dict(exc.headers)
 
     def cache_statuses(self, path: str) -> list[str]:
-        """The ``X-Cache-Status`` of every request for *path* the edge logged so far."""
+        """The ``X-Cache-Status`` of every request for *path* the edge logged so far.
+
+        nginx logs a request just after its answer is sent, so the log is read
+        until it stops growing (at most 2 s).
+        """
         needle = f'"GET /{path} HTTP/'
         lines = self.server.requests_seen()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            again = self.server.requests_seen()
+            if again == lines:
+                break
+            lines = again
         return [line.split(" cache=", 1)[1].split(" ", 1)[0] for line in lines if needle in line]
 
     def stop(self) -> None:
