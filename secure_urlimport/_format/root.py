@@ -110,7 +110,9 @@ class Root:
     digest: str = field(default="", compare=False)
 
     def trusted(self, role: Role) -> TrustedKeys:
-        return TrustedKeys({k: self.keys[k] for k in role.keyids}, role.threshold)
+        return TrustedKeys(
+            {k: self.keys[k] for k in role.keyids}, role.threshold, named_by=self.version
+        )
 
     @property
     def root_keys(self) -> TrustedKeys:
