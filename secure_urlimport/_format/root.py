@@ -132,7 +132,9 @@ class Root:
         roles = [self.signers, *self.trees.values()]
         keyids = {k for role in roles for k in role.keyids}
         return TrustedKeys(
-            {k: self.keys[k] for k in sorted(keyids)}, min(role.threshold for role in roles)
+            {k: self.keys[k] for k in sorted(keyids)},
+            min(role.threshold for role in roles),
+            named_by=self.version,
         )
 
 
