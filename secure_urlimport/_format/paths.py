@@ -12,10 +12,13 @@ import sys
 import unicodedata
 import urllib.parse
 
+from .root import ROOT_PREFIX
+
 __all__ = [
     "BUNDLE_NAME",
     "MANIFEST_NAME",
     "STDLIB_NAMES",
+    "is_metadata_file",
     "is_module_name",
     "path_problem",
     "url_in_tree",
@@ -28,6 +31,13 @@ MANIFEST_NAME = "secure-urlimport.manifest"
 BUNDLE_NAME = "secure-urlimport.bundle"
 
 MAX_PATH_CHARS = 1024
+
+
+def is_metadata_file(rel: str) -> bool:
+    """Is the tree path *rel* the tree's metadata (manifest, bundle, a root
+    version), which is published beside the files but is not one of them?"""
+    return rel in (MANIFEST_NAME, BUNDLE_NAME) or rel.startswith(ROOT_PREFIX)
+
 
 #: Top-level names a remote tree may never provide: the standard library's
 #: (see README, "Shadowing").

@@ -39,7 +39,7 @@ from .verify import (
     verify_manifest_signatures,
 )
 
-__all__ = ["TrustedManifests"]
+__all__ = ["TrustedManifests", "verify_under_root"]
 
 
 class TrustedManifests:
@@ -100,24 +100,11 @@ class TrustedManifests:
         stored: Mapping[str, TrustedState],
         url: str,
     ) -> Manifest:
-        # Signatures first, against every signer the root names (the body, and
-        # so the tree name that picks the role, is parsed only after that).
-        manifest = verify_manifest_signatures(data, root.every_signer(), url=url, known=self.newest)
-        keys = _release_keys(root, manifest, url)
-        signers = manifest.signers & frozenset(keys.keys)
-        known = self.newest
-        if (
-            known is not None
-            and known.digest == manifest.digest
-            and known.signers == signers
-            and known.signing_keys == keys
-        ):
-            manifest = known  # keeps its directory index
-        else:
-            manifest = dataclasses.replace(manifest, signers=signers, signing_keys=keys)
+        manifest = verify_under_root(data, root, url=url, known=self.newest)
         check_name(manifest, self.name, url=url)
         check_expiry(manifest, now=now, url=url)
-        check_rollback(manifest, self.floor(stored, keys), url)
+        assert manifest.signing_keys is not None  # set by verify_under_root
+        check_rollback(manifest, self.floor(stored, manifest.signing_keys), url)
         return manifest
 
     def accept(self, manifest: Manifest, *, now: datetime) -> Manifest:
@@ -150,6 +137,29 @@ def _still_trusted(manifest: Manifest, keys: TrustedKeys) -> bool:
     """Did a key of *keys* sign *manifest*?  A release signed only by keys a
     newer root dropped (a thief's, at version 2**63-1) no longer counts."""
     return bool(manifest.signers & frozenset(keys.keys))
+
+
+def verify_under_root(
+    data: bytes, root: Root, *, url: str, known: Manifest | None = None
+) -> Manifest:
+    """The manifest in *data* if a threshold of the signers *root* names for its
+    tree signed it (with ``signers`` and ``signing_keys`` those of that role).
+
+    Signatures first, against every signer the root names: the body, and so
+    the tree name that picks the role, is parsed only after that.  *known*: a
+    manifest returned before, reused (with its directory index) if unchanged.
+    """
+    manifest = verify_manifest_signatures(data, root.every_signer(), url=url, known=known)
+    keys = _release_keys(root, manifest, url)
+    signers = manifest.signers & frozenset(keys.keys)
+    if (
+        known is not None
+        and known.digest == manifest.digest
+        and known.signers == signers
+        and known.signing_keys == keys
+    ):
+        return known
+    return dataclasses.replace(manifest, signers=signers, signing_keys=keys)
 
 
 def _release_keys(root: Root, manifest: Manifest, url: str) -> TrustedKeys:
