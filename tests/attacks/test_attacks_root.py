@@ -448,3 +448,30 @@ def test_root_served_by_a_failing_server_fails_the_fetch_like_a_manifest_downloa
     with pytest.raises(DownloadError, match="503"):
         install(sim.url, root=k["root"].public.raw, fetcher=sim)
     assert_never_ran(marker, "mod")
+
+
+MIRROR = "https://mirror.simulator.test/tree"
+
+
+def test_mirror_serving_a_forged_root_chain_is_skipped_for_the_next_mirror_walked_on_its_own(
+    sim, k, marker
+):
+    honest = make_root(1, root_keys=[k["root"]], signers=[k["ci"]])
+    release = sim.publish({"mod.py": "RELEASE = 'mirror'\n"}, [k["ci"]])
+    # The first URL serves a root 1 the thief signed, and the thief's release.
+    sim.put_root(1, make_root(1, root_keys=[k["thief"]], signers=[k["thief"]]))
+    sim.publish({"mod.py": evil_source(marker)}, [k["thief"]])
+    for path, data in {**release.everything(), root_file_name(1): honest}.items():
+        sim.put_url(f"{MIRROR}/{path}", data)
+    install([sim.url, MIRROR], root=k["root"].public.raw, fetcher=sim)
+    assert importlib.import_module("mod").RELEASE == "mirror"
+    assert f"{MIRROR}/{root_file_name(1)}" in sim.requests
+    assert not marker.exists()
+
+
+def test_forged_root_chain_without_a_mirror_to_fall_back_on_is_refused(sim, k, marker):
+    sim.put_root(1, make_root(1, root_keys=[k["thief"]], signers=[k["thief"]]))
+    sim.publish({"mod.py": evil_source(marker)}, [k["thief"]])
+    with pytest.raises(UntrustedRootError, match="pinned root key"):
+        install(sim.url, root=k["root"].public.raw, fetcher=sim)
+    assert_never_ran(marker, "mod")
