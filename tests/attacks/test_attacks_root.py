@@ -109,6 +109,23 @@ def test_pubkey_positional_pin_keeps_working_unchanged(sim, k):
     assert importlib.import_module("mod").RELEASE == 1
 
 
+def test_installing_the_same_root_pin_twice_returns_the_same_importer(sim, k):
+    published(sim, k)
+    first = install(sim.url, root=k["root"].public.raw, fetcher=sim)
+    assert install(sim.url, root=k["root"].public.raw, fetcher=sim) is first
+    assert f"root={k['root'].keyid}" in repr(first.tree)
+
+
+def test_changing_the_pin_from_root_to_pubkey_installs_a_new_tree(sim, k):
+    published(sim, k)
+    first = install(sim.url, root=k["root"].public.raw, fetcher=sim)
+    second = install(sim.url, pubkey=k["ci"].public.raw, fetcher=sim)
+    assert second is not first
+    assert "keys=" in repr(second.tree) and "root=" not in repr(second.tree)
+    third = install(sim.url, root=[k["root"].public.raw, k["root2"].public.raw], fetcher=sim)
+    assert third is not second
+
+
 # -- rotation and revocation without the consumer ---------------------------------------
 
 
