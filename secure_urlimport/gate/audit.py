@@ -60,7 +60,8 @@ PROBLEM_KINDS = {
     "unsigned": "a file in the tree is not in the signed manifest",
     "missing": "a file in the manifest is not in the tree",
     "tampered": "a file's size or SHA-256 differs from the manifest",
-    "bad-signature": "a file's signature does not verify with the pinned keys",
+    "bad-signature": "a file's signature does not verify with the pinned keys "
+    "(or, with --root, the keys the newest root lists)",
     "unpublishable": "an entry that cannot be signed: symlink, special file or bad name",
     "download": "a file could not be downloaded",
     "stale-bundle": "secure-urlimport.bundle does not hold the signed modules",

@@ -24,6 +24,8 @@ from secure_urlimport import (
     UntrustedRootError,
     WrongTreeError,
     install,
+    install_path_hook,
+    trust,
 )
 from secure_urlimport._format.keys import PrivateKey
 from secure_urlimport._format.paths import MANIFEST_NAME
@@ -124,6 +126,25 @@ def test_changing_the_pin_from_root_to_pubkey_installs_a_new_tree(sim, k):
     assert "keys=" in repr(second.tree) and "root=" not in repr(second.tree)
     third = install(sim.url, root=[k["root"].public.raw, k["root2"].public.raw], fetcher=sim)
     assert third is not second
+
+
+def test_trust_with_a_root_pin_makes_sys_path_entries_under_the_prefix_importable(sim, k):
+    published(sim, k)
+    trust(sim.url, root=k["root"].public.raw, fetcher=sim)
+    install_path_hook()
+    sys.path.append(sim.url)
+    assert importlib.import_module("mod").RELEASE == 1
+
+
+def test_trust_with_a_root_pin_refuses_a_sys_path_tree_signed_by_an_unlisted_key(sim, k, marker):
+    published(sim, k, signer="thief", files={"mod.py": evil_source(marker)})
+    sim.put_root(1, make_root(1, root_keys=[k["root"]], signers=[k["ci"]]))
+    trust(sim.url, root=k["root"].public.raw, fetcher=sim)
+    install_path_hook()
+    sys.path.append(sim.url)
+    with pytest.raises(UntrustedKeyError, match="root version 1 lists"):
+        importlib.import_module("mod")
+    assert_never_ran(marker, "mod")
 
 
 # -- rotation and revocation without the consumer ---------------------------------------
