@@ -513,3 +513,82 @@ def test_forged_root_chain_without_a_mirror_to_fall_back_on_is_refused(sim, k, m
     with pytest.raises(UntrustedRootError, match="pinned root key"):
         install(sim.url, root=k["root"].public.raw, fetcher=sim)
     assert_never_ran(marker, "mod")
+
+
+def test_child_forked_while_a_parent_thread_walks_the_root_chain_walks_on_its_own(sim, k):
+    import threading
+
+    from forking import in_child
+
+    published(sim, k)
+    install(sim.url, root=k["root"].public.raw, fetcher=sim)
+    assert importlib.import_module("mod").RELEASE == 1
+    sim.put_root(2, make_root(2, root_keys=[k["root"]], signers=[k["ci2"]]))
+    sim.publish({"mod.py": "RELEASE = 2\n", "other.py": "RELEASE = 2\n"}, [k["ci2"]])
+    sim.delay(root_file_name(3), 1.0)  # the parent's walk is caught in the act
+    refetch()
+    walker = threading.Thread(target=fresh_import, args=("mod",))
+    walker.start()
+    time.sleep(0.2)
+
+    def child() -> int:
+        # (Another module: CPython's per-module import lock of "mod" stays
+        # held in the child by the parent's thread, whatever this library does.)
+        sim.delay(root_file_name(3), 0.0)
+        refetch()
+        return fresh_import("other").RELEASE
+
+    assert in_child(child, timeout=10) == 2
+    walker.join()
+    assert sys.modules["mod"].RELEASE == 2
+
+
+def _stored_roots(tmp_path):
+    return sorted((tmp_path / "client-state").rglob("*.root"))
+
+
+def test_stored_root_that_no_longer_verifies_is_ignored_and_the_walk_starts_from_the_pin(
+    sim, k, tmp_path, caplog
+):
+    sim.put_root(1, make_root(1, root_keys=[k["root"]], signers=[k["ci"]]))
+    sim.put_root(2, make_root(2, root_keys=[k["root"]], signers=[k["ci"]]))
+    sim.publish({"mod.py": "RELEASE = 1\n"}, [k["ci"]])
+    install(sim.url, root=k["root"].public.raw, fetcher=sim)
+    (stored,) = _stored_roots(tmp_path)
+    assert stored.read_bytes() == sim.roots[2] and stored.stat().st_mode & 0o077 == 0
+    stored.write_bytes(sim.roots[2].replace(b'"version": 2', b'"version": 7'))
+    restart()
+    sim.requests.clear()
+    install(sim.url, root=k["root"].public.raw, fetcher=sim)
+    assert "ignoring the stored root" in caplog.text
+    assert sim.requested(root_file_name(1)) == 1  # walked again from the pin
+    assert stored.read_bytes() == sim.roots[2]  # and the good root stored again
+
+
+def test_stored_root_is_filed_under_the_pin_so_a_changed_pin_starts_afresh(sim, k, tmp_path):
+    both = make_root(1, root_keys=[k["root"], k["root2"]], signers=[k["ci"]])
+    sim.put_root(1, both)
+    sim.put_root(2, make_root(2, root_keys=[k["root"], k["root2"]], signers=[k["ci"]]))
+    sim.publish({"mod.py": "RELEASE = 1\n"}, [k["ci"]])
+    install(sim.url, root=k["root"].public.raw, fetcher=sim)
+    restart()
+    sim.requests.clear()
+    install(sim.url, root=k["root2"].public.raw, fetcher=sim)
+    assert sim.requested(root_file_name(1)) == 1
+    assert len(_stored_roots(tmp_path)) == 2
+
+
+def test_stored_root_replaced_by_a_symlink_is_never_followed(sim, k, tmp_path):
+    sim.put_root(1, make_root(1, root_keys=[k["root"]], signers=[k["ci"]]))
+    sim.publish({"mod.py": "RELEASE = 1\n"}, [k["ci"]])
+    install(sim.url, root=k["root"].public.raw, fetcher=sim)
+    (stored,) = _stored_roots(tmp_path)
+    elsewhere = tmp_path / "elsewhere.root"
+    elsewhere.write_bytes(stored.read_bytes())
+    stored.unlink()
+    stored.symlink_to(elsewhere)
+    restart()
+    sim.requests.clear()
+    install(sim.url, root=k["root"].public.raw, fetcher=sim)
+    assert sim.requested(root_file_name(1)) == 1  # the link was not read
+    assert not stored.is_symlink()  # replaced by the walk's own regular file
