@@ -100,6 +100,17 @@ def rotated_tree(directory: Path, keys: Keys) -> Path:
     return directory
 
 
+def sign_as_thief(tree: Path, key: PrivateKey, *, version: int) -> None:
+    """Sign *tree* with *key* as a thief does: as if there were no root (`sign`
+    refuses a key the tree's root does not list), the roots left in place."""
+    roots = {path: path.read_bytes() for path in tree.glob("secure-urlimport.root.*")}
+    for path in roots:
+        path.unlink()
+    sign_tree(tree, [key], name="tree", version=version)
+    for path, data in roots.items():
+        path.write_bytes(data)
+
+
 # -- the gate on a directory ------------------------------------------------------------
 
 
@@ -115,7 +126,7 @@ def test_verify_root_on_a_directory_signed_by_a_key_the_newest_root_dropped_fail
     tmp_path, keys, cache
 ):
     tree = rotated_tree(tmp_path / "tree", keys)
-    sign_tree(tree, [keys.ci_old], name="tree", version=2)
+    sign_as_thief(tree, keys.ci_old, version=2)
     result = cli("verify", tree, "--root", keys.root_pub, cache=cache)
     assert result.returncode == 1
     assert f"invalid-manifest: {MANIFEST_NAME}:" in result.stdout
@@ -202,7 +213,7 @@ def test_run_root_runs_a_module_signed_by_the_key_the_newest_root_lists(
 
 def test_run_root_refuses_a_module_signed_by_a_key_no_root_lists(tmp_path, keys, cache, serve, tls):
     tree = rotated_tree(tmp_path / "tree", keys)
-    sign_tree(tree, [keys.stranger], name="tree", version=2)
+    sign_as_thief(tree, keys.stranger, version=2)
     server = serve(tree)
     result = cli(
         "run", "--root", keys.root_pub, "--cafile", tls.cafile, server.url, "mod", cache=cache
@@ -250,7 +261,7 @@ def test_install_root_in_a_fresh_interpreter_refuses_a_release_by_the_key_root_2
 ):
     tree = rotated_tree(tmp_path / "tree", keys)
     (tree / "mod.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n", encoding="utf-8")
-    sign_tree(tree, [keys.ci_old], name="tree", version=2)
+    sign_as_thief(tree, keys.ci_old, version=2)
     server = serve(tree)
     result = consume(server.url, keys.root_pub, tls.cafile, cache)
     assert result.returncode == 1
