@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from typing import Unpack
 
-from ._client.remote import RemoteTree, normalize_url
+from ._client.remote import normalize_url
 from ._format.keys import PubKeyArg, TrustedKeys
 from ._import.finder import Importer
 from ._import.registry import Pin, Registry, UnpinnedURLWarning
@@ -38,7 +38,7 @@ path_hook = registry.path_hook
 
 
 def _new_pin(
-    function: str, url: str | Sequence[str], pubkey: PubKeyArg, options: Options
+    function: str, url: str | Sequence[str], pubkey: PubKeyArg | None, options: Options
 ) -> tuple[str, Pin]:
     """The normalised URL and a pin for it; keyword *options* override their *config*.
 
@@ -50,11 +50,38 @@ def _new_pin(
         raise ConfigurationError("give at least one https:// URL")
     primary, *mirrors = (normalize_url(u) for u in urls)
     cfg = config_of(options)
-    trusted = TrustedKeys.from_arg(pubkey, cfg.threshold)
+    trusted, root_pin = _keys_pinned(function, pubkey, options, cfg.threshold)
     fetcher = options.get("fetcher")
     if fetcher is not None:
         _check_fetcher(function, fetcher)
-    return primary, Pin(trusted, cfg, fetcher, mirrors=tuple(mirrors))
+    return primary, Pin(trusted, cfg, fetcher, mirrors=tuple(mirrors), root_pin=root_pin)
+
+
+def _keys_pinned(
+    function: str, pubkey: PubKeyArg | None, options: Options, threshold: int
+) -> tuple[TrustedKeys | None, TrustedKeys | None]:
+    """``(signing keys, None)`` for ``pubkey=``, ``(None, root keys)`` for ``root=``."""
+    root = options.get("root")
+    root_threshold = options.get("root_threshold")
+    if (pubkey is None) == (root is None):
+        raise ConfigurationError(
+            f"{function}() needs exactly one of pubkey= and root=: root='root.pub' pins "
+            "the publisher's root key (its roots then name the signing keys, which "
+            "rotate without a change here); pubkey='publisher.pub' pins the signing key"
+        )
+    if root is None:
+        if root_threshold is not None:
+            raise ConfigurationError(
+                f"{function}(root_threshold=...) goes with root=; with pubkey= use threshold="
+            )
+        return TrustedKeys.from_arg(pubkey, threshold), None  # type: ignore[arg-type]
+    if options.get("threshold") is not None:
+        raise ConfigurationError(
+            f"{function}(root=..., threshold=...): with root= the root says how many of "
+            "its signers must sign; drop threshold= (root_threshold= sets how many "
+            "pinned root keys must sign)"
+        )
+    return None, TrustedKeys.from_arg(root, 1 if root_threshold is None else root_threshold)
 
 
 def _check_fetcher(function: str, fetcher: object) -> None:
@@ -71,8 +98,11 @@ def _check_fetcher(function: str, fetcher: object) -> None:
         )
 
 
-def trust(url: str | Sequence[str], pubkey: PubKeyArg, **options: Unpack[Options]) -> None:
-    """Pin *pubkey* for every tree at or below the https *url* prefix.
+def trust(
+    url: str | Sequence[str], pubkey: PubKeyArg | None = None, **options: Unpack[Options]
+) -> None:
+    """Pin *pubkey* (or, ``root=``, the root keys) for every tree at or below
+    the https *url* prefix.
 
     With the path hook installed (``install_path_hook()``), ``https://``
     entries on ``sys.path`` under *url* become importable; each entry is the
@@ -84,7 +114,9 @@ def trust(url: str | Sequence[str], pubkey: PubKeyArg, **options: Unpack[Options
     registry.trust(prefix, pin)
 
 
-def install(url: str | Sequence[str], pubkey: PubKeyArg, **options: Unpack[Options]) -> Importer:
+def install(
+    url: str | Sequence[str], pubkey: PubKeyArg | None = None, **options: Unpack[Options]
+) -> Importer:
     """Make the signed tree at *url* importable with ``import``; return its finder.
 
     The manifest is fetched and verified now, so a wrong key, URL or CA fails
@@ -95,10 +127,19 @@ def install(url: str | Sequence[str], pubkey: PubKeyArg, **options: Unpack[Optio
       first URL names the modules).
     - *pubkey*: a ``.pub`` path, its text, 32 raw bytes, an ``Ed25519PublicKey``,
       or a list of these (any listed key may sign; see *threshold*).
+    - *root*: instead of *pubkey*, the publisher's root key(s), accepted in
+      the same forms.  Before each manifest fetch the tree's root chain
+      (``secure-urlimport.root.1``, ``.2``, …) is walked from the newest root
+      trusted (kept with the rollback state) to the newest published, and the
+      manifest is verified against the signing keys that root lists: keys
+      rotate and are revoked with ``secure-urlimport root update``, with no
+      change here.  Exactly one of *pubkey* and *root*.
+    - *root_threshold*: how many distinct pinned root keys must sign (default 1).
     - *cafile*: PEM CA bundle trusted instead of the default store.
     - *headers*: extra request headers (e.g. an ``Authorization`` token).
     - *timeout*: seconds for each whole download.
-    - *threshold*: how many distinct pinned keys must sign (default 1).
+    - *threshold*: how many distinct pinned keys must sign (default 1); with
+      *pubkey* only (a root sets its own).
     - *name*: the tree name the manifest must carry (``sign --name``); pin it
       when one key signs several trees.
     - *auth*: ``(user, password)`` for HTTP basic authentication.
@@ -117,7 +158,7 @@ def install(url: str | Sequence[str], pubkey: PubKeyArg, **options: Unpack[Optio
         return existing
     # Network I/O outside the registry's lock: the path hook takes it while the
     # import system holds its global lock, and this thread may need that lock.
-    tree = RemoteTree(prefix, pin.trusted, pin.config, pin.get_fetcher(), pin.mirrors)
+    tree = pin.new_tree(prefix, pin.mirrors)
     try:
         tree.manifest()  # fail now, before anything is installed
     except SecureImportError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypedDict
 
+from ._format.keys import PubKeyArg
 from ._net.fetcher import Fetcher
 from .config import Config
 
@@ -22,8 +23,17 @@ class Options(TypedDict, total=False):
     headers: dict[str, str] | None
     #: Seconds for each whole download (default 30).
     timeout: float | None
-    #: How many distinct pinned keys must sign (default 1).
+    #: How many distinct pinned keys must sign (default 1); with ``pubkey=`` only
+    #: (with ``root=`` the root says how many of its signers must sign).
     threshold: int | None
+    #: The root keys to pin instead of the signing keys: what ``pubkey=``
+    #: accepts (a ``.pub`` path, its text, raw bytes, a key, or a list).  The
+    #: tree's root chain then names the signing keys, so they rotate and are
+    #: revoked without any change here.  Exactly one of ``pubkey=`` and ``root=``.
+    root: PubKeyArg | None
+    #: How many distinct pinned root keys must have signed the first root
+    #: trusted (default 1); with ``root=`` only.
+    root_threshold: int | None
     #: The tree name the manifest must carry (``sign --name``).
     name: str | None
     #: ``(user, password)`` for HTTP basic authentication.

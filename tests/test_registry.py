@@ -213,7 +213,10 @@ def test_install_and_trust_take_the_same_typed_options():
         assert list(parameters) == ["url", "pubkey", "options"]
         assert parameters["options"].kind is inspect.Parameter.VAR_KEYWORD
         assert parameters["options"].annotation == "Unpack[Options]"
-    assert set(_CONFIG_FIELDS) | {"config", "fetcher"} == Options.__optional_keys__
+    assert (
+        set(_CONFIG_FIELDS) | {"config", "fetcher", "root", "root_threshold"}
+        == Options.__optional_keys__
+    )
     assert Options.__required_keys__ == frozenset()
 
 

@@ -22,10 +22,15 @@ __all__ = ["TreeContext"]
 class TreeContext:
     #: The tree's identity: its first URL, whichever mirror serves the bytes.
     url: str
-    trusted: TrustedKeys
+    #: The pinned signing keys (``pubkey=``); None when a root names them.
+    trusted: TrustedKeys | None
     config: Config
     fetcher: Fetcher
     #: Where the bytes come from: the URL, then any mirrors.
     sources: Mirrors
     #: The untrusted disk cache: nothing read from it is used unverified.
     cache: FileCache
+    #: The pinned root keys (``root=``); None with ``pubkey=``.  Exactly one
+    #: of the two is set.  Files are verified against the keys their release
+    #: was verified against (``Manifest.signing_keys``), never these.
+    root_pin: TrustedKeys | None = None

@@ -7,6 +7,10 @@ the bytes and the stored rollback records to the trusted set, and persist on
 success -- the records in the :class:`~.._store.state.StateStore`, the bytes and ETag
 in the file cache.  Every trust decision (signatures, tree name, expiry,
 rollback floor, never go back) is the trusted set's.
+
+A tree pinned by its root keys (``root=``) first walks its root chain
+(``root_walk.py``) from the same source as the manifest, and the trusted set
+verifies the manifest against the signers the newest root names.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from datetime import UTC, datetime
 from .. import forksafe
 from .._format.manifest import Manifest
 from .._format.paths import MANIFEST_NAME
+from .._format.root import Root
 from .._net.deadline import import_step
 from .._store.state import StateStore
 from .._trust.trusted_set import TrustedManifests
 from .._trust.verify import TrustedState
 from ..errors import ExpiredManifestError, RollbackError, SecureImportError
 from .context import TreeContext
+from .root_walk import RootOfTrust
 
 __all__ = ["CurrentManifest"]
 
@@ -38,6 +44,12 @@ class CurrentManifest:
         self.tree = tree
         self.trusted_set = TrustedManifests(tree.trusted, name=tree.config.tree_name)
         self._state = state
+        #: The root chain, for a tree pinned by its root keys; None with pubkey=.
+        self.roots = (
+            RootOfTrust(tree.url, tree.root_pin, tree.fetcher, state)
+            if tree.root_pin is not None
+            else None
+        )
         # Guards the fields below and every call of trusted_set.accept; never
         # held during network I/O, because a thread waiting for it may hold
         # the global import lock.  Fork-safe (forksafe.py).
@@ -111,9 +123,11 @@ class CurrentManifest:
     def _load_from(self, base: str, now: datetime, past_caches: bool = False) -> Manifest:
         url = f"{base}/{MANIFEST_NAME}"
         started = time.perf_counter()
+        # The root chain first, from the same source: it says whose signature counts.
+        root = self.roots.update(base, now=now) if self.roots is not None else None
         data, etag, from_cache = self._download(url, use_cache=not past_caches, fresh=past_caches)
         try:
-            manifest = self._verify(data, now, url, past_caches=past_caches)
+            manifest = self._verify(data, now, url, root, past_caches=past_caches)
         except SecureImportError as exc:
             if from_cache:
                 # The cached copy no longer verifies (edited, expired,
@@ -124,7 +138,7 @@ class CurrentManifest:
                 raise
             # Old or expired: perhaps a CDN edge or proxy holds a stale copy.
             data, etag, from_cache = self._download(url, use_cache=False, fresh=True)
-            manifest = self._verify(data, now, url, past_caches=True)
+            manifest = self._verify(data, now, url, root, past_caches=True)
         self._state.record(
             self.tree.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
         )
@@ -159,12 +173,15 @@ class CurrentManifest:
             data = self.tree.fetcher.fetch(url, max_bytes=limit)
         return data, etag, False
 
-    def _verify(self, data: bytes, now: datetime, url: str, *, past_caches: bool) -> Manifest:
+    def _verify(
+        self, data: bytes, now: datetime, url: str, root: Root | None, *, past_caches: bool
+    ) -> Manifest:
         """The trusted set's verdict on *data*, with the records stored for this
-        tree; *past_caches*: *data* was asked for with ``Cache-Control: no-cache``."""
+        tree (and, pinned by root keys, the newest root); *past_caches*: *data*
+        was asked for with ``Cache-Control: no-cache``."""
         try:
             return self.trusted_set.verify(
-                data, now=now, stored=self._state.load(self.tree.url), url=url
+                data, now=now, stored=self._state.load(self.tree.url), url=url, root=root
             )
         except SecureImportError as exc:
             exc.path = url

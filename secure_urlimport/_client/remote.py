@@ -1,5 +1,8 @@
 """One trusted remote tree: its URL, pinned keys, verified manifest and verified bytes.
 
+The keys pinned are the signing keys (``pubkey=``) or the root keys
+(``root=``, whose chain ``root_walk.py`` walks before each manifest fetch).
+
 This is where network meets verification, as a small facade over four parts:
 the current manifest (``current.py``, whose trust rules are
 ``_trust/trusted_set.py``), the chain of byte sources that offer a file's bytes and
@@ -68,20 +71,29 @@ def normalize_url(url: str) -> str:
 
 
 class RemoteTree:
-    """A signed tree at an https URL, verified against pinned keys."""
+    """A signed tree at an https URL, verified against pinned keys (*trusted*)
+    or against the keys its root chain names (*root_pin*: the root keys)."""
 
     def __init__(
         self,
         url: str,
-        trusted: TrustedKeys,
+        trusted: TrustedKeys | None,
         config: Config,
         fetcher: Fetcher | None = None,
         mirrors: Sequence[str] = (),
+        *,
+        root_pin: TrustedKeys | None = None,
     ) -> None:
+        if (trusted is None) == (root_pin is None):
+            raise ConfigurationError(
+                "a tree is pinned by its signing keys (pubkey=) or by its root keys "
+                "(root=): give exactly one"
+            )
         self.url = normalize_url(url)
         #: Where the bytes come from: this URL, then any mirrors (mirrors.py).
         self.sources = Mirrors([self.url, *(normalize_url(m) for m in mirrors)])
         self.trusted = trusted
+        self.root_pin = root_pin
         self.config = config
         if fetcher is None:
             from .._net.transport import RequestsFetcher
@@ -90,7 +102,9 @@ class RemoteTree:
         self.fetcher = fetcher
         state_dir = client_state_dir(config, self.url)  # refused if others can write it
         # Each part keeps its own state; only `current` has a lock (see there).
-        tree = TreeContext(self.url, trusted, config, fetcher, self.sources, FileCache(state_dir))
+        tree = TreeContext(
+            self.url, trusted, config, fetcher, self.sources, FileCache(state_dir), root_pin
+        )
         self.current = CurrentManifest(tree, StateStore(state_dir))
         self.bundle = ReleaseBundle(tree)
         self.store = Store(config, tree.cache)
@@ -114,6 +128,9 @@ class RemoteTree:
         )
 
     def __repr__(self) -> str:
+        if self.root_pin is not None:
+            return f"<RemoteTree {self.url} root={','.join(self.root_pin.keyids)}>"
+        assert self.trusted is not None
         return f"<RemoteTree {self.url} keys={','.join(self.trusted.keyids)}>"
 
     # -- manifest (current.py) -------------------------------------------

@@ -32,7 +32,7 @@ from .._format.paths import url_in_tree
 from .._net.deadline import budget_left, import_step
 from .._net.prefetch import Prefetcher
 from .._store.cache import FileCache
-from .._trust.verify import verify_file
+from .._trust.verify import release_keys, verify_file
 from ..config import Config
 from ..errors import ResponseTooLargeError, SecureImportError, TamperedFileError
 from .bundle import ReleaseBundle
@@ -139,7 +139,8 @@ class ByteSources:
         *entry* (the one place bytes are verified); None if none is."""
         for offer in offers:
             try:
-                verify_file(entry, offer.data, manifest, self.tree.trusted, url=offer.url)
+                keys = release_keys(manifest, url=offer.url)
+                verify_file(entry, offer.data, manifest, keys, url=offer.url)
             except SecureImportError as exc:
                 offer.reject(exc)
                 continue

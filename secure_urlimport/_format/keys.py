@@ -11,7 +11,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeAlias
 
@@ -249,6 +249,9 @@ class TrustedKeys:
     # about, and 0 would accept a manifest that no pinned key signed.
     keys: dict[str, PublicKey]
     threshold: int
+    #: The root version that lists these keys as signers; None when the
+    #: consumer pinned them (``pubkey=``).  Only messages use it.
+    named_by: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # Checked here, not only in from_arg, so no constructor can build a

@@ -110,7 +110,9 @@ class Root:
     digest: str = field(default="", compare=False)
 
     def trusted(self, role: Role) -> TrustedKeys:
-        return TrustedKeys({k: self.keys[k] for k in role.keyids}, role.threshold)
+        return TrustedKeys(
+            {k: self.keys[k] for k in role.keyids}, role.threshold, named_by=self.version
+        )
 
     @property
     def root_keys(self) -> TrustedKeys:
@@ -130,7 +132,9 @@ class Root:
         roles = [self.signers, *self.trees.values()]
         keyids = {k for role in roles for k in role.keyids}
         return TrustedKeys(
-            {k: self.keys[k] for k in sorted(keyids)}, min(role.threshold for role in roles)
+            {k: self.keys[k] for k in sorted(keyids)},
+            min(role.threshold for role in roles),
+            named_by=self.version,
         )
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .._client.remote import RemoteTree
 from .._format.manifest import FileEntry, Manifest
 from .._net.deadline import import_step
-from .._trust.verify import verify_file_signatures
+from .._trust.verify import release_keys, verify_file_signatures
 from ..errors import (
     NotInManifestError,
     ResponseTooLargeError,
@@ -97,7 +97,9 @@ class VerifiedLoader(importlib.abc.Loader):
                     # The cache stands in for reading and hashing the source,
                     # not for the signatures: this release, these keys and
                     # this threshold must still vouch for the entry.
-                    verify_file_signatures(entry, manifest, tree.trusted, url=self.url)
+                    verify_file_signatures(
+                        entry, manifest, release_keys(manifest, url=self.url), url=self.url
+                    )
                     return code
             entry, source = self._read_entry(manifest, entry)
         except SecureImportError as exc:

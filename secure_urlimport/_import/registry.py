@@ -55,14 +55,26 @@ class UnpinnedURLWarning(UserWarning):
 
 @dataclass
 class Pin:
-    """The keys and options pinned for one URL prefix, and the trees made under it."""
+    """The keys and options pinned for one URL prefix, and the trees made under it.
 
-    trusted: TrustedKeys
+    Either the signing keys (*trusted*, ``pubkey=``) or the root keys
+    (*root_pin*, ``root=``) are pinned, never both.
+    """
+
+    trusted: TrustedKeys | None
     config: Config
     fetcher: Fetcher | None = None
     trees: list[RemoteTree] = field(default_factory=list)
     #: Mirrors of the pinned URL, tried in turn when it fails (mirrors.py).
     mirrors: tuple[str, ...] = ()
+    #: The pinned root keys (``root=``); None when *trusted* is pinned.
+    root_pin: TrustedKeys | None = None
+
+    def new_tree(self, url: str, mirrors: tuple[str, ...]) -> RemoteTree:
+        """A tree at *url* trusting what this pin trusts."""
+        return RemoteTree(
+            url, self.trusted, self.config, self.get_fetcher(), mirrors, root_pin=self.root_pin
+        )
 
     def mirrors_of(self, prefix: str, url: str) -> tuple[str, ...]:
         """The mirror URLs of *url*, a URL at or under the pinned *prefix*."""
@@ -80,6 +92,7 @@ class Pin:
         """Would *other* (a new, unused pin) install the same tree as this one?"""
         return (
             self.trusted == other.trusted
+            and self.root_pin == other.root_pin
             and self.config == other.config
             and (other.fetcher in (None, self.fetcher) and self.mirrors == other.mirrors)
         )
@@ -231,14 +244,13 @@ class Registry:
                 self._warn_once(
                     entry,
                     f"{entry} is on sys.path but no key is pinned for it, so nothing is "
-                    f"imported from it; pin the publisher's key with "
-                    f"secure_urlimport.trust({url!r}, pubkey='publisher.pub')",
+                    f"imported from it; pin the publisher's root key with "
+                    f"secure_urlimport.trust({url!r}, root='root.pub'), or its signing "
+                    "key with pubkey='publisher.pub'",
                 )
                 return NullPathFinder(entry)
             pin = self._pins[pin_url]
-            tree = RemoteTree(
-                url, pin.trusted, pin.config, pin.get_fetcher(), pin.mirrors_of(pin_url, url)
-            )
+            tree = pin.new_tree(url, pin.mirrors_of(pin_url, url))
             pin.trees.append(tree)
             self._trees[url] = tree
             return RemotePathFinder(tree, "")

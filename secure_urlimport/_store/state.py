@@ -12,6 +12,13 @@ the way ``~/.ssh/known_hosts`` is: a local attacker who can edit them as this
 user can also edit the program (out of scope, see SECURITY.md).  Other users
 cannot: the directories are 0700 and one they could write is refused
 (privatedir.py).  A file that cannot be parsed is treated as missing and logged.
+
+Beside the records, for a tree pinned by its root keys (``root=``): the newest
+root this client trusts, as the signed bytes (``<hash of URL and pin>.root``).
+It is filed under the URL *and* the pinned root key ids and threshold, so a
+changed pin starts the walk afresh; the walk re-checks it when read back
+(``TrustedRoot.from_store``), and it is written and read like the records:
+atomically, 0600, a regular file only, at most ``MAX_ROOT_BYTES``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from .._format.root import MAX_ROOT_BYTES
 from .._trust.verify import TrustedState
 from .atomic import write_atomically
 from .cache import read_regular_file
@@ -82,6 +90,26 @@ class StateStore:
                 changed = True
         if changed:
             self._write(url, records)
+
+    def _root_path(self, url: str, pin: str) -> Path:
+        return self.directory / f"{file_name_for(url + chr(10) + pin)}.root"
+
+    def load_root(self, url: str, pin: str) -> bytes | None:
+        """The newest root stored for *url* under the pin *pin*, unverified, or None."""
+        data = read_regular_file(self._root_path(url, pin), MAX_ROOT_BYTES + 1)
+        if data is not None and len(data) > MAX_ROOT_BYTES:
+            log.warning("ignoring stored root %s: larger than a root", self._root_path(url, pin))
+            return None
+        return data
+
+    def store_root(self, url: str, pin: str, data: bytes) -> None:
+        """Keep *data*, a root the chain trusted, as the newest for *url* and *pin*."""
+        try:
+            make_private_dirs(self.directory)
+            write_atomically(self._root_path(url, pin), data, mode=None)
+        except OSError as exc:
+            # Not fatal: the next start walks the chain again from the pin.
+            log.warning("cannot store the trusted root in %s: %s", self.directory, exc)
 
     def _write(self, url: str, records: dict[str, TrustedState]) -> None:
         data = json.dumps(

@@ -14,9 +14,10 @@ for the manifest's tree name.
 The rules, in order: the signature threshold (every valid signer is counted,
 because rollback records are kept per signer), the root's role for the tree
 name, the pinned tree name, expiry, the rollback floor (the newest release
-recorded for a key still trusted, or accepted in this process), and "never go
-back" within a process (a thread that verified an older release while another
-accepted a newer one keeps the newer one).
+recorded for a key still trusted, or accepted in this process and signed by a
+key still trusted), and "never go back" within a process (a thread that
+verified an older release while another accepted a newer one keeps the newer
+one, unless a new root dropped every key that signed it).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .verify import (
     verify_manifest_signatures,
 )
 
-__all__ = ["TrustedManifests"]
+__all__ = ["TrustedManifests", "verify_under_root"]
 
 
 class TrustedManifests:
@@ -59,7 +60,7 @@ class TrustedManifests:
         lock out the clients that dropped it.
         """
         seen = [state for keyid, state in stored.items() if keyid in keys.keys]
-        if self.newest is not None:
+        if self.newest is not None and _still_trusted(self.newest, keys):
             seen.append(TrustedState(self.newest.version, self.newest.digest))
         return max(seen, key=lambda state: state.version, default=None)
 
@@ -99,24 +100,11 @@ class TrustedManifests:
         stored: Mapping[str, TrustedState],
         url: str,
     ) -> Manifest:
-        # Signatures first, against every signer the root names (the body, and
-        # so the tree name that picks the role, is parsed only after that).
-        manifest = verify_manifest_signatures(data, root.every_signer(), url=url, known=self.newest)
-        keys = _release_keys(root, manifest, url)
-        signers = manifest.signers & frozenset(keys.keys)
-        known = self.newest
-        if (
-            known is not None
-            and known.digest == manifest.digest
-            and known.signers == signers
-            and known.signing_keys == keys
-        ):
-            manifest = known  # keeps its directory index
-        else:
-            manifest = dataclasses.replace(manifest, signers=signers, signing_keys=keys)
+        manifest = verify_under_root(data, root, url=url, known=self.newest)
         check_name(manifest, self.name, url=url)
         check_expiry(manifest, now=now, url=url)
-        check_rollback(manifest, self.floor(stored, keys), url)
+        assert manifest.signing_keys is not None  # set by verify_under_root
+        check_rollback(manifest, self.floor(stored, manifest.signing_keys), url)
         return manifest
 
     def accept(self, manifest: Manifest, *, now: datetime) -> Manifest:
@@ -126,11 +114,52 @@ class TrustedManifests:
         another thread) and has not expired: never go back to an older release.
         """
         newest = self.newest
-        if newest is not None and newest.version > manifest.version and now < newest.expires:
+        if (
+            newest is not None
+            and newest.version > manifest.version
+            and now < newest.expires
+            and (manifest.signing_keys is None or _still_trusted(newest, manifest.signing_keys))
+        ):
             return newest
-        if newest is None or manifest.version >= newest.version:
+        if (
+            newest is None
+            or manifest.version >= newest.version
+            or (
+                manifest.signing_keys is not None
+                and not _still_trusted(newest, manifest.signing_keys)
+            )
+        ):
             self.newest = manifest
         return manifest
+
+
+def _still_trusted(manifest: Manifest, keys: TrustedKeys) -> bool:
+    """Did a key of *keys* sign *manifest*?  A release signed only by keys a
+    newer root dropped (a thief's, at version 2**63-1) no longer counts."""
+    return bool(manifest.signers & frozenset(keys.keys))
+
+
+def verify_under_root(
+    data: bytes, root: Root, *, url: str, known: Manifest | None = None
+) -> Manifest:
+    """The manifest in *data* if a threshold of the signers *root* names for its
+    tree signed it (with ``signers`` and ``signing_keys`` those of that role).
+
+    Signatures first, against every signer the root names: the body, and so
+    the tree name that picks the role, is parsed only after that.  *known*: a
+    manifest returned before, reused (with its directory index) if unchanged.
+    """
+    manifest = verify_manifest_signatures(data, root.every_signer(), url=url, known=known)
+    keys = _release_keys(root, manifest, url)
+    signers = manifest.signers & frozenset(keys.keys)
+    if (
+        known is not None
+        and known.digest == manifest.digest
+        and known.signers == signers
+        and known.signing_keys == keys
+    ):
+        return known
+    return dataclasses.replace(manifest, signers=signers, signing_keys=keys)
 
 
 def _release_keys(root: Root, manifest: Manifest, url: str) -> TrustedKeys:

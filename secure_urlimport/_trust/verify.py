@@ -37,6 +37,7 @@ __all__ = [
     "check_name",
     "check_rollback",
     "check_threshold",
+    "release_keys",
     "verify_file",
     "verify_file_signatures",
     "verify_manifest",
@@ -83,7 +84,20 @@ def check_threshold(
             break
     if len(good) >= trusted.threshold:
         return frozenset(good)
-    need = f"{trusted.threshold} of the pinned key(s) {', '.join(trusted.keyids)}"
+    if trusted.named_by is None:
+        need = f"{trusted.threshold} of the pinned key(s) {', '.join(trusted.keyids)}"
+        listed, advice = "pinned", "Pin the publisher's key, or re-sign with a pinned key"
+    else:
+        version = trusted.named_by
+        need = (
+            f"{trusted.threshold} of the keys root version {version} lists "
+            f"({', '.join(trusted.keyids)})"
+        )
+        listed = f"listed by root version {version}"
+        advice = (
+            f"Re-sign with a key root version {version} lists, or publish a root that "
+            "lists the signing key ('secure-urlimport root update')"
+        )
     if bad - good:
         raise BadSignatureError(
             f"{what}: the signature by key {', '.join(sorted(bad - good))} does not verify "
@@ -92,8 +106,8 @@ def check_threshold(
     signed_by = ", ".join(sorted(unknown)) or "no key"
     raise UntrustedKeyError(
         f"{what}: signed by {signed_by}"
-        + (f" and pinned {', '.join(sorted(good))}" if good else "")
-        + f"; {need} must sign. Pin the publisher's key, or re-sign with a pinned key"
+        + (f" and {listed} {', '.join(sorted(good))}" if good else "")
+        + f"; {need} must sign. {advice}"
     )
 
 
@@ -181,6 +195,14 @@ def check_rollback(manifest: Manifest, previous: TrustedState | None, url: str) 
             f"{previous.version} accepted before: a release must never be rewritten; "
             "the publisher must sign with a higher --version"
         )
+
+
+def release_keys(manifest: Manifest, *, url: str) -> TrustedKeys:
+    """The keys every file of *manifest* must be signed by: those its manifest
+    was verified against (the pinned keys, or the signers of the current root)."""
+    if manifest.signing_keys is None:
+        raise UntrustedKeyError(f"{url}: its manifest was never verified; refusing it")
+    return manifest.signing_keys
 
 
 def verify_file(

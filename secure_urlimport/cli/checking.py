@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..gate.audit import Report
     from ..publish.progress import ProgressFn
 
-from .common import EXIT_FAILED, EXIT_OK, PROG, UsageError
+from .common import EXIT_FAILED, EXIT_OK, PROG, UsageError, check_pins
 
 __all__ = ["cmd_verify"]
 
@@ -27,8 +27,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..gate.output import github_lines, text_lines
     from ..publish.progress import terminal_progress
 
+    check_pins(args)
+    trusted = root_pin = None
     try:
-        trusted = TrustedKeys.from_arg([Path(p) for p in args.pubkey], args.threshold)
+        if args.root is not None:
+            root_pin = TrustedKeys.from_arg([Path(p) for p in args.root], args.root_threshold or 1)
+        else:
+            trusted = TrustedKeys.from_arg([Path(p) for p in args.pubkey], args.threshold or 1)
     except SecureImportError as exc:
         raise UsageError(str(exc)) from None
     now = datetime.now(UTC)
@@ -37,11 +42,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     with terminal_progress(f"{PROG} verify") as progress:
         if "://" in target:
             report, file_url = _audit_remote(
-                target, trusted, cafile=args.cafile, now=now, name=args.name, progress=progress
+                target,
+                trusted,
+                root_pin,
+                cafile=args.cafile,
+                now=now,
+                name=args.name,
+                progress=progress,
             )
         elif Path(target).is_dir():
             root = Path(target)
-            report = audit_directory(root, trusted, now=now, name=args.name, progress=progress)
+            report = audit_directory(
+                root, trusted, now=now, name=args.name, progress=progress, root_pin=root_pin
+            )
         else:
             raise UsageError(
                 f"TARGET {target!r} is neither a directory nor an https:// URL; "
@@ -58,7 +71,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _audit_remote(
     target: str,
-    trusted: TrustedKeys,
+    trusted: TrustedKeys | None,
+    root_pin: TrustedKeys | None,
     *,
     cafile: str | None,
     now: datetime,
@@ -72,7 +86,7 @@ def _audit_remote(
 
     config = Config(cafile=cafile)
     try:
-        tree = RemoteTree(target, trusted, config)
+        tree = RemoteTree(target, trusted, config, root_pin=root_pin)
     except SecureImportError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -85,6 +99,7 @@ def _audit_remote(
             max_manifest_bytes=config.max_manifest_bytes,
             file_url=tree.file_url,
             progress=progress,
+            root_pin=root_pin,
         )
     finally:
         tree.close()

@@ -114,16 +114,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pubkey",
         action="append",
-        required=True,
         metavar="PUB",
         help="pinned public key (.pub); repeat for several",
     )
+    _root_options(p)
     p.add_argument(
         "--threshold",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
-        help="distinct pinned keys that must sign (default 1)",
+        help="distinct pinned keys that must sign (default 1; with --pubkey)",
     )
     p.add_argument("--cafile", metavar="CA", help="PEM CA bundle for an https TARGET")
     p.add_argument("--name", metavar="NAME", help="the tree name the manifest must carry")
@@ -153,11 +153,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pubkey",
         action="append",
-        required=True,
         metavar="PUB",
         help="pinned public key (.pub); repeat for several",
     )
-    p.add_argument("--threshold", type=int, default=1, metavar="N")
+    _root_options(p)
+    p.add_argument("--threshold", type=int, default=None, metavar="N")
     p.add_argument("--cafile", metavar="CA", help="PEM CA bundle for the server")
     p.add_argument("--name", metavar="NAME", help="the tree name the manifest must carry")
     p.add_argument("url", metavar="URL", help="https URL of the signed tree")
@@ -167,6 +167,24 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", parents=[common], help="sign, serve and import the bundled example tree")
     add_root_parser(sub, common)
     return parser
+
+
+def _root_options(p: argparse.ArgumentParser) -> None:
+    """``--root``/``--root-threshold``: pin the root keys instead of ``--pubkey``."""
+    p.add_argument(
+        "--root",
+        action="append",
+        metavar="PUB",
+        help="pinned root public key (.pub), instead of --pubkey: the tree's root "
+        "chain names the signing keys; repeat for several",
+    )
+    p.add_argument(
+        "--root-threshold",
+        type=int,
+        default=None,
+        metavar="K",
+        help="distinct pinned root keys that must sign (default 1; with --root)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from ..errors import SecureImportError
 if TYPE_CHECKING:
     pass
 
-from .common import EXIT_OK, UsageError
+from .common import EXIT_OK, UsageError, check_pins
 
 __all__ = ["cmd_demo", "cmd_run", "cmd_serve"]
 
@@ -70,10 +70,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..api import install
     from .runner import import_signed_packages
 
-    pubkeys = [Path(p) for p in args.pubkey]
-    importer = install(
-        args.url, pubkey=pubkeys, cafile=args.cafile, threshold=args.threshold, name=args.name
-    )
+    check_pins(args)
+    if args.root is not None:
+        importer = install(
+            args.url,
+            root=[Path(p) for p in args.root],
+            root_threshold=args.root_threshold,
+            cafile=args.cafile,
+            name=args.name,
+        )
+    else:
+        importer = install(
+            args.url,
+            pubkey=[Path(p) for p in args.pubkey],
+            cafile=args.cafile,
+            threshold=args.threshold,
+            name=args.name,
+        )
     # Not importlib.util.find_spec: it imports parents, from the working
     # directory if need be, before the name could be refused (runner.py).
     import_signed_packages(importer, args.module)

@@ -1,7 +1,10 @@
 """The CI gate: check a published tree (a directory or an https URL) and list every problem.
 
 Unlike the importer, which stops at the first refusal, an audit goes on and
-collects all problems so one CI run shows everything to fix.
+collects all problems so one CI run shows everything to fix.  With pinned
+root keys (``--root``) the root chain is checked first (roots.py) and the
+manifest is verified against the signers the newest root names; every file is
+checked against the keys its manifest was verified against.
 """
 
 from __future__ import annotations
@@ -16,9 +19,17 @@ from typing import Any, ClassVar
 from .._format.bundle import Bundle, bundle_members
 from .._format.keys import TrustedKeys
 from .._format.manifest import FileEntry, Manifest
-from .._format.paths import BUNDLE_NAME, MANIFEST_NAME
+from .._format.paths import BUNDLE_NAME, MANIFEST_NAME, is_metadata_file
+from .._format.root import Root
 from .._net.fetcher import Fetcher
-from .._trust.verify import check_expiry, check_name, verify_file, verify_manifest_signatures
+from .._trust.trusted_set import verify_under_root
+from .._trust.verify import (
+    check_expiry,
+    check_name,
+    release_keys,
+    verify_file,
+    verify_manifest_signatures,
+)
 from ..errors import (
     BadSignatureError,
     ExpiredManifestError,
@@ -35,6 +46,7 @@ from ..publish.localfile import read_tree_file
 from ..publish.progress import ProgressFn
 from ..publish.signing import holds_private_key, scan_tree
 from ..publish.versions import MAX_MANIFEST_BYTES
+from .roots import ROOT_PROBLEM_KINDS, anchor_for, directory_roots, remote_roots
 
 __all__ = ["PROBLEM_KINDS", "Problem", "Report", "audit_directory", "audit_url"]
 
@@ -48,11 +60,13 @@ PROBLEM_KINDS = {
     "unsigned": "a file in the tree is not in the signed manifest",
     "missing": "a file in the manifest is not in the tree",
     "tampered": "a file's size or SHA-256 differs from the manifest",
-    "bad-signature": "a file's signature does not verify with the pinned keys",
+    "bad-signature": "a file's signature does not verify with the pinned keys "
+    "(or, with --root, the keys the newest root lists)",
     "unpublishable": "an entry that cannot be signed: symlink, special file or bad name",
     "download": "a file could not be downloaded",
     "stale-bundle": "secure-urlimport.bundle does not hold the signed modules",
     "private-key": "a private key file is in the published tree",
+    **ROOT_PROBLEM_KINDS,
 }
 
 _PRIVATE_KEY = (
@@ -118,14 +132,18 @@ class Report:
 def _check_manifest(
     report: Report,
     data: bytes,
-    trusted: TrustedKeys,
+    trusted: TrustedKeys | Root,
     *,
     now: datetime,
     where: str,
     name: str | None,
 ) -> Manifest | None:
+    """The manifest, verified against pinned keys or the signers a root names."""
     try:
-        manifest = verify_manifest_signatures(data, trusted, url=where)
+        if isinstance(trusted, Root):
+            manifest = verify_under_root(data, trusted, url=where)
+        else:
+            manifest = verify_manifest_signatures(data, trusted, url=where)
         check_name(manifest, name, url=where)
     except SecureImportError as exc:
         report.add("invalid-manifest", MANIFEST_NAME, str(exc))
@@ -147,12 +165,11 @@ def _check_file(
     data: bytes,
     *,
     manifest: Manifest,
-    trusted: TrustedKeys,
     where: str,
 ) -> None:
     report.files_checked += 1
     try:
-        verify_file(entry, data, manifest, trusted, url=where)
+        verify_file(entry, data, manifest, release_keys(manifest, url=where), url=where)
         log.debug("verified %s", where)
     except TamperedFileError as exc:
         report.add("tampered", entry.path, str(exc))
@@ -162,29 +179,35 @@ def _check_file(
 
 def audit_directory(
     root: Path,
-    trusted: TrustedKeys,
+    trusted: TrustedKeys | None,
     *,
     now: datetime,
     name: str | None = None,
     progress: ProgressFn | None = None,
+    root_pin: TrustedKeys | None = None,
 ) -> Report:
     """Check a signed tree on disk: manifest, every listed file, and no unsigned extras.
 
+    *trusted*: the pinned signing keys; or None and *root_pin*, the pinned
+    root keys, whose chain (the tree's root files) names the signing keys.
     *progress(done, total)* is called after each listed file is checked.
     """
     root = Path(root)
     report = Report(str(root))
+    anchor = anchor_for(
+        report.findings, trusted, root_pin, directory_roots(root), target=str(root), now=now
+    )
     scan = scan_tree(root)
     for problem in scan.problems:
         why = f"{problem.why}; fix or remove it, then re-sign the tree"
         report.add("unpublishable", problem.path, why)
     data = _read_local_manifest(report, root)
     manifest = None
-    if data is not None:
-        manifest = _check_manifest(report, data, trusted, now=now, where=str(root), name=name)
+    if data is not None and anchor is not None:
+        manifest = _check_manifest(report, data, anchor, now=now, where=str(root), name=name)
     _check_unlisted(report, root, scan.files, manifest.files if manifest is not None else {})
     if manifest is not None:
-        _check_listed_files(report, root, manifest, trusted, progress)
+        _check_listed_files(report, root, manifest, progress)
         _check_bundle(report, _read_local_bundle(report, root, manifest), manifest)
     return report
 
@@ -194,7 +217,7 @@ def _check_unlisted(
 ) -> None:
     """Report the tree's files the manifest does not list (and the key files among them)."""
     for rel in files:
-        if rel not in listed:
+        if rel not in listed and not is_metadata_file(rel):
             report.add("unsigned", rel, f"{rel} is not in the signed manifest; re-sign the tree")
             if holds_private_key(root / rel):
                 report.add("private-key", rel, _PRIVATE_KEY)
@@ -263,7 +286,6 @@ def _check_listed_files(
     report: Report,
     root: Path,
     manifest: Manifest,
-    trusted: TrustedKeys,
     progress: ProgressFn | None,
 ) -> None:
     total = len(manifest.files)
@@ -283,14 +305,14 @@ def _check_listed_files(
         else:
             if is_private_key_file(data):
                 report.add("private-key", rel, _PRIVATE_KEY)
-            _check_file(report, entry, data, manifest=manifest, trusted=trusted, where=str(path))
+            _check_file(report, entry, data, manifest=manifest, where=str(path))
         if progress is not None:
             progress(done, total)
 
 
 def audit_url(
     url: str,
-    trusted: TrustedKeys,
+    trusted: TrustedKeys | None,
     fetcher: Fetcher,
     *,
     now: datetime,
@@ -298,28 +320,33 @@ def audit_url(
     file_url: Callable[[str], str],
     name: str | None = None,
     progress: ProgressFn | None = None,
+    root_pin: TrustedKeys | None = None,
 ) -> Report:
-    """Check a published tree over https: manifest and every listed file.
+    """Check a published tree over https: manifest and every listed file
+    (*trusted* and *root_pin*: see :func:`audit_directory`).
 
     Files the server has but the manifest does not list cannot be seen (there
     is no listing); they are never imported either.  *progress(done, total)* is
     called after each listed file.
     """
     report = Report(url)
+    anchor = anchor_for(
+        report.findings, trusted, root_pin, remote_roots(fetcher, file_url), target=url, now=now
+    )
+    if anchor is None:
+        return report
     manifest_url = file_url(MANIFEST_NAME)
     try:
         data = fetcher.fetch(manifest_url, max_bytes=max_manifest_bytes)
     except SecureImportError as exc:
         report.add("invalid-manifest", MANIFEST_NAME, str(exc))
         return report
-    manifest = _check_manifest(report, data, trusted, now=now, where=manifest_url, name=name)
+    manifest = _check_manifest(report, data, anchor, now=now, where=manifest_url, name=name)
     if manifest is None:
         return report
     total = len(manifest.files)
     for done, (rel, entry) in enumerate(manifest.files.items(), 1):
-        _check_remote_file(
-            report, entry, fetcher, where=file_url(rel), manifest=manifest, trusted=trusted
-        )
+        _check_remote_file(report, entry, fetcher, where=file_url(rel), manifest=manifest)
         if progress is not None:
             progress(done, total)
     _check_bundle(
@@ -352,7 +379,6 @@ def _check_remote_file(
     *,
     where: str,
     manifest: Manifest,
-    trusted: TrustedKeys,
 ) -> None:
     rel = entry.path
     try:
@@ -367,4 +393,4 @@ def _check_remote_file(
     except SecureImportError as exc:
         report.add("download", rel, str(exc))
         return
-    _check_file(report, entry, body, manifest=manifest, trusted=trusted, where=where)
+    _check_file(report, entry, body, manifest=manifest, where=where)

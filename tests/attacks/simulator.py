@@ -60,6 +60,14 @@ from secure_urlimport._format.manifest import (
     split_manifest_file,
 )
 from secure_urlimport._format.paths import MANIFEST_NAME
+from secure_urlimport._format.root import (
+    Role,
+    Root,
+    encode_root,
+    encode_root_body,
+    root_file_name,
+    root_message,
+)
 from secure_urlimport.errors import HTTPStatusError, ResponseTooLargeError
 from secure_urlimport.publish.signing import sign_tree
 
@@ -70,6 +78,7 @@ __all__ = [
     "assert_never_ran",
     "compose",
     "etag_of",
+    "make_root",
 ]
 
 DAY = timedelta(days=1)
@@ -179,6 +188,46 @@ def compose(
     return Release(version, data, encode_manifest(body, sigs))
 
 
+def _role(keys: Sequence[PrivateKey], threshold: int) -> Role:
+    return Role(tuple(sorted(k.keyid for k in keys)), threshold)
+
+
+def make_root(
+    version: int,
+    *,
+    root_keys: Sequence[PrivateKey],
+    signers: Sequence[PrivateKey],
+    sign_with: Sequence[PrivateKey] | None = None,
+    root_threshold: int = 1,
+    threshold: int = 1,
+    name: str = "tree",
+    trees: Mapping[str, tuple[Sequence[PrivateKey], int]] | None = None,
+    expires_in: timedelta = 365 * DAY,
+    body_version: int | None = None,
+) -> bytes:
+    """A root file built with the project's own format (``_format/root.py``),
+    signed by *sign_with* (default: *root_keys*) with real keys.
+
+    *body_version* puts another version in the body than the file is served as.
+    """
+    trees = trees or {}
+    everyone = [*root_keys, *signers, *(k for keys, _ in trees.values() for k in keys)]
+    now = datetime.now(UTC).replace(microsecond=0)
+    root = Root(
+        name=name,
+        version=version if body_version is None else body_version,
+        created=min(now, now + expires_in - DAY),
+        expires=now + expires_in,
+        keys={k.keyid: k.public for k in everyone},
+        root=_role(root_keys, root_threshold),
+        signers=_role(signers, threshold),
+        trees={tree: _role(keys, t) for tree, (keys, t) in trees.items()},
+    )
+    body = encode_root_body(root)
+    sigs = [(k.keyid, k.sign(root_message(k.keyid, body))) for k in (sign_with or root_keys)]
+    return encode_root(body, sigs)
+
+
 # -- the simulator --------------------------------------------------------------
 
 
@@ -215,6 +264,9 @@ class RepositorySimulator:
     fresh_requests: list[str] = field(default_factory=list)
     not_modified: list[str] = field(default_factory=list)
     closed: int = 0
+    #: Root version -> the root file served as ``secure-urlimport.root.<version>``,
+    #: whichever release is served.
+    roots: dict[int, bytes] = field(default_factory=dict)
     _served: dict[str, bytes] = field(default_factory=dict)
     _edge: dict[str, bytes] = field(default_factory=dict)
     _handlers: dict[str, Handler] = field(default_factory=dict)
@@ -258,7 +310,20 @@ class RepositorySimulator:
             if release not in self.releases:
                 self.releases.append(release)
             self._served = {self.url_of(p): b for p, b in release.everything().items()}
+            self._served.update({self.url_of(root_file_name(v)): b for v, b in self.roots.items()})
             self._handlers.clear()
+
+    def put_root(self, version: int, data: bytes) -> None:
+        """Publish *data* as root *version* (kept across releases)."""
+        with self._lock:
+            self.roots[version] = data
+            self._served[self.url_of(root_file_name(version))] = data
+
+    def drop_root(self, version: int) -> None:
+        """Answer 404 for root *version* from now on."""
+        with self._lock:
+            self.roots.pop(version, None)
+            self._served.pop(self.url_of(root_file_name(version)), None)
 
     # -- turning hostile
 
