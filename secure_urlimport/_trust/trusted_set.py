@@ -101,7 +101,10 @@ class TrustedManifests:
         url: str,
     ) -> Manifest:
         manifest = verify_under_root(data, root, url=url, known=self.newest)
-        check_name(manifest, self.name, url=url)
+        # Without name=, a consumer pinned by root keys is a consumer of the
+        # root's own tree: a key the root lets sign only another tree (under
+        # 'trees') must not sign releases served here.  name= picks the tree.
+        check_name(manifest, self.name if self.name is not None else root.name, url=url)
         check_expiry(manifest, now=now, url=url)
         assert manifest.signing_keys is not None  # set by verify_under_root
         check_rollback(manifest, self.floor(stored, manifest.signing_keys), url)

@@ -1,0 +1,99 @@
+"""Adversarial review of the root of trust (issue #13 review).
+
+Each test stages one weakness found in review on the repository simulator
+and asserts the client refuses it (and that the attacker's code never ran).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+from conftest import evil_source
+from simulator import RepositorySimulator, assert_never_ran, make_root
+
+from secure_urlimport import WrongTreeError, install
+from secure_urlimport._format.keys import PrivateKey
+from secure_urlimport.api import registry
+
+KEY_NAMES = ("root", "ci", "ci2", "ci3", "b_ci", "thief")
+
+
+@pytest.fixture
+def sim() -> RepositorySimulator:
+    return RepositorySimulator()
+
+
+@pytest.fixture
+def k() -> dict[str, PrivateKey]:
+    return {name: PrivateKey.generate() for name in KEY_NAMES}
+
+
+def fresh_import(name: str):
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
+
+
+def test_key_the_root_lets_sign_only_tree_b_cannot_sign_a_release_of_tree_a_at_tree_a_url(
+    sim, k, marker
+):
+    # Tree "a" needs 2 of its 3 CI keys; the shared root also lets b_ci alone sign tree "b".
+    shared = make_root(
+        1,
+        root_keys=[k["root"]],
+        signers=[k["ci"], k["ci2"], k["ci3"]],
+        threshold=2,
+        name="a",
+        trees={"b": ([k["b_ci"]], 1)},
+    )
+    sim.put_root(1, shared)
+    sim.publish({"mod.py": "RELEASE = 'a'\n"}, [k["ci"], k["ci2"]], name="a")
+    # The consumer of tree a pins the root only, as README tells it to.
+    install(sim.url, root=k["root"].public.raw, fetcher=sim)
+    assert fresh_import("mod").RELEASE == "a"
+    # b_ci leaks (or tree b's CI is simply less guarded): its holder signs a
+    # release named "b" and serves it at tree a's URL.
+    sim.publish({"mod.py": evil_source(marker)}, [k["b_ci"]], name="b", version=2)
+    importlib.invalidate_caches()
+    with pytest.raises(WrongTreeError):
+        fresh_import("mod")
+    assert_never_ran(marker, "mod")
+
+
+def test_fresh_consumer_of_tree_a_refuses_tree_b_signed_by_tree_b_key(sim, k, marker):
+    shared = make_root(
+        1, root_keys=[k["root"]], signers=[k["ci"]], name="a", trees={"b": ([k["b_ci"]], 1)}
+    )
+    sim.put_root(1, shared)
+    sim.publish({"mod.py": evil_source(marker)}, [k["b_ci"]], name="b")
+    with pytest.raises(WrongTreeError):
+        install(sim.url, root=k["root"].public.raw, fetcher=sim)
+        fresh_import("mod")
+    assert_never_ran(marker, "mod")
+
+
+def test_gate_verify_root_agrees_with_the_client_on_tree_b_in_tree_a_directory(k, tmp_path):
+    from datetime import UTC, datetime
+
+    from simulator import sign_release
+
+    from secure_urlimport._format.keys import TrustedKeys
+    from secure_urlimport._format.paths import MANIFEST_NAME
+    from secure_urlimport._format.root import root_file_name
+    from secure_urlimport.gate.audit import audit_directory
+
+    shared = make_root(
+        1, root_keys=[k["root"]], signers=[k["ci"]], name="a", trees={"b": ([k["b_ci"]], 1)}
+    )
+    release = sign_release({"mod.py": "X = 1\n"}, [k["b_ci"]], name="b")
+    (tmp_path / "mod.py").write_bytes(release.files["mod.py"])
+    (tmp_path / MANIFEST_NAME).write_bytes(release.manifest_bytes)
+    (tmp_path / root_file_name(1)).write_bytes(shared)
+    pin = TrustedKeys.from_arg(k["root"].public.raw, 1)
+    now = datetime.now(UTC)
+    report = audit_directory(tmp_path, None, now=now, root_pin=pin)
+    assert not report.ok
+    assert "invalid-manifest" in [p.kind for p in report.problems]
+    # Naming the tree is how its own consumers (name="b") and the gate accept it.
+    assert audit_directory(tmp_path, None, now=now, root_pin=pin, name="b").ok
