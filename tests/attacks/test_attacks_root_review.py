@@ -13,7 +13,7 @@ import pytest
 from conftest import evil_source
 from simulator import RepositorySimulator, assert_never_ran, make_root
 
-from secure_urlimport import WrongTreeError, install
+from secure_urlimport import UntrustedKeyError, WrongTreeError, install
 from secure_urlimport._format.keys import PrivateKey
 from secure_urlimport.api import registry
 
@@ -97,3 +97,54 @@ def test_gate_verify_root_agrees_with_the_client_on_tree_b_in_tree_a_directory(k
     assert "invalid-manifest" in [p.kind for p in report.problems]
     # Naming the tree is how its own consumers (name="b") and the gate accept it.
     assert audit_directory(tmp_path, None, now=now, root_pin=pin, name="b").ok
+
+
+
+def _another_process_walks(sim, pin_key) -> int:
+    """What a second consumer process sharing the cache directory does: walk
+    the chain from the root stored on disk, and keep what it reaches there."""
+    from datetime import UTC, datetime
+
+    from secure_urlimport._client.root_walk import RootOfTrust
+    from secure_urlimport._format.keys import TrustedKeys
+    from secure_urlimport._store.state import StateStore
+
+    state = registry.tree(sim.url).current._state
+    other = RootOfTrust(
+        sim.url,
+        TrustedKeys.from_arg(pin_key.public.raw, 1),
+        sim,
+        StateStore(state.directory.parent),
+    )
+    return other.update(sim.url, now=datetime.now(UTC)).version
+
+
+def test_a_process_behind_never_overwrites_a_newer_root_another_process_stored(sim, k, marker):
+    # Root 2 adds root key root2 beside root; root 3 revokes root (it leaked).
+    sim.put_root(1, make_root(1, root_keys=[k["root"]], signers=[k["ci"]]))
+    sim.publish({"mod.py": "RELEASE = 1\n"}, [k["ci"]])
+    install(sim.url, root=k["root"].public.raw, fetcher=sim)  # process 1: root 1 in memory
+    assert fresh_import("mod").RELEASE == 1
+    sim.put_root(2, make_root(2, root_keys=[k["root"], k["ci2"]], signers=[k["ci"]]))
+    sim.put_root(
+        3, make_root(3, root_keys=[k["ci2"]], signers=[k["ci"]], sign_with=[k["root"], k["ci2"]])
+    )
+    # Process 2, sharing the cache directory, walks to root 3 and stores it.
+    assert _another_process_walks(sim, k["root"]) == 3
+    # Process 1's next fetch meets a CDN edge still answering 404 for root 3:
+    # it reaches root 2, and must not write that over the stored root 3.
+    sim.drop_root(3)
+    importlib.invalidate_caches()
+    assert fresh_import("mod").RELEASE == 1
+    # The thief of the revoked root key forges a root 3 of his own.
+    sim.put_root(
+        3, make_root(3, root_keys=[k["root"]], signers=[k["thief"]], sign_with=[k["root"]])
+    )
+    sim.publish({"mod.py": evil_source(marker)}, [k["thief"]], version=2)
+    # A process started now goes on from the stored root: root 3, never the forgery.
+    registry.reset()
+    sys.modules.pop("mod", None)
+    with pytest.raises(UntrustedKeyError):
+        install(sim.url, root=k["root"].public.raw, fetcher=sim)
+        fresh_import("mod")
+    assert_never_ran(marker, "mod")
