@@ -148,3 +148,31 @@ def test_a_process_behind_never_overwrites_a_newer_root_another_process_stored(s
         install(sim.url, root=k["root"].public.raw, fetcher=sim)
         fresh_import("mod")
     assert_never_ran(marker, "mod")
+
+
+def test_root_lines_repeating_the_pinned_key_id_cost_one_check_per_version(
+    sim, k, marker, monkeypatch
+):
+    import base64
+
+    from secure_urlimport import UntrustedRootError
+    from secure_urlimport._format.keys import PublicKey
+    from secure_urlimport._format.root import root_file_name
+
+    # A hostile server's roots 1..1024: 64 signature lines each, all naming the
+    # pinned root key, none valid.  A fresh consumer reads every one of them.
+    honest = make_root(1, root_keys=[k["thief"]], signers=[k["thief"]])
+    magic, rest = honest.split(b"\n", 1)
+    body = rest.split(b"\n\n", 1)[1]
+    junk = b"signature " + k["root"].keyid.encode() + b" " + base64.b64encode(bytes(64))
+    hostile = magic + b"\n" + b"\n".join([junk] * 64) + b"\n\n" + body
+    sim.publish({"mod.py": evil_source(marker)}, [k["thief"]])
+    for version in range(1, 1025):
+        sim.put(root_file_name(version), hostile)
+    checks = []
+    real = PublicKey.verifies
+    monkeypatch.setattr(PublicKey, "verifies", lambda self, *a: checks.append(1) or real(self, *a))
+    with pytest.raises(UntrustedRootError):
+        install(sim.url, root=k["root"].public.raw, fetcher=sim)
+    assert len(checks) <= 1024  # one per version read, not 64
+    assert_never_ran(marker, "mod")
