@@ -86,6 +86,17 @@ class TrustedRoot:
                 f"root {url} is signed by the pinned root keys but does not list them "
                 f"as its root keys ({', '.join(root.root.keyids)}): refusing it"
             )
+        if root.root.threshold < pin.threshold:
+            # Past this root only its own threshold counts: one that lets fewer
+            # root keys sign the next root than the consumer asked for would let
+            # that many stolen keys move the consumer to a chain of their own.
+            raise UntrustedRootError(
+                f"root {url} lets {root.root.threshold} of its root keys sign the next "
+                f"root, and this consumer pinned root_threshold={pin.threshold}: refusing "
+                "it. The root key holders publish a root with a root threshold of at least "
+                f"{pin.threshold} ('secure-urlimport root update --root-threshold "
+                f"{pin.threshold}'), or the consumer lowers root_threshold="
+            )
         _require(signed, root.root_keys, whose="its own", url=url)
         return cls(root, data)
 

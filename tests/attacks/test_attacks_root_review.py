@@ -99,7 +99,6 @@ def test_gate_verify_root_agrees_with_the_client_on_tree_b_in_tree_a_directory(k
     assert audit_directory(tmp_path, None, now=now, root_pin=pin, name="b").ok
 
 
-
 def _another_process_walks(sim, pin_key) -> int:
     """What a second consumer process sharing the cache directory does: walk
     the chain from the root stored on disk, and keep what it reaches there."""
@@ -175,4 +174,23 @@ def test_root_lines_repeating_the_pinned_key_id_cost_one_check_per_version(
     with pytest.raises(UntrustedRootError):
         install(sim.url, root=k["root"].public.raw, fetcher=sim)
     assert len(checks) <= 1024  # one per version read, not 64
+    assert_never_ran(marker, "mod")
+
+
+def test_one_stolen_root_key_cannot_move_a_consumer_pinning_root_threshold_two(sim, k, marker):
+    from secure_urlimport import UntrustedRootError
+
+    three = [k["root"], k["ci2"], k["ci3"]]  # three root keys; the root lets 1 sign
+    sim.put_root(1, make_root(1, root_keys=three, signers=[k["ci"]], root_threshold=1))
+    sim.publish({"mod.py": "RELEASE = 1\n"}, [k["ci"]])
+    # The consumer asks for 2 of the 3 root keys: one stolen key must not be enough.
+    pin = [key.public.raw for key in three]
+    # The thief holds one root key and signs root 2, and his release, alone.
+    sim.put_root(
+        2, make_root(2, root_keys=[k["root"]], signers=[k["thief"]], sign_with=[k["root"]])
+    )
+    sim.publish({"mod.py": evil_source(marker)}, [k["thief"]], version=2)
+    with pytest.raises(UntrustedRootError, match="root_threshold"):
+        install(sim.url, root=pin, root_threshold=2, fetcher=sim)
+        fresh_import("mod")
     assert_never_ran(marker, "mod")
