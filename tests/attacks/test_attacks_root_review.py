@@ -6,6 +6,7 @@ and asserts the client refuses it (and that the attacker's code never ran).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 
@@ -13,7 +14,7 @@ import pytest
 from conftest import evil_source
 from simulator import RepositorySimulator, assert_never_ran, make_root
 
-from secure_urlimport import UntrustedKeyError, WrongTreeError, install
+from secure_urlimport import SecureImportError, UntrustedKeyError, WrongTreeError, install
 from secure_urlimport._format.keys import PrivateKey
 from secure_urlimport.api import registry
 
@@ -194,3 +195,62 @@ def test_one_stolen_root_key_cannot_move_a_consumer_pinning_root_threshold_two(s
         install(sim.url, root=pin, root_threshold=2, fetcher=sim)
         fresh_import("mod")
     assert_never_ran(marker, "mod")
+
+
+def test_a_release_verified_under_an_older_root_does_not_stick_after_a_newer_root_revoked_its_key(
+    sim, k, marker
+):
+    import threading
+    import time
+
+    from secure_urlimport._format.paths import MANIFEST_NAME
+
+    sim.put_root(1, make_root(1, root_keys=[k["root"]], signers=[k["thief"]]))
+    sim.publish({"mod.py": "RELEASE = 1\n"}, [k["thief"]])  # the CI key, about to leak
+    install(sim.url, root=k["root"].public.raw, fetcher=sim)
+    assert fresh_import("mod").RELEASE == 1
+    current = registry.tree(sim.url).current
+    thief = sim.publish({"mod.py": evil_source(marker)}, [k["thief"]], version=2**63 - 1)
+    legit = sim.publish({"mod.py": "RELEASE = 2\n"}, [k["ci"]], version=2)
+    # Thread A walks the chain (root 1, the thief's key still listed), then its
+    # manifest download is slow and brings the thief's release.
+    fetch = sim.fetch_if_changed
+    walked = threading.Event()
+
+    def slow_for_a(url, **kw):
+        if threading.current_thread().name == "A" and url.endswith(MANIFEST_NAME):
+            walked.set()
+            time.sleep(1.0)
+            return thief.manifest_bytes, None
+        return fetch(url, **kw)
+
+    sim.fetch_if_changed = slow_for_a
+    for path, data in thief.files.items():  # the thief's files, where A will look
+        sim.put(path, data)
+    current.mark_stale()
+    a = threading.Thread(target=lambda: _quietly(current.get), name="A")
+    a.start()
+    assert walked.wait(5)
+    # Meanwhile root 2 revokes the leaked key; thread B sees it and the legit release.
+    sim.put_root(2, make_root(2, root_keys=[k["root"]], signers=[k["ci"]]))
+    sim.serve(legit)
+    b = threading.Thread(target=lambda: _quietly(current.get), name="B")
+    b.start()
+    b.join(5)
+    a.join(5)
+    # From now on this process trusts root 2: the leaked key's release is not the
+    # one in use, even where the thief also serves his files.
+    sim.fetch_if_changed = fetch
+    for path, data in thief.files.items():
+        sim.put(path, data)
+    assert current.roots.newest.version == 2
+    assert current.get().version == 2
+    with pytest.raises(SecureImportError, match=r"over the limit|changed after signing"):
+        fresh_import("mod")
+    assert_never_ran(marker, "mod")
+
+
+def _quietly(fn):
+    """Run *fn* in a thread; its failure shows in the test's asserts."""
+    with contextlib.suppress(Exception):
+        fn()
