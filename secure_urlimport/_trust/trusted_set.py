@@ -104,7 +104,14 @@ class TrustedManifests:
         # Without name=, a consumer pinned by root keys is a consumer of the
         # root's own tree: a key the root lets sign only another tree (under
         # 'trees') must not sign releases served here.  name= picks the tree.
-        check_name(manifest, self.name if self.name is not None else root.name, url=url)
+        if self.name is None and manifest.name != root.name:
+            raise WrongTreeError(
+                f"manifest {url} is for the tree {manifest.name!r}, not {root.name!r}, the "
+                f"tree of root version {root.version}: without name= only the root's own tree "
+                f"is accepted. A consumer of {manifest.name!r}, which the root lists under "
+                f"'trees', pins it: install(url, root=..., name={manifest.name!r})"
+            )
+        check_name(manifest, self.name, url=url)
         check_expiry(manifest, now=now, url=url)
         assert manifest.signing_keys is not None  # set by verify_under_root
         check_rollback(manifest, self.floor(stored, manifest.signing_keys), url)

@@ -57,7 +57,7 @@ def test_key_the_root_lets_sign_only_tree_b_cannot_sign_a_release_of_tree_a_at_t
     # release named "b" and serves it at tree a's URL.
     sim.publish({"mod.py": evil_source(marker)}, [k["b_ci"]], name="b", version=2)
     importlib.invalidate_caches()
-    with pytest.raises(WrongTreeError):
+    with pytest.raises(WrongTreeError, match="name='b'"):
         fresh_import("mod")
     assert_never_ran(marker, "mod")
 
