@@ -254,3 +254,32 @@ def _quietly(fn):
     """Run *fn* in a thread; its failure shows in the test's asserts."""
     with contextlib.suppress(Exception):
         fn()
+
+
+def test_publisher_never_writes_a_root_every_client_refuses_for_its_signature_count():
+    from datetime import UTC, datetime, timedelta
+
+    from secure_urlimport.errors import ConfigurationError, SecureImportError
+    from secure_urlimport.publish.rootedit import first_root, sign_root
+
+    keys = [PrivateKey.generate() for _ in range(65)]
+    signer = PrivateKey.generate()
+    now = datetime.now(UTC)
+
+    def root(threshold: int):
+        return first_root(
+            name="t",
+            root_keys=[key.public for key in keys],
+            root_threshold=threshold,
+            signers=[signer.public],
+            threshold=1,
+            now=now,
+            expires_in=timedelta(days=365),
+        )
+
+    # A root threshold no client could ever see met (a file carries at most 64 signatures).
+    with pytest.raises(ConfigurationError, match="at most 64 signatures"):
+        root(65)
+    # 65 root keys signing one root: a file every consumer's walk would refuse.
+    with pytest.raises(SecureImportError, match="more than 64 signatures"):
+        sign_root(root(1), keys, old=None)
