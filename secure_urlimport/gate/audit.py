@@ -142,9 +142,11 @@ def _check_manifest(
     try:
         if isinstance(trusted, Root):
             manifest = verify_under_root(data, trusted, url=where)
+            # As the client: without --name, the root's own tree.
+            check_name(manifest, name if name is not None else trusted.name, url=where)
         else:
             manifest = verify_manifest_signatures(data, trusted, url=where)
-        check_name(manifest, name, url=where)
+            check_name(manifest, name, url=where)
     except SecureImportError as exc:
         report.add("invalid-manifest", MANIFEST_NAME, str(exc))
         return None
