@@ -122,6 +122,17 @@ def test_verify_root_on_a_directory_with_a_rotated_chain_is_ok(tmp_path, keys, c
     assert "secure-urlimport verify: OK: 2 files checked" in result.stdout
 
 
+@pytest.mark.parametrize("option", ["--root-threshold", "--threshold"])
+def test_verify_with_a_threshold_of_zero_is_a_usage_error_not_a_threshold_of_one(
+    tmp_path, keys, cache, option
+):
+    tree = rotated_tree(tmp_path / "tree", keys)
+    pin = ["--root", keys.root_pub] if option == "--root-threshold" else ["--pubkey", keys.root_pub]
+    result = cli("verify", tree, *pin, option, "0", cache=cache)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "threshold 0 cannot be met" in result.stderr
+
+
 def test_verify_root_on_a_directory_signed_by_a_key_the_newest_root_dropped_fails(
     tmp_path, keys, cache
 ):

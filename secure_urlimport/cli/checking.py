@@ -31,9 +31,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     trusted = root_pin = None
     try:
         if args.root is not None:
-            root_pin = TrustedKeys.from_arg([Path(p) for p in args.root], args.root_threshold or 1)
+            threshold = 1 if args.root_threshold is None else args.root_threshold
+            root_pin = TrustedKeys.from_arg([Path(p) for p in args.root], threshold)
         else:
-            trusted = TrustedKeys.from_arg([Path(p) for p in args.pubkey], args.threshold or 1)
+            threshold = 1 if args.threshold is None else args.threshold
+            trusted = TrustedKeys.from_arg([Path(p) for p in args.pubkey], threshold)
     except SecureImportError as exc:
         raise UsageError(str(exc)) from None
     now = datetime.now(UTC)
