@@ -87,7 +87,22 @@ class BenchError(Exception):
 # -- the child: one measurement in a fresh interpreter ------------------------
 
 CHILD_CODE = r'''
-import importlib, json, os, resource, sys, time
+import importlib, json, os, sys, time
+
+
+def peak_rss_kib():
+    """This process's own peak resident set (VmHWM). Not ru_maxrss: Linux carries
+    that across fork+exec, so it never reads below the parent's peak."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource  # not Linux: ru_maxrss (bytes on macOS, KiB elsewhere)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss // 1024 if sys.platform == "darwin" else rss
 
 
 def module_names(root):
@@ -166,13 +181,12 @@ def main():
     for name in names:
         importlib.import_module(name)
     seconds = time.perf_counter() - started
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss = peak_rss_kib()
     for name in names:
         origin = sys.modules[name].__file__ or ""
         if not origin.startswith(spec["origin_prefix"]):
             sys.exit(f"{name} was imported from {origin}, not {spec['origin_prefix']}")
-    kib = rss // 1024 if sys.platform == "darwin" else rss
-    print(json.dumps({"seconds": seconds, "setup": setup, "maxrss_kib": kib,
+    print(json.dumps({"seconds": seconds, "setup": setup, "maxrss_kib": rss,
                       "modules": len(names)}))
 
 
