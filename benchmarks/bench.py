@@ -40,6 +40,8 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import BenchError, Workspace, log, make_tls  # noqa: E402
 from benchmarks.imports import Extras, measure_imports, report, summarize  # noqa: E402
 from benchmarks.measures import measure_import_time, measure_verification  # noqa: E402
+from benchmarks.runs import loopback, wan_inner, wan_outer  # noqa: E402
+from benchmarks.scaling import DEFAULT_SIZES, QUICK_SIZES, Trees, prepare, signing_note  # noqa: E402
 from benchmarks.servers import serve  # noqa: E402
 from benchmarks.trees import build_trees, count_files, sign_trees  # noqa: E402
 
@@ -82,7 +84,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="publish without secure-urlimport.bundle: remote imports then "
         "fetch one file per request, in parallel (prefetch)",
     )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="the scaling table instead (issue #14): trees of packages of 50 small "
+        "modules, cold/warm imports of one module, one package, everything",
+    )
+    parser.add_argument(
+        "--scaling-files",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="scaling tree sizes in files (default: 100 1000 10000 50000; --quick: 100 1000)",
+    )
+    parser.add_argument(
+        "--wan",
+        action="store_true",
+        help="the scaling table over a 40 ms / 50 Mbit/s link (needs root, unshare, tc); "
+        "skipped, with the reason, where they are unavailable",
+    )
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        type=Path,
+        help="keep the signed scaling trees in DIR and reuse them in later runs",
+    )
+    parser.add_argument("--wan-inner", metavar="DIR", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    default_files = QUICK_SIZES if args.quick else DEFAULT_SIZES
+    args.scaling_files = sorted(set(args.scaling_files or default_files))
+    if min(args.scaling_files) < 1:
+        parser.error("--scaling-files must be positive")
     default_modules, default_repeat = ([QUICK_MODULES], 1) if args.quick else ([1000, 100], 5)
     args.modules = sorted(set(args.modules or default_modules), reverse=True)
     args.repeat = args.repeat or default_repeat
@@ -122,6 +154,24 @@ def benchmark(ws: Workspace, args: argparse.Namespace) -> str:
     return text
 
 
+def scaling_benchmark(ws: Workspace, args: argparse.Namespace) -> str:
+    """--scaling and/or --wan: the trees (signed here, or kept), then each table."""
+    make_tls(ws)
+    if args.wan_inner is not None:
+        return wan_inner(ws, args.wan_inner, args.scaling_files, args.repeat, args.markdown)
+    work = args.keep.resolve() if args.keep is not None else ws.root / "scaling"
+    work.mkdir(parents=True, exist_ok=True)
+    trees = Trees(work)
+    prepare(trees, args.scaling_files)
+    parts = []
+    if args.scaling:
+        parts.append(loopback(ws, trees, args.scaling_files, args.repeat, args.markdown))
+    if args.wan:
+        parts.append(wan_outer(work, args.scaling_files, args.repeat, args.markdown))
+    parts.append(signing_note(trees))
+    return "\n\n".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s", stream=sys.stderr)
@@ -131,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="secure-urlimport-bench-") as tmp:
             baseline = None if args.baseline is None else str(args.baseline.resolve())
             workspace = Workspace(Path(tmp), library_path=lib, baseline_path=baseline)
-            table = benchmark(workspace, args)
+            scaling = args.scaling or args.wan or args.wan_inner is not None
+            table = (scaling_benchmark if scaling else benchmark)(workspace, args)
     except BenchError as exc:
         print(f"benchmark FAILED: {exc}", file=sys.stderr)
         return 1

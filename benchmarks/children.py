@@ -92,7 +92,10 @@ def install_naive(url, cafile, files):
 
 def main():
     spec = json.loads(sys.argv[1])
-    names, files = module_names(spec["names_from"])
+    if "names" in spec:  # the scaling table: a given selection (no walk of a big tree)
+        names, files = spec["names"], set()
+    else:
+        names, files = module_names(spec["names_from"])
     mode = spec["mode"]
     for name in spec["preload"]:
         importlib.import_module(name)
@@ -159,28 +162,43 @@ def run_child(
     baseline: bool = False,
 ) -> Run:
     before = server.requests_served()
-    command = [sys.executable, *flags, "-c", CHILD_CODE, json.dumps(spec)]
-    try:
-        result = subprocess.run(  # noqa: S603
-            command,
-            capture_output=True,
-            text=True,
-            cwd=ws.cwd,
-            timeout=CHILD_TIMEOUT,
-            env=child_env(ws, cache_dir, ws.baseline_path if baseline else ws.library_path),
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{label}: no result within {CHILD_TIMEOUT:.0f} s") from None
-    if result.returncode != 0:
-        raise BenchError(
-            f"{label}: the child exited with {result.returncode}:\n"
-            + tail(result.stderr or result.stdout)
-        )
-    data = json.loads(result.stdout.strip().splitlines()[-1])
+    env = child_env(ws, cache_dir, ws.baseline_path if baseline else ws.library_path)
+    data = run_python(label, spec, cwd=ws.cwd, env=env, flags=flags)
     return Run(
         float(data["seconds"]),
         float(data["setup"]),
         int(data["maxrss_kib"]),
         server.requests_served() - before,
     )
+
+
+def run_python(
+    label: str,
+    spec: dict[str, Any],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    flags: Sequence[str] = (),
+    timeout: float = CHILD_TIMEOUT,
+) -> dict[str, Any]:
+    """Run CHILD_CODE with *spec* in a fresh interpreter; its JSON result."""
+    command = [sys.executable, *flags, "-c", CHILD_CODE, json.dumps(spec)]
+    try:
+        result = subprocess.run(  # noqa: S603
+            command,
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{label}: no result within {timeout:.0f} s") from None
+    if result.returncode != 0:
+        raise BenchError(
+            f"{label}: the child exited with {result.returncode}:\n"
+            + tail(result.stderr or result.stdout)
+        )
+    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return data

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
+import ssl
 import subprocess
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,3 +116,156 @@ def serve(ws: Workspace, choice: str) -> Iterator[Server]:
             return
     with serve_builtin(ws) as server:
         yield server
+
+
+# -- nginx with a byte-counting access log (the scaling and WAN tables) --------
+
+#: One line per request: status, bytes sent (headers and body, before TLS), request line.
+BENCH_LOG_FORMAT = "log_format bench '$status $bytes_sent \"$request\"';"
+MARK_PATH = "/__bench_mark__/"
+MARK_SECONDS = 10.0
+
+LOGGING_SERVER = """
+    %(log_format)s
+    server {
+        listen 127.0.0.1:{port} ssl;
+        %(unix_listen)s
+        server_name 127.0.0.1 localhost;
+        ssl_certificate %(certfile)s;
+        ssl_certificate_key %(keyfile)s;
+        root %(root)s;
+        access_log %(log)s bench;
+        %(tuning)s
+        location / {
+            try_files $uri =404;
+        }
+    }
+"""
+
+
+@dataclass(frozen=True)
+class Served:
+    """What nginx logged for one run: requests, bytes, and the statuses."""
+
+    requests: int
+    bytes_sent: int
+    statuses: tuple[tuple[int, int], ...]  # (status, count), sorted
+
+    def status_text(self) -> str:
+        return ", ".join(f"{status} ({count})" for status, count in self.statuses) or "-"
+
+
+class AccessLog:
+    """The lines nginx wrote for one run, between two marker requests.
+
+    nginx logs a request when it has handed the response to the kernel, so the
+    client may be done first. After each run the benchmark itself requests
+    ``/__bench_mark__/<n>`` (a 404) and waits for that line: one worker logs in
+    the order it finishes requests, so every line of the run is before it.
+    """
+
+    def __init__(self, path: Path, port: int, cafile: Path) -> None:
+        self.path = path
+        self.port = port
+        self.context = ssl.create_default_context(cafile=str(cafile))
+        self.offset = 0
+        self.marks = 0
+
+    def _mark(self) -> list[str]:
+        """Request a marker; return the lines logged since the previous one."""
+        self.marks += 1
+        target = f"{MARK_PATH}{self.marks}"
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", self.port, context=self.context, timeout=MARK_SECONDS
+        )
+        try:
+            connection.request("GET", target)
+            connection.getresponse().read()
+        finally:
+            connection.close()
+        needle = f'"GET {target} '
+        deadline = time.monotonic() + MARK_SECONDS
+        while True:
+            with open(self.path, "rb") as log_file:
+                log_file.seek(self.offset)
+                text = log_file.read().decode("utf-8", "replace")
+            lines = text.splitlines(keepends=True)
+            for index, line in enumerate(lines):
+                if needle in line:
+                    self.offset += sum(len(x.encode()) for x in lines[: index + 1])
+                    return [x for x in lines[:index] if MARK_PATH not in x]
+            if time.monotonic() > deadline:
+                raise BenchError(f"nginx did not log {target} within {MARK_SECONDS:.0f} s")
+            time.sleep(0.01)
+
+    def start(self) -> None:
+        """Forget everything logged so far."""
+        self._mark()
+
+    def served(self) -> Served:
+        """Requests, bytes and statuses logged since :meth:`start` (or the last call)."""
+        total, statuses = 0, Counter[int]()
+        lines = self._mark()
+        for line in lines:
+            status, sent, _ = line.split(" ", 2)
+            statuses[int(status)] += 1
+            total += int(sent)
+        return Served(len(lines), total, tuple(sorted(statuses.items())))
+
+
+@dataclass
+class LoggingNginx:
+    nginx: Nginx
+    description: str
+    unix_socket: Path | None
+    access: AccessLog
+
+    @property
+    def url(self) -> str:
+        return self.nginx.url
+
+
+@contextlib.contextmanager
+def logging_nginx(
+    directory: Path,
+    root: Path,
+    *,
+    certfile: Path,
+    keyfile: Path,
+    cafile: Path,
+    unix_socket: Path | None = None,
+) -> Iterator[LoggingNginx]:
+    """nginx serving *root* on 127.0.0.1 (and *unix_socket*), logging bytes per request.
+
+    Started by tests/nginx.py (the project's nginx launcher) with a server block
+    of its own; the ``log_format`` goes in front of it, at the ``http`` level.
+    """
+    binary = harness.find_nginx()
+    if binary is None:
+        raise BenchError("the scaling table needs nginx (not on PATH nor in /usr/sbin)")
+    log_path = directory / "bench-access.log"
+    values = {
+        "log_format": BENCH_LOG_FORMAT,
+        "unix_listen": "" if unix_socket is None else f"listen unix:{unix_socket} ssl;",
+        "certfile": certfile,
+        "keyfile": keyfile,
+        "root": root,
+        "log": log_path,
+        "tuning": NGINX_TUNING,
+    }
+    try:
+        nginx = harness.start_nginx(
+            binary,
+            directory,
+            certfile=str(certfile),
+            keyfile=str(keyfile),
+            server_template=LOGGING_SERVER % values,
+        )
+    except harness.NginxError as exc:
+        raise BenchError(str(exc)) from exc
+    try:
+        access = AccessLog(log_path, nginx.port, cafile)
+        access.start()
+        yield LoggingNginx(nginx, nginx_version(binary), unix_socket, access)
+    finally:
+        nginx.stop()

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import MACHINE_VARIABLES, REPO
+from nginx import REQUIRE_ENV, find_nginx
 
 SCENARIOS = ("local-source", "local-bytecode", "remote-cold", "remote-warm", "naive")
 
@@ -55,3 +57,28 @@ def test_a_baseline_that_is_not_a_checkout_is_refused_before_anything_runs(
     result = bench(tmp_path, "--baseline", str(tmp_path))
     assert result.returncode == 2
     assert "no secure_urlimport package in that checkout" in result.stderr
+
+
+SCALING = ("cold-one", "cold-package", "cold-all", "warm-1-changed", "warm-unchanged")
+
+
+def number(cell: str) -> int:
+    return int(cell.replace(",", ""))
+
+
+def test_the_scaling_table_counts_requests_and_bytes_from_the_nginx_log(tmp_path: Path) -> None:
+    if find_nginx() is None and not os.environ.get(REQUIRE_ENV):
+        pytest.skip("the scaling table needs nginx")
+    result = bench(tmp_path, "--scaling")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.strip()]
+    found = {(row[0], row[1]): row for row in rows if len(row) > 2 and row[1] in SCALING}
+    for files in ("102", "1,020"):
+        for scenario in SCALING:
+            assert (files, scenario) in found, result.stdout
+    # Exact counts from nginx's access log (whatever the library's design).
+    for row in found.values():
+        assert number(row[3]) >= 1 and number(row[4]) > 0, row
+    warm, cold = found["1,020", "warm-unchanged"], found["1,020", "cold-all"]
+    assert number(warm[4]) < number(cold[4])
+    assert "signing (sign_tree" in result.stdout
