@@ -21,6 +21,7 @@ runs the suite.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import os
 import shutil
@@ -174,9 +175,15 @@ class LinkCheck:
     connect_ms: float  # TCP connect + TLS handshake + the first small GET
     mbit_s: float  # a 5 MB download on an open connection (body bytes)
 
+    def in_range(self) -> bool:
+        """Close to the link asked for: 40 ms (+ a little processing) and 50 Mbit/s
+        (TCP/IP headers take ~5 % of tbf's rate)."""
+        return RTT * 1e3 <= self.rtt_ms <= RTT * 1e3 * 1.5 and 40.0 <= self.mbit_s <= 52.0
+
     def describe(self) -> str:
+        verdict = "" if self.in_range() else " (NOT the link asked for: the numbers below are off)"
         return (
-            f"link measured through the relay: small GET on an open connection "
+            f"link measured through the relay{verdict}: small GET on an open connection "
             f"{self.rtt_ms:.1f} ms (RTT), new connection + TLS + GET {self.connect_ms:.1f} ms, "
             f"5 MB download {self.mbit_s:.1f} Mbit/s"
         )
@@ -217,11 +224,13 @@ def write_probe(www: Path) -> str:
 
 def check_own_namespace() -> None:
     """Refuse to shape a loopback that is not our own namespace's (never the machine's)."""
-    try:
+    try:  # the outer benchmark, whose namespace is the machine's (unshare exec'd us)
         ours = os.readlink("/proc/self/ns/net")
-        others = {os.readlink(f"/proc/{pid}/ns/net") for pid in (1, os.getppid())}
+        others = {os.readlink(f"/proc/{os.getppid()}/ns/net")}
     except OSError as exc:
         raise BenchError(f"cannot tell which network namespace this is: {exc}") from exc
+    with contextlib.suppress(OSError):  # init's, where readable
+        others.add(os.readlink("/proc/1/ns/net"))
     if ours in others:
         raise BenchError("--wan-inner runs only in a network namespace of its own (unshare -n)")
 

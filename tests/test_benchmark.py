@@ -14,13 +14,15 @@ from nginx import REQUIRE_ENV, find_nginx
 SCENARIOS = ("local-source", "local-bytecode", "remote-cold", "remote-warm", "naive")
 
 
-def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def bench(tmp_path: Path, *args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {
         name: value
         for name, value in os.environ.items()
         if name not in MACHINE_VARIABLES and not name.startswith("PYTHON")
     }
     env["TMPDIR"] = str(tmp_path)
+    if path is not None:
+        env["PATH"] = path
     return subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bench.py"), "--quick", *args],
         capture_output=True,
@@ -82,3 +84,22 @@ def test_the_scaling_table_counts_requests_and_bytes_from_the_nginx_log(tmp_path
     warm, cold = found["1,020", "warm-unchanged"], found["1,020", "cold-all"]
     assert number(warm[4]) < number(cold[4])
     assert "signing (sign_tree" in result.stdout
+
+
+def test_the_wan_run_runs_or_says_why_not(tmp_path: Path) -> None:
+    if find_nginx() is None and not os.environ.get(REQUIRE_ENV):
+        pytest.skip("the WAN table needs nginx")
+    result = bench(tmp_path, "--wan", "--scaling-files", "100")
+    assert result.returncode == 0, result.stderr
+    if "WAN run skipped: " in result.stdout:  # not root, no unshare/tc: the reason is given
+        return
+    assert "scaling (issue #14), WAN" in result.stdout
+    assert "RTT" in result.stdout and "Mbit/s" in result.stdout
+    rows = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("  102 ")}
+    assert set(SCALING) <= rows, result.stdout
+
+
+def test_without_unshare_the_wan_run_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    result = bench(tmp_path, "--wan", "--scaling-files", "100", path=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "WAN run skipped: unshare, ip, tc not found" in result.stdout
