@@ -19,8 +19,6 @@ from .common import REPO, BenchError, Workspace, log
 from .scaling import BIG_TREE, BIG_TREE_ALL_RUNS, Link, Suite, Trees, prepare, scaling_table
 from .servers import logging_nginx
 
-SHARED = "the machine's 2 CPUs are shared with other jobs"
-
 
 def header(title: str, server: str, repeat: int, sizes: Sequence[int]) -> str:
     big = (
