@@ -17,7 +17,13 @@ test: the script fails (exit 1) only when a scenario fails to run.
 
     python benchmarks/bench.py [--modules 1000 100] [--repeat 5] [--quick]
                                [--server auto|nginx|builtin] [--markdown]
-                               [--baseline CHECKOUT]
+                               [--baseline CHECKOUT] [--no-bundle]
+
+With ``--scaling`` and/or ``--wan`` it prints the scaling tables of issue #14
+instead (benchmarks/scaling.py, benchmarks/wan.py):
+
+    python benchmarks/bench.py --scaling [--wan] [--scaling-files 100 1000 10000 50000]
+                               [--repeat 5] [--quick] [--keep DIR] [--markdown]
 """
 
 from __future__ import annotations

@@ -336,11 +336,10 @@ class Suite:
 
     def run_remote(self, scenario: str, files: int, rep: int) -> None:
         label = f"{scenario} ({files} files, run {rep + 1})"
+        cache = self.cache(scenario)
         if scenario.startswith("warm-"):
-            cache = self.cache(scenario)
             shutil.copytree(self.seed(files), cache)
         else:
-            cache = self.cache(scenario)
             cache.mkdir(parents=True)
         self.trees.serve(files, 2 if scenario == "warm-1-changed" else 1)
         self.server.access.start()
