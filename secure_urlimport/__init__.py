@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ._format.keys import PubKeyArg
 from ._import.finder import Importer
-from ._net.fetcher import Fetcher
+from ._net.fetcher import Fetcher, Validators
 from .api import (
     UnpinnedURLWarning,
     install,
@@ -95,6 +95,7 @@ __all__ = [
     "UnpinnedURLWarning",
     "UntrustedKeyError",
     "UntrustedRootError",
+    "Validators",
     "VerificationError",
     "WrongPassphraseError",
     "WrongTreeError",

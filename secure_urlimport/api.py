@@ -92,9 +92,10 @@ def _check_fetcher(function: str, fetcher: object) -> None:
     if missing:
         raise ConfigurationError(
             f"{function}(fetcher=...): {type(fetcher).__name__} lacks {', '.join(missing)} of "
-            "the Fetcher contract (fetch, fetch_fresh, fetch_if_changed, close); a fetcher "
-            "with no cache in front of it may define fetch_fresh as fetch and "
-            "fetch_if_changed as (fetch(...), None): see secure_urlimport.Fetcher"
+            "the Fetcher contract (fetch, fetch_fresh, fetch_if_changed, close, and "
+            "optionally fetch_if_modified); a fetcher with no cache in front of it may "
+            "define fetch_fresh as fetch and fetch_if_changed as (fetch(...), None): see "
+            "secure_urlimport.Fetcher"
         )
 
 

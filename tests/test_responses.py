@@ -22,11 +22,13 @@ from secure_urlimport._net.responses import (
     body_refusal,
     declared_length,
     expected_length,
+    last_modified_validator,
     redirect,
     redirect_target,
     status_refusal,
     too_many_redirects,
 )
+from secure_urlimport._store.cache import Validators
 from secure_urlimport.errors import (
     DownloadError,
     DownloadTimeoutError,
@@ -417,3 +419,46 @@ REDACTIONS = {
 @pytest.mark.parametrize(("url", "expected"), REDACTIONS.values(), ids=REDACTIONS.keys())
 def test_redaction_drops_the_userinfo_and_keeps_the_rest(url: str, expected: str) -> None:
     assert redact(url) == expected
+
+
+# -- validators: what a server chose, kept only if fit to send back ------------------
+
+LM = "Wed, 02 Dec 2026 03:00:00 GMT"
+LAST_MODIFIED = {
+    "a-second-before-the-date": (LM, "Wed, 02 Dec 2026 03:00:01 GMT", LM),
+    "long-before-the-date": (LM, "Thu, 03 Dec 2026 03:00:00 GMT", LM),
+    "in-the-second-of-the-date": (LM, LM, None),
+    "after-the-date": (LM, "Wed, 02 Dec 2026 02:59:59 GMT", None),
+    "no-date": (LM, None, None),
+    "no-last-modified": (None, LM, None),
+    "unparsable": ("yesterday", LM, None),
+    "impossible-date": ("Mon, 99 Foo 99999 99:99:99 GMT", LM, None),
+    "naive-against-aware": (
+        "Wed, 02 Dec 2026 03:00:00 -0000",
+        "Thu, 03 Dec 2026 03:00:00 GMT",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("last_modified", "date", "kept"), LAST_MODIFIED.values(), ids=LAST_MODIFIED.keys()
+)
+def test_last_modified_is_kept_only_when_a_second_older_than_the_response(
+    last_modified: str | None, date: str | None, kept: str | None
+) -> None:
+    assert last_modified_validator(last_modified, date) == kept
+
+
+@pytest.mark.parametrize(
+    "value", ["", "x" * 201, "caf\u00e9", "a\r\nSet-Cookie: x", "\x1b[2J", 42, None]
+)
+def test_validators_drop_an_etag_or_last_modified_unfit_to_send_back(value: object) -> None:
+    validators = Validators(value, value)  # type: ignore[arg-type]
+    assert validators == Validators() and not validators
+
+
+def test_validators_keep_short_printable_ascii() -> None:
+    validators = Validators('W/"5e-1a"', LM)
+    assert (validators.etag, validators.last_modified) == ('W/"5e-1a"', LM) and validators
+    assert Validators(None, "x" * 65).last_modified is None  # capped at 64

@@ -2,10 +2,11 @@
 
 The I/O half of the pair whose trust half is :class:`~.._trust.trusted_set.TrustedManifests`
 (as python-tuf's ``Updater`` is to its ``TrustedMetadataSet``): download the
-manifest with a length cap (or revalidate the cached copy with its ETag), hand
-the bytes and the stored rollback records to the trusted set, and persist on
-success -- the records in the :class:`~.._store.state.StateStore`, the bytes and ETag
-in the file cache.  Every trust decision (signatures, tree name, expiry,
+manifest with a length cap (or revalidate the cached copy with its ETag or
+Last-Modified), hand the bytes and the stored rollback records to the trusted
+set, and persist on success -- the records in the
+:class:`~.._store.state.StateStore`, the bytes and validators in the file
+cache.  Every trust decision (signatures, tree name, expiry,
 rollback floor, never go back) is the trusted set's.
 
 A tree pinned by its root keys (``root=``) first walks its root chain
@@ -25,6 +26,7 @@ from .._format.manifest import Manifest
 from .._format.paths import MANIFEST_NAME
 from .._format.root import Root
 from .._net.deadline import import_step
+from .._net.fetcher import Validators, revalidate
 from .._store.state import StateStore
 from .._trust.trusted_set import TrustedManifests
 from .._trust.verify import TrustedState
@@ -123,7 +125,7 @@ class CurrentManifest:
         started = time.perf_counter()
         # The root chain first, from the same source: it says whose signature counts.
         root = self.roots.update(base, now=now) if self.roots is not None else None
-        data, etag, from_cache = self._download(url)
+        data, validators, from_cache = self._download(url)
         try:
             manifest = self._verify(data, now, url, root)
         except SecureImportError as exc:
@@ -135,13 +137,14 @@ class CurrentManifest:
             elif not isinstance(exc, RollbackError | ExpiredManifestError):
                 raise
             # Old or expired: perhaps a CDN edge or proxy holds a stale copy.
-            data, etag, from_cache = self._download(url, use_cache=False, fresh=True)
+            data, validators, from_cache = self._download(url, use_cache=False, fresh=True)
             manifest = self._verify(data, now, url, root)
         self._state.record(
             self.tree.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
         )
-        if etag is not None and not from_cache and self.tree.config.file_cache:
-            self.tree.cache.put_manifest(url, etag, data)
+        # Kept even without validators: the next start revalidates or re-downloads it.
+        if not from_cache and self.tree.config.file_cache:
+            self.tree.cache.put_manifest(url, validators, data)
         log.debug(
             "verified manifest %s: version %d, %d files, %.1f ms%s",
             url,
@@ -154,22 +157,26 @@ class CurrentManifest:
 
     def _download(
         self, url: str, *, use_cache: bool = True, fresh: bool = False
-    ) -> tuple[bytes, str | None, bool]:
-        """``(bytes, etag, from_cache)``: the server's manifest, or our cached
-        copy when the server answers 304 Not Modified to its ETag; *fresh* asks
-        caches on the way to revalidate with the origin."""
+    ) -> tuple[bytes, Validators, bool]:
+        """``(bytes, validators, from_cache)``: the server's manifest, or our
+        cached copy when the server answers 304 Not Modified to its ETag or
+        Last-Modified; *fresh* asks caches on the way to revalidate with the origin."""
         limit = self.tree.config.max_manifest_bytes
         cached = None
         if use_cache and self.tree.config.file_cache:
             cached = self.tree.cache.get_manifest(url, limit)
-        data, etag = self.tree.fetcher.fetch_if_changed(
-            url, max_bytes=limit, etag=cached[0] if cached else None, fresh=fresh
+        data, validators = revalidate(
+            self.tree.fetcher,
+            url,
+            max_bytes=limit,
+            validators=cached[0] if cached else Validators(),
+            fresh=fresh,
         )
-        if data is None and cached is not None:
-            return cached[1], etag, True
+        if data is None and cached is not None and cached[0]:
+            return cached[1], validators, True
         if data is None:  # 304 to a request that was not conditional
             data = self.tree.fetcher.fetch(url, max_bytes=limit)
-        return data, etag, False
+        return data, validators, False
 
     def _verify(self, data: bytes, now: datetime, url: str, root: Root | None) -> Manifest:
         """The trusted set's verdict on *data*, with the records stored for this

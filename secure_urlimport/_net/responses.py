@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from urllib.parse import urljoin, urlsplit
 
@@ -34,6 +36,7 @@ __all__ = [
     "declared_length",
     "expected_length",
     "https_problem",
+    "last_modified_validator",
     "origin",
     "redirect",
     "redirect_target",
@@ -209,3 +212,24 @@ def status_text(status: int) -> str:
     except ValueError:
         phrase = "unknown status"
     return f"HTTP {status} {phrase}; {_ADVICE.get(status, 'the server must answer 200')}"
+
+
+def last_modified_validator(last_modified: str | None, date: str | None) -> str | None:
+    """The response's *last_modified* if it can revalidate the copy: only when
+    the response's *date* is at least a second later (RFC 9110, 8.8.2.2).
+
+    Last-Modified has one-second resolution: a manifest served in the second
+    it was written may be replaced within that second, and the new one would
+    then be "not modified since" forever after.  Such a value (or one
+    without a Date, or either unparsable) is not kept; the next start then
+    downloads the manifest once more and keeps that answer's."""
+    if not last_modified or not date:
+        return None
+    try:
+        modified = parsedate_to_datetime(last_modified)
+        served = parsedate_to_datetime(date)
+        if served - modified < timedelta(seconds=1):
+            return None
+    except (ValueError, TypeError, OverflowError, IndexError):
+        return None
+    return last_modified

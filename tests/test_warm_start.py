@@ -1,0 +1,179 @@
+"""Warm starts in fresh interpreters against a plain ``http.server`` over real HTTPS.
+
+The server here is Python's own ``SimpleHTTPRequestHandler`` (with TLS): it
+sends ``Last-Modified`` and answers ``If-Modified-Since`` with a 304, but
+sends no ``ETag`` -- like a plain object store.  Each consumer is a new
+interpreter, so nothing but the cache directory carries over.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, Signer, TLSFiles, write_tree
+
+from secure_urlimport._format.paths import MANIFEST_NAME
+
+
+class PlainServer:
+    """``http.server`` over TLS for one directory; records (path, status) of each request."""
+
+    def __init__(self, directory: Path, tls: TLSFiles) -> None:
+        self.directory = directory
+        self.log: list[tuple[str, int]] = []
+        #: Paths answered with this status instead (e.g. 503), if set.
+        self.fail: dict[str, int] = {}
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(directory), **kwargs)
+
+            def send_head(self) -> Any:
+                status = server.fail.get(self.path)
+                if status is not None:
+                    self.send_error(status)
+                    return None
+                return super().send_head()
+
+            def log_request(self, code: Any = "-", size: Any = "-") -> None:
+                server.log.append((self.path, int(code)))
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls.certfile, tls.keyfile)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving: from now on a connection is refused."""
+        if self._thread.is_alive():
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self._thread.join()
+
+    def manifest_requests(self) -> list[int]:
+        return [status for path, status in self.log if path == f"/{MANIFEST_NAME}"]
+
+
+@pytest.fixture
+def plain(tls: TLSFiles) -> Iterator[Callable[[Path], PlainServer]]:
+    servers: list[PlainServer] = []
+
+    def start(directory: Path) -> PlainServer:
+        servers.append(PlainServer(directory, tls))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def signed_tree(directory: Path, publisher: Signer, **sign: Any) -> Path:
+    write_tree(directory, {"mod.py": "VALUE = 42\n", "pkg/__init__.py": ""})
+    publisher.sign(directory, **sign)
+    age_files(directory)
+    return directory
+
+
+def age_files(directory: Path, seconds: float = 60) -> None:
+    """Date every file back: a Last-Modified in the very second of the response
+    is not kept as a validator (it could change again within that second)."""
+    past = time.time() - seconds
+    for path in directory.rglob("*"):
+        os.utime(path, (past, past))
+
+
+CONSUMER = """\
+import json, sys
+import secure_urlimport
+url, pub, cafile, options = sys.argv[1:5]
+config = secure_urlimport.Config(**json.loads(options))
+secure_urlimport.install(url, pubkey=pub, cafile=cafile, config=config)
+import mod
+print(mod.VALUE, "requests" in sys.modules)
+"""
+
+
+def consume(
+    server: PlainServer, publisher: Signer, tls: TLSFiles, cache: Path, **config: Any
+) -> subprocess.CompletedProcess[str]:
+    """One fresh interpreter that installs the tree and imports ``mod``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    env["PYTHONPATH"] = str(REPO)
+    env["SECURE_URLIMPORT_CACHE_DIR"] = str(cache)
+    args = [server.url, str(publisher.pub), tls.cafile, json.dumps(config)]
+    return subprocess.run(
+        [sys.executable, "-c", CONSUMER, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "consumer-cache"
+
+
+# -- revalidation without ETags ---------------------------------------------------------
+
+
+def test_a_warm_start_against_http_server_is_one_304(tmp_path, plain, publisher, tls, cache):
+    server = plain(signed_tree(tmp_path / "tree", publisher))
+    cold = consume(server, publisher, tls, cache)
+    assert cold.returncode == 0, cold.stderr
+    assert cold.stdout.startswith("42 ")
+    assert server.manifest_requests() == [200]
+    server.log.clear()
+    warm = consume(server, publisher, tls, cache)
+    assert warm.returncode == 0, warm.stderr
+    assert server.log == [(f"/{MANIFEST_NAME}", 304)]
+
+
+def test_a_new_release_on_http_server_is_downloaded_not_304(tmp_path, plain, publisher, tls, cache):
+    tree = signed_tree(tmp_path / "tree", publisher)
+    server = plain(tree)
+    assert consume(server, publisher, tls, cache).returncode == 0
+    (tree / "mod.py").write_text("VALUE = 43\n", encoding="utf-8")
+    publisher.sign(tree, version=2)
+    age_files(tree, seconds=5)  # newer than the cached copy's Last-Modified
+    server.log.clear()
+    warm = consume(server, publisher, tls, cache)
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.startswith("43 ")
+    assert server.manifest_requests() == [200]
+
+
+def test_a_last_modified_not_a_second_before_the_date_is_not_kept(
+    tmp_path, plain, publisher, tls, cache
+):
+    tree = tmp_path / "tree"
+    write_tree(tree, {"mod.py": "VALUE = 42\n"})
+    publisher.sign(tree)
+    now = time.time() + 3600  # "modified" in the future: never before the Date
+    os.utime(tree / MANIFEST_NAME, (now, now))
+    server = plain(tree)
+    assert consume(server, publisher, tls, cache).returncode == 0
+    server.log.clear()
+    assert consume(server, publisher, tls, cache).returncode == 0
+    assert server.manifest_requests() == [200]  # downloaded again, not revalidated
