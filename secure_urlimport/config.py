@@ -72,6 +72,12 @@ class Config:
     #: module not cached yet, unless its modules add up to more than this;
     #: 0 never uses the bundle.
     max_bundle_bytes: int = 32 * MiB
+    #: When the manifest (or a root) cannot be fetched because of the network
+    #: or the server (a refused connection, a timeout, TLS, 5xx, 408, 429 --
+    #: never 4xx, never a verification failure), use the cached release if it
+    #: verifies again and has not expired, with one OfflineFallbackWarning.
+    #: Needs ``file_cache``.
+    offline_fallback: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.timeout <= MAX_TIMEOUT:  # also refuses NaN and infinity

@@ -12,6 +12,7 @@ from requests.structures import CaseInsensitiveDict
 
 from secure_urlimport._net.failures import (
     broke_off,
+    is_outage,
     proxy_failed,
     root_cause,
     timed_out,
@@ -30,8 +31,10 @@ from secure_urlimport._net.responses import (
 )
 from secure_urlimport._store.cache import Validators
 from secure_urlimport.errors import (
+    BadSignatureError,
     DownloadError,
     DownloadTimeoutError,
+    ExpiredManifestError,
     HTTPStatusError,
     RedirectError,
     ResponseTooLargeError,
@@ -462,3 +465,41 @@ def test_validators_keep_short_printable_ascii() -> None:
     validators = Validators('W/"5e-1a"', LM)
     assert (validators.etag, validators.last_modified) == ('W/"5e-1a"', LM) and validators
     assert Validators(None, "x" * 65).last_modified is None  # capped at 64
+
+
+# -- which download failures let a verified cached manifest stand in (offline start) --
+
+
+def _status(status: int) -> HTTPStatusError:
+    error = HTTPStatusError("cannot download")
+    error.status = status
+    return error
+
+
+OUTAGES = {
+    "connection-refused": (DownloadError("refused"), True),
+    "timeout": (DownloadTimeoutError("slow"), True),
+    "tls": (TLSError("certificate expired"), True),
+    "500": (_status(500), True),
+    "503": (_status(503), True),
+    "599": (_status(599), True),
+    "408": (_status(408), True),
+    "429": (_status(429), True),
+    "401": (_status(401), False),
+    "403": (_status(403), False),
+    "404": (_status(404), False),
+    "410": (_status(410), False),
+    "204": (_status(204), False),
+    "too-large": (ResponseTooLargeError("big"), False),
+    "cross-origin-redirect": (RedirectError("elsewhere"), False),
+    "verification": (BadSignatureError("forged"), False),
+    "expired": (ExpiredManifestError("old"), False),
+    "not-an-import-error": (ValueError("x"), False),
+}
+
+
+@pytest.mark.parametrize(("error", "outage"), OUTAGES.values(), ids=OUTAGES.keys())
+def test_only_the_network_and_server_failures_count_as_an_outage(
+    error: BaseException, outage: bool
+) -> None:
+    assert is_outage(error) is outage

@@ -177,3 +177,99 @@ def test_a_last_modified_not_a_second_before_the_date_is_not_kept(
     server.log.clear()
     assert consume(server, publisher, tls, cache).returncode == 0
     assert server.manifest_requests() == [200]  # downloaded again, not revalidated
+
+
+# -- offline start ----------------------------------------------------------------------
+
+
+def warnings_in(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "OfflineFallbackWarning" in line]
+
+
+def test_with_the_server_stopped_a_warm_start_uses_the_cache_and_warns_once(
+    tmp_path, plain, publisher, tls, cache
+):
+    server = plain(signed_tree(tmp_path / "tree", publisher))
+    assert consume(server, publisher, tls, cache).returncode == 0
+    server.stop()
+    warm = consume(server, publisher, tls, cache)
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.startswith("42 ")
+    [warning] = warnings_in(warm.stderr)
+    # Where a local import's warning points: the consumer's own line (install()).
+    assert warning.startswith("<string>:5: OfflineFallbackWarning:")
+    assert "Connection refused" in warning
+    assert "version 1" in warning and "expires 20" in warning
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_a_server_error_at_the_manifest_falls_back_to_the_cache(
+    tmp_path, plain, publisher, tls, cache, status
+):
+    server = plain(signed_tree(tmp_path / "tree", publisher))
+    assert consume(server, publisher, tls, cache).returncode == 0
+    server.fail[f"/{MANIFEST_NAME}"] = status
+    warm = consume(server, publisher, tls, cache)
+    assert warm.returncode == 0, warm.stderr
+    [warning] = warnings_in(warm.stderr)
+    assert f"HTTP {status}" in warning
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 410])
+def test_a_4xx_at_the_manifest_never_falls_back(tmp_path, plain, publisher, tls, cache, status):
+    server = plain(signed_tree(tmp_path / "tree", publisher))
+    assert consume(server, publisher, tls, cache).returncode == 0
+    server.fail[f"/{MANIFEST_NAME}"] = status
+    warm = consume(server, publisher, tls, cache)
+    assert warm.returncode == 1
+    assert f"HTTPStatusError: cannot download {server.url}/{MANIFEST_NAME}: HTTP {status}" in (
+        warm.stderr
+    )
+    assert warnings_in(warm.stderr) == []
+
+
+def test_with_the_cached_release_expired_the_offline_start_fails_closed(
+    tmp_path, plain, publisher, tls, cache
+):
+    from datetime import timedelta
+
+    tree = signed_tree(tmp_path / "tree", publisher, expires_in=timedelta(seconds=4))
+    expires = time.time() + 4
+    server = plain(tree)
+    assert consume(server, publisher, tls, cache).returncode == 0
+    server.stop()
+    time.sleep(max(0.0, expires - time.time()) + 1.1)
+    warm = consume(server, publisher, tls, cache)
+    assert warm.returncode == 1
+    # The download's own error, as without a cache: not the cached copy's expiry.
+    last = warm.stderr.strip().splitlines()[-1]
+    assert last.startswith("secure_urlimport.errors.DownloadError: cannot download ")
+    assert "Connection refused" in last
+    assert warnings_in(warm.stderr) == []
+
+
+def test_a_tampered_manifest_at_the_server_is_never_replaced_by_the_cache(
+    tmp_path, plain, publisher, tls, cache
+):
+    tree = signed_tree(tmp_path / "tree", publisher)
+    server = plain(tree)
+    assert consume(server, publisher, tls, cache).returncode == 0
+    manifest = tree / MANIFEST_NAME
+    manifest.write_bytes(manifest.read_bytes().replace(b"mod.py", b"mod.pz", 1))
+    age_files(tree, seconds=5)  # newer than the cached copy: served in full
+    warm = consume(server, publisher, tls, cache)
+    assert warm.returncode == 1
+    assert "VerificationError" in warm.stderr or "BadSignatureError" in warm.stderr
+    assert warnings_in(warm.stderr) == []
+
+
+def test_offline_fallback_false_fails_with_the_download_error(
+    tmp_path, plain, publisher, tls, cache
+):
+    server = plain(signed_tree(tmp_path / "tree", publisher))
+    assert consume(server, publisher, tls, cache).returncode == 0
+    server.stop()
+    warm = consume(server, publisher, tls, cache, offline_fallback=False)
+    assert warm.returncode == 1
+    assert "DownloadError: cannot download" in warm.stderr and "Connection refused" in warm.stderr
+    assert warnings_in(warm.stderr) == []

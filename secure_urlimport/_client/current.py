@@ -6,8 +6,12 @@ manifest with a length cap (or revalidate the cached copy with its ETag or
 Last-Modified), hand the bytes and the stored rollback records to the trusted
 set, and persist on success -- the records in the
 :class:`~.._store.state.StateStore`, the bytes and validators in the file
-cache.  Every trust decision (signatures, tree name, expiry,
-rollback floor, never go back) is the trusted set's.
+cache.  Every trust decision (signatures, tree name, expiry, rollback floor,
+never go back) is the trusted set's.
+
+When the fetch fails because of the network or the server the cached
+manifest may stand in (``offline_fallback``): ``warm.py`` decides, and
+verifies the cached copy here.
 
 A tree pinned by its root keys (``root=``) first walks its root chain
 (``root_walk.py``) from the same source as the manifest, and the trusted set
@@ -33,6 +37,7 @@ from .._trust.verify import TrustedState
 from ..errors import ExpiredManifestError, RollbackError, SecureImportError
 from .context import TreeContext
 from .root_walk import RootOfTrust
+from .warm import WarmStart
 
 __all__ = ["CurrentManifest"]
 
@@ -52,6 +57,8 @@ class CurrentManifest:
             if tree.root_pin is not None
             else None
         )
+        #: The cached manifest, when the server is down.
+        self.warm = WarmStart(tree, state, self.roots, self._verify)
         # Guards the fields below and every call of trusted_set.accept; never
         # held during network I/O, because a thread waiting for it may hold
         # the global import lock.  Fork-safe (forksafe.py).
@@ -114,13 +121,20 @@ class CurrentManifest:
             self._generation += 1
 
     def _load(self, now: datetime) -> Manifest:
+        refused: list[SecureImportError] = []  # what the servers sent that did not verify
         # One bound per source for the conditional request and the no-cache retry.
-        with import_step(self.tree.config.timeout):
-            return self.tree.sources.first_success(
-                lambda base: self._load_from(base, now), what=f"{self.tree.url}/{MANIFEST_NAME}"
-            )
+        try:
+            with import_step(self.tree.config.timeout):
+                return self.tree.sources.first_success(
+                    lambda base: self._load_from(base, now, refused),
+                    what=f"{self.tree.url}/{MANIFEST_NAME}",
+                )
+        except SecureImportError as exc:
+            if refused:  # never after a verification failure
+                raise
+            return self.warm.fallback(exc.with_traceback(None), now)
 
-    def _load_from(self, base: str, now: datetime) -> Manifest:
+    def _load_from(self, base: str, now: datetime, refused: list[SecureImportError]) -> Manifest:
         url = f"{base}/{MANIFEST_NAME}"
         started = time.perf_counter()
         # The root chain first, from the same source: it says whose signature counts.
@@ -134,15 +148,21 @@ class CurrentManifest:
                 # superseded): forget it and ask the server for the whole file.
                 log.debug("cached manifest for %s does not verify; downloading it", url)
                 self.tree.cache.discard_manifest(url)
-            elif not isinstance(exc, RollbackError | ExpiredManifestError):
-                raise
+            else:
+                refused.append(exc)  # the server's answer: no offline start after it
+                if not isinstance(exc, RollbackError | ExpiredManifestError):
+                    raise
             # Old or expired: perhaps a CDN edge or proxy holds a stale copy.
             data, validators, from_cache = self._download(url, use_cache=False, fresh=True)
-            manifest = self._verify(data, now, url, root)
+            try:
+                manifest = self._verify(data, now, url, root)
+            except SecureImportError as again:
+                refused.append(again)
+                raise
         self._state.record(
             self.tree.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
         )
-        # Kept even without validators: the next start revalidates or re-downloads it.
+        # Kept even without validators: an offline start uses it.
         if not from_cache and self.tree.config.file_cache:
             self.tree.cache.put_manifest(url, validators, data)
         log.debug(
