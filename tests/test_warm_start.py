@@ -273,3 +273,75 @@ def test_offline_fallback_false_fails_with_the_download_error(
     assert warm.returncode == 1
     assert "DownloadError: cannot download" in warm.stderr and "Connection refused" in warm.stderr
     assert warnings_in(warm.stderr) == []
+
+
+# -- a freshness window -----------------------------------------------------------------
+
+
+def test_within_max_age_a_warm_start_makes_no_request_and_never_imports_requests(
+    tmp_path, plain, publisher, tls, cache
+):
+    server = plain(signed_tree(tmp_path / "tree", publisher))
+    cold = consume(server, publisher, tls, cache, max_age=300)
+    assert cold.returncode == 0, cold.stderr
+    server.log.clear()
+    warm = consume(server, publisher, tls, cache, max_age=300)
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout == "42 False\n"  # 'requests' not in sys.modules
+    assert server.log == []
+    # Without max_age the same cache revalidates (one 304) and needs requests.
+    again = consume(server, publisher, tls, cache)
+    assert again.stdout == "42 True\n"
+    assert server.log == [(f"/{MANIFEST_NAME}", 304)]
+
+
+def fresh_record(cache: Path) -> Path:
+    [record] = (cache / "state").glob("*.fresh")
+    return record
+
+
+@pytest.mark.parametrize(("shift", "asks"), [(-10, False), (-400, True), (+3600, True)])
+def test_max_age_counts_from_the_last_revalidation_and_a_clock_gone_back_is_stale(
+    tmp_path, plain, publisher, tls, cache, shift, asks
+):
+    server = plain(signed_tree(tmp_path / "tree", publisher))
+    assert consume(server, publisher, tls, cache, max_age=300).returncode == 0
+    record = fresh_record(cache)
+    data = json.loads(record.read_text())
+    data["at"] += shift  # +3600: recorded "in the future", as after the clock went back
+    record.write_text(json.dumps(data))
+    server.log.clear()
+    warm = consume(server, publisher, tls, cache, max_age=300)
+    assert warm.returncode == 0, warm.stderr
+    assert server.manifest_requests() == ([304] if asks else [])
+
+
+def test_within_max_age_a_tampered_cached_manifest_is_not_used_but_fetched_again(
+    tmp_path, plain, publisher, tls, cache
+):
+    server = plain(signed_tree(tmp_path / "tree", publisher))
+    assert consume(server, publisher, tls, cache, max_age=300).returncode == 0
+    [entry] = (cache / "manifests").iterdir()
+    entry.write_bytes(entry.read_bytes().replace(b"mod.py", b"mod.pz", 1))
+    server.log.clear()
+    warm = consume(server, publisher, tls, cache, max_age=300)
+    assert warm.returncode == 0, warm.stderr
+    # Not used without a request: revalidated (304), refused, dropped, downloaded whole.
+    assert server.manifest_requests() == [304, 200]
+
+
+def test_within_max_age_cached_module_bytes_are_still_verified(
+    tmp_path, plain, publisher, tls, cache, marker
+):
+    server = plain(signed_tree(tmp_path / "tree", publisher))
+    assert consume(server, publisher, tls, cache, max_age=300).returncode == 0
+    evil = f"open({str(marker)!r}, 'w').write('ran')\nVALUE = 666\n".encode()
+    for path in (cache / "files").rglob("*"):
+        if path.is_file() and path.read_bytes() == b"VALUE = 42\n":
+            path.write_bytes(evil)
+    for path in (cache / "bundles").glob("*"):
+        path.write_bytes(path.read_bytes().replace(b"VALUE = 42\n", evil[: len(b"VALUE = 42\n")]))
+    warm = consume(server, publisher, tls, cache, max_age=300)
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.startswith("42 ")  # downloaded again
+    assert not marker.exists()

@@ -9,9 +9,10 @@ set, and persist on success -- the records in the
 cache.  Every trust decision (signatures, tree name, expiry, rollback floor,
 never go back) is the trusted set's.
 
-When the fetch fails because of the network or the server the cached
-manifest may stand in (``offline_fallback``): ``warm.py`` decides, and
-verifies the cached copy here.
+Within ``Config(max_age=...)`` of the last revalidation a process's first
+fetch uses the cached manifest with no request, and when the fetch fails
+because of the network or the server the cached one may stand in
+(``offline_fallback``); both are ``warm.py``'s, and verify the cached copy here.
 
 A tree pinned by its root keys (``root=``) first walks its root chain
 (``root_walk.py``) from the same source as the manifest, and the trusted set
@@ -57,7 +58,7 @@ class CurrentManifest:
             if tree.root_pin is not None
             else None
         )
-        #: The cached manifest, when the server is down.
+        #: The cached manifest within max_age, or when the server is down.
         self.warm = WarmStart(tree, state, self.roots, self._verify)
         # Guards the fields below and every call of trusted_set.accept; never
         # held during network I/O, because a thread waiting for it may hold
@@ -121,6 +122,10 @@ class CurrentManifest:
             self._generation += 1
 
     def _load(self, now: datetime) -> Manifest:
+        if self.trusted_set.newest is None:  # this process's first: a start
+            fresh = self.warm.fresh(now)
+            if fresh is not None:
+                return fresh
         refused: list[SecureImportError] = []  # what the servers sent that did not verify
         # One bound per source for the conditional request and the no-cache retry.
         try:
@@ -162,9 +167,10 @@ class CurrentManifest:
         self._state.record(
             self.tree.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
         )
-        # Kept even without validators: an offline start uses it.
+        # Kept even without validators: an offline start and max_age use it.
         if not from_cache and self.tree.config.file_cache:
             self.tree.cache.put_manifest(url, validators, data)
+        self.warm.revalidated(base, manifest, now)
         log.debug(
             "verified manifest %s: version %d, %d files, %.1f ms%s",
             url,

@@ -174,7 +174,7 @@ class RootOfTrust:
 
     def without_walk(self, *, now: datetime) -> Root | None:
         """The newest root trusted (in memory, else stored and re-checked), with
-        no request: for an offline start.  None if there
+        no request: for a start within ``max_age`` or offline.  None if there
         is none or it has expired (then the chain must be walked)."""
         trusted = self._start()
         if trusted is None:

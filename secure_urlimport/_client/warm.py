@@ -1,8 +1,14 @@
-"""Starting from the cached manifest when the server is down.
+"""Starting from the cached manifest: within ``max_age``, and offline.
 
-A tree uses the manifest it cached instead of one the server just confirmed,
-decided here and only with the file cache on:
+Two ways a tree uses the manifest it cached instead of one the server just
+confirmed, both decided here and both only with the file cache on:
 
+- **A freshness window** (``Config(max_age=SECONDS)``): a process's first
+  manifest fetch makes no request if the server confirmed the cached
+  manifest less than ``max_age`` seconds ago by this machine's clock (the
+  record is ``StateStore.load_revalidated``; a clock that went backwards
+  counts as stale).  Later fetches in the same process
+  (``importlib.invalidate_caches()``, expiry) ask the server as always.
 - **Offline start** (``Config(offline_fallback=True)``, the default): when
   the fetch fails because of the network or the server
   (``failures.is_outage``: never a 4xx, never a verification failure), the
@@ -32,7 +38,7 @@ from .._format.paths import MANIFEST_NAME
 from .._format.root import Root
 from .._format.signedfile import format_time
 from .._net.failures import is_outage
-from .._store.state import StateStore
+from .._store.state import Revalidated, StateStore
 from ..errors import OfflineFallbackWarning, SecureImportError
 from .context import TreeContext
 from .root_walk import RootOfTrust
@@ -48,7 +54,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class WarmStart:
-    """The cached manifest of one tree, used when offline."""
+    """The cached manifest of one tree, used within max_age or when offline."""
 
     def __init__(
         self, tree: TreeContext, state: StateStore, roots: RootOfTrust | None, verify: Verify
@@ -57,6 +63,36 @@ class WarmStart:
         self._state = state
         self._roots = roots
         self._verify = verify
+
+    def revalidated(self, base: str, manifest: Manifest, now: datetime) -> None:
+        """The server at *base* just confirmed *manifest* (a 200 or a 304)."""
+        if self.tree.config.max_age > 0 and self.tree.config.file_cache:
+            record = Revalidated(now.timestamp(), base, manifest.digest)
+            self._state.record_revalidated(self.tree.url, record)
+
+    def fresh(self, now: datetime) -> Manifest | None:
+        """The cached manifest, verified, if the server confirmed it within
+        ``max_age``; None (ask the server) otherwise."""
+        config = self.tree.config
+        if config.max_age <= 0 or not config.file_cache:
+            return None
+        record = self._state.load_revalidated(self.tree.url)
+        if record is None or record.source not in self.tree.sources.urls:
+            return None
+        age = now.timestamp() - record.at
+        if not 0 <= age < config.max_age:  # in the future: the clock went back
+            log.debug("manifest of %s last revalidated %.0f s ago: asking", self.tree.url, age)
+            return None
+        manifest = self._cached(record.source, now)
+        if manifest is None or manifest.digest != record.digest:
+            return None
+        log.debug(
+            "manifest of %s revalidated %.1f s ago (max_age %g s): no request",
+            self.tree.url,
+            age,
+            config.max_age,
+        )
+        return manifest
 
     def fallback(self, error: SecureImportError, now: datetime) -> Manifest:
         """The newest cached manifest that verifies, in place of a fetch that

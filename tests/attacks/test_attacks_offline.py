@@ -11,6 +11,7 @@ over real HTTPS in fresh interpreters: ``tests/test_warm_start.py``.
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 import time
 import warnings
@@ -21,6 +22,7 @@ from simulator import RepositorySimulator, make_root
 
 from secure_urlimport import (
     Config,
+    ConfigurationError,
     DownloadError,
     HTTPStatusError,
     OfflineFallbackWarning,
@@ -150,6 +152,56 @@ def test_root_pinned_an_expired_stored_root_means_no_offline_start(sim, roots):
         warnings.simplefilter("error")
         with pytest.raises(HTTPStatusError, match="503"):
             install(sim.url, root=roots["root"].public.raw, fetcher=sim)
+
+
+# -- a freshness window ----------------------------------------------------------------
+
+
+def test_within_max_age_a_start_makes_no_request_and_a_refetch_asks_again(sim, key):
+    sim.publish(FILES, [key])
+    install(sim.url, pubkey=key.public.raw, fetcher=sim, max_age=300)
+    importlib.import_module("mod"), importlib.import_module("other")  # cached
+    restart()
+    time.sleep(0.2)  # (the first start's prefetches, in their threads, are done)
+    sim.requests.clear()
+    install(sim.url, pubkey=key.public.raw, fetcher=sim, max_age=300)
+    assert importlib.import_module("mod").RELEASE == 1
+    assert sim.requests == [] and sim.fresh_requests == []
+    # importlib.invalidate_caches() asks for news: the window is for starts only.
+    importlib.invalidate_caches()
+    importlib.import_module("other")
+    assert sim.requests == [sim.manifest_url]
+
+
+def test_root_pinned_within_max_age_neither_the_root_nor_the_manifest_is_asked(sim, roots):
+    sim.put_root(1, make_root(1, root_keys=[roots["root"]], signers=[roots["ci"]]))
+    sim.publish(FILES, [roots["ci"]])
+    install(sim.url, root=roots["root"].public.raw, fetcher=sim, max_age=300)
+    importlib.import_module("mod"), importlib.import_module("other")  # cached
+    restart()
+    time.sleep(0.2)  # (the first start's prefetches, in their threads, are done)
+    sim.requests.clear()
+    install(sim.url, root=roots["root"].public.raw, fetcher=sim, max_age=300)
+    assert importlib.import_module("mod").RELEASE == 1
+    assert sim.requests == []
+
+
+def test_within_max_age_an_expired_manifest_is_fetched_not_used(sim, key):
+    sim.publish(FILES, [key], expires_in=timedelta(seconds=2))
+    install(sim.url, pubkey=key.public.raw, fetcher=sim, max_age=300)
+    restart()
+    time.sleep(2.1)
+    sim.publish({**FILES, "mod.py": "RELEASE = 2\n"}, [key])
+    sim.requests.clear()
+    install(sim.url, pubkey=key.public.raw, fetcher=sim, max_age=300)
+    assert importlib.import_module("mod").RELEASE == 2
+    assert sim.manifest_url in sim.requests
+
+
+@pytest.mark.parametrize("bad", [-1, math.nan, math.inf, 366 * 86400 + 1])
+def test_max_age_must_be_a_sane_number_of_seconds(bad):
+    with pytest.raises(ConfigurationError, match="max_age"):
+        Config(max_age=bad)
 
 
 def test_offline_fallback_off_fails_with_the_download_error(sim, key):
