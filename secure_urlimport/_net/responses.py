@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from urllib.parse import urljoin, urlsplit
 
@@ -225,6 +224,10 @@ def last_modified_validator(last_modified: str | None, date: str | None) -> str 
     downloads the manifest once more and keeps that answer's."""
     if not last_modified or not date:
         return None
+    # Here, not at the top: email.utils costs milliseconds to import, and this
+    # runs only after a download (when http.client has loaded it anyway).
+    from email.utils import parsedate_to_datetime
+
     try:
         modified = parsedate_to_datetime(last_modified)
         served = parsedate_to_datetime(date)
