@@ -44,6 +44,9 @@ FORMATS = "tests/test_formats.py"
 SIGNING = "tests/test_signing.py"
 NAMES = "tests/attacks/test_attacks_names.py"
 FRESHNESS = "tests/attacks/test_attacks_freshness.py"
+OFFLINE = "tests/attacks/test_attacks_offline.py"
+RESPONSES = "tests/test_responses.py"
+WARM = "tests/test_warm_start.py"
 
 
 @dataclass(frozen=True)
@@ -249,6 +252,35 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if keyid in good:\n            break\n",
         (FORMATS, FRESHNESS),
     ),
+    # -- offline start and max_age (the client's guards around the cached manifest)
+    Mutant(
+        "offline-start-after-a-verification-failure",
+        "current.py",
+        "            if refused:  # never after a verification failure",
+        "            if False:  # never after a verification failure",
+        (OFFLINE,),
+    ),
+    Mutant(
+        "offline-start-after-a-4xx",
+        "failures.py",
+        "return exc.status >= 500 or exc.status in OUTAGE_STATUSES",
+        "return exc.status >= 400",
+        (RESPONSES,),
+    ),
+    Mutant(
+        "max-age-clock-gone-back-counts-as-fresh",
+        "warm.py",
+        "if not 0 <= age < config.max_age:",
+        "if not age < config.max_age:",
+        (WARM,),
+    ),
+    Mutant(
+        "last-modified-cap-raised",
+        "cache.py",
+        "MAX_LAST_MODIFIED_CHARS = 64",
+        "MAX_LAST_MODIFIED_CHARS = 65",
+        (RESPONSES,),
+    ),
 )
 
 
@@ -272,6 +304,10 @@ LAYER = {
     "manifest.py": "_format",
     "signedfile.py": "_format",
     "verify.py": "_trust",
+    "current.py": "_client",
+    "warm.py": "_client",
+    "failures.py": "_net",
+    "cache.py": "_store",
 }
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ._format.keys import PubKeyArg
 from ._import.finder import Importer
-from ._net.fetcher import Fetcher
+from ._net.fetcher import Fetcher, Validators
 from .api import (
     UnpinnedURLWarning,
     install,
@@ -35,6 +35,7 @@ from .errors import (
     KeyFileError,
     ManifestFormatError,
     NotInManifestError,
+    OfflineFallbackWarning,
     RedirectError,
     ResponseTooLargeError,
     RollbackError,
@@ -80,6 +81,7 @@ __all__ = [
     "KeyFileError",
     "ManifestFormatError",
     "NotInManifestError",
+    "OfflineFallbackWarning",
     "Options",
     "PrivateKey",
     "PubKeyArg",
@@ -95,6 +97,7 @@ __all__ = [
     "UnpinnedURLWarning",
     "UntrustedKeyError",
     "UntrustedRootError",
+    "Validators",
     "VerificationError",
     "WrongPassphraseError",
     "WrongTreeError",

@@ -92,9 +92,10 @@ def _check_fetcher(function: str, fetcher: object) -> None:
     if missing:
         raise ConfigurationError(
             f"{function}(fetcher=...): {type(fetcher).__name__} lacks {', '.join(missing)} of "
-            "the Fetcher contract (fetch, fetch_fresh, fetch_if_changed, close); a fetcher "
-            "with no cache in front of it may define fetch_fresh as fetch and "
-            "fetch_if_changed as (fetch(...), None): see secure_urlimport.Fetcher"
+            "the Fetcher contract (fetch, fetch_fresh, fetch_if_changed, close, and "
+            "optionally fetch_if_modified); a fetcher with no cache in front of it may "
+            "define fetch_fresh as fetch and fetch_if_changed as (fetch(...), None): see "
+            "secure_urlimport.Fetcher"
         )
 
 
@@ -147,6 +148,10 @@ def install(
       ``HTTPS_PROXY``/``NO_PROXY`` from the environment.
     - *client_cert*: a PEM file with certificate and key, or a ``(cert, key)``
       pair, for servers that require mutual TLS.
+    - *max_age*: seconds after the last successful revalidation of the
+      manifest within which a new process uses the cached one (verified
+      again) without any request; new releases and revocations are seen up
+      to that much later (default 0: revalidate on every start).
     - *config*: a :class:`Config` for everything else; the keywords above win.
     - *fetcher*: the network interface (tests inject hostile servers here).
 

@@ -16,6 +16,7 @@ CACHE_DIR_ENV = "SECURE_URLIMPORT_CACHE_DIR"
 
 MiB = 1024 * 1024
 MAX_TIMEOUT = 86_400
+MAX_AGE = 366 * 86_400
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,28 @@ class Config:
     #: module not cached yet, unless its modules add up to more than this;
     #: 0 never uses the bundle.
     max_bundle_bytes: int = 32 * MiB
+    #: When the manifest (or a root) cannot be fetched because of the network
+    #: or the server (a refused connection, a timeout, TLS, 5xx, 408, 429 --
+    #: never 4xx, never a verification failure), use the cached release if it
+    #: verifies again and has not expired, with one OfflineFallbackWarning.
+    #: Needs ``file_cache``.
+    offline_fallback: bool = True
+    #: Seconds after the last successful revalidation of the manifest within
+    #: which a new process uses the cached one (verified again) without any
+    #: request; 0 always revalidates.  New releases and revoked keys are then
+    #: seen up to this much later.  Needs ``file_cache``.
+    max_age: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.timeout <= MAX_TIMEOUT:  # also refuses NaN and infinity
             raise ConfigurationError(
                 f"timeout must be a positive number of seconds up to {MAX_TIMEOUT} "
                 f"(a day), not {self.timeout!r}"
+            )
+        if not 0 <= self.max_age <= MAX_AGE:  # also refuses NaN and infinity
+            raise ConfigurationError(
+                f"max_age must be a number of seconds from 0 to {MAX_AGE} (a year), "
+                f"not {self.max_age!r}"
             )
         if self.threshold < 1:
             raise ConfigurationError(f"threshold must be at least 1, not {self.threshold!r}")

@@ -31,6 +31,9 @@ never leak.
         ├── ResponseTooLargeError   more bytes than allowed or announced
         ├── TLSError                certificate or hostname check failed
         └── RedirectError           redirect to another origin or scheme
+
+And one warning, :class:`OfflineFallbackWarning` (a :class:`UserWarning`): the
+manifest could not be fetched, so a verified cached release was used.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ __all__ = [
     "KeyFileError",
     "ManifestFormatError",
     "NotInManifestError",
+    "OfflineFallbackWarning",
     "RedirectError",
     "ResponseTooLargeError",
     "RollbackError",
@@ -229,3 +233,9 @@ class TLSError(DownloadError):
 
 class RedirectError(DownloadError):
     """A redirect to another origin, to plain http, or too many redirects."""
+
+
+class OfflineFallbackWarning(UserWarning):
+    """The manifest could not be fetched (the network, a 5xx), so the cached
+    release, verified again and not expired, is used: ``Config(offline_fallback=False)``
+    turns this off."""

@@ -42,6 +42,9 @@ class Options(TypedDict, total=False):
     proxy: str | None
     #: A PEM file with certificate and key, or a ``(cert, key)`` pair (mutual TLS).
     client_cert: str | tuple[str, str] | None
+    #: Seconds after the last revalidation of the manifest within which a new
+    #: process makes no request for it (default 0: always revalidate).
+    max_age: float | None
     #: A :class:`Config` for everything else; the keywords above win.
     config: Config | None
     #: The network interface (tests inject hostile servers here).
@@ -58,6 +61,7 @@ _CONFIG_FIELDS = {
     "auth": "auth",
     "proxy": "proxy",
     "client_cert": "client_cert",
+    "max_age": "max_age",
 }
 
 

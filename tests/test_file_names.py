@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from secure_urlimport._store.bytecode import pack_name
-from secure_urlimport._store.cache import FileCache
+from secure_urlimport._store.cache import FileCache, Validators
 from secure_urlimport._store.file_names import file_name_for
 from secure_urlimport._store.state import StateStore
 from secure_urlimport._trust.verify import TrustedState
@@ -33,7 +33,7 @@ def test_a_url_gets_the_name_earlier_releases_gave_it(text: str, name: str) -> N
 
 
 def test_the_manifest_cache_files_a_url_under_that_name(tmp_path):
-    FileCache(tmp_path).put_manifest(URL, '"etag"', b"manifest")
+    FileCache(tmp_path).put_manifest(URL, Validators(etag='"etag"'), b"manifest")
     assert [p.name for p in (tmp_path / "manifests").iterdir()] == [URL_NAME]
 
 

@@ -37,6 +37,7 @@ from secure_urlimport import (
     uninstall,
 )
 from secure_urlimport._format.paths import BUNDLE_NAME, MANIFEST_NAME
+from secure_urlimport._net.fetcher import Validators
 from secure_urlimport._net.transport import RequestsFetcher
 
 # -- the recipe's two interactive examples -----------------------------------
@@ -750,7 +751,8 @@ def test_remove_path_hook_keeps_claiming_installed_package_paths(
     assert secure_urlimport.api.path_hook in sys.path_hooks
     server.stop()  # the manifest refresh fails from now on
     importlib.invalidate_caches()
-    with pytest.raises(ImportError):
+    # (the cached, verified manifest stands in for it: grok.evil is not in it)
+    with pytest.raises(ImportError), pytest.warns(secure_urlimport.OfflineFallbackWarning):
         import grok.evil
     assert not marker.exists()
     assert grok.__file__.startswith("https://")
@@ -851,3 +853,36 @@ def test_a_fetcher_with_the_whole_contract_is_accepted(publisher):
             return self.fetch(url, max_bytes=max_bytes), None
 
     secure_urlimport.trust("https://example.invalid/tree", pubkey=publisher.pub, fetcher=Whole())
+
+
+def test_a_fetcher_whose_optional_fetch_if_modified_is_not_callable_is_refused(publisher):
+    class Odd(_OldFetcher):
+        fetch_if_modified = "not a method"
+
+        def fetch_fresh(self, url: str, *, max_bytes: int) -> bytes:
+            return self.fetch(url, max_bytes=max_bytes)
+
+        def fetch_if_changed(self, url, *, max_bytes, etag, fresh=False):
+            return self.fetch(url, max_bytes=max_bytes), None
+
+    with pytest.raises(secure_urlimport.ConfigurationError, match="fetch_if_modified"):
+        secure_urlimport.trust("https://example.invalid/tree", pubkey=publisher.pub, fetcher=Odd())
+
+
+def test_a_fetcher_with_fetch_if_modified_is_asked_with_the_cached_validators(
+    testcode, serve, tls, publisher
+):
+    server = serve(testcode)
+    asked: list[Validators] = []
+
+    class Modern(RecordingFetcher):
+        def fetch_if_modified(self, url, *, max_bytes, validators, fresh=False):
+            asked.append(validators)
+            return self.inner.fetch_if_modified(
+                url, max_bytes=max_bytes, validators=validators, fresh=fresh
+            )
+
+    install(server.url, pubkey=publisher.pub, fetcher=Modern(tls.cafile)).uninstall()
+    install(server.url, pubkey=publisher.pub, fetcher=Modern(tls.cafile))
+    assert asked[0] == Validators()
+    assert asked[1].etag is not None  # the devserver's, from the cache

@@ -12,6 +12,7 @@ from requests.structures import CaseInsensitiveDict
 
 from secure_urlimport._net.failures import (
     broke_off,
+    is_outage,
     proxy_failed,
     root_cause,
     timed_out,
@@ -22,14 +23,18 @@ from secure_urlimport._net.responses import (
     body_refusal,
     declared_length,
     expected_length,
+    last_modified_validator,
     redirect,
     redirect_target,
     status_refusal,
     too_many_redirects,
 )
+from secure_urlimport._store.cache import Validators
 from secure_urlimport.errors import (
+    BadSignatureError,
     DownloadError,
     DownloadTimeoutError,
+    ExpiredManifestError,
     HTTPStatusError,
     RedirectError,
     ResponseTooLargeError,
@@ -417,3 +422,84 @@ REDACTIONS = {
 @pytest.mark.parametrize(("url", "expected"), REDACTIONS.values(), ids=REDACTIONS.keys())
 def test_redaction_drops_the_userinfo_and_keeps_the_rest(url: str, expected: str) -> None:
     assert redact(url) == expected
+
+
+# -- validators: what a server chose, kept only if fit to send back ------------------
+
+LM = "Wed, 02 Dec 2026 03:00:00 GMT"
+LAST_MODIFIED = {
+    "a-second-before-the-date": (LM, "Wed, 02 Dec 2026 03:00:01 GMT", LM),
+    "long-before-the-date": (LM, "Thu, 03 Dec 2026 03:00:00 GMT", LM),
+    "in-the-second-of-the-date": (LM, LM, None),
+    "after-the-date": (LM, "Wed, 02 Dec 2026 02:59:59 GMT", None),
+    "no-date": (LM, None, None),
+    "no-last-modified": (None, LM, None),
+    "unparsable": ("yesterday", LM, None),
+    "impossible-date": ("Mon, 99 Foo 99999 99:99:99 GMT", LM, None),
+    "naive-against-aware": (
+        "Wed, 02 Dec 2026 03:00:00 -0000",
+        "Thu, 03 Dec 2026 03:00:00 GMT",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("last_modified", "date", "kept"), LAST_MODIFIED.values(), ids=LAST_MODIFIED.keys()
+)
+def test_last_modified_is_kept_only_when_a_second_older_than_the_response(
+    last_modified: str | None, date: str | None, kept: str | None
+) -> None:
+    assert last_modified_validator(last_modified, date) == kept
+
+
+@pytest.mark.parametrize(
+    "value", ["", "x" * 201, "caf\u00e9", "a\r\nSet-Cookie: x", "\x1b[2J", 42, None]
+)
+def test_validators_drop_an_etag_or_last_modified_unfit_to_send_back(value: object) -> None:
+    validators = Validators(value, value)  # type: ignore[arg-type]
+    assert validators == Validators() and not validators
+
+
+def test_validators_keep_short_printable_ascii() -> None:
+    validators = Validators('W/"5e-1a"', LM)
+    assert (validators.etag, validators.last_modified) == ('W/"5e-1a"', LM) and validators
+    assert Validators(None, "x" * 65).last_modified is None  # capped at 64
+
+
+# -- which download failures let a verified cached manifest stand in (offline start) --
+
+
+def _status(status: int) -> HTTPStatusError:
+    error = HTTPStatusError("cannot download")
+    error.status = status
+    return error
+
+
+OUTAGES = {
+    "connection-refused": (DownloadError("refused"), True),
+    "timeout": (DownloadTimeoutError("slow"), True),
+    "tls": (TLSError("certificate expired"), True),
+    "500": (_status(500), True),
+    "503": (_status(503), True),
+    "599": (_status(599), True),
+    "408": (_status(408), True),
+    "429": (_status(429), True),
+    "401": (_status(401), False),
+    "403": (_status(403), False),
+    "404": (_status(404), False),
+    "410": (_status(410), False),
+    "204": (_status(204), False),
+    "too-large": (ResponseTooLargeError("big"), False),
+    "cross-origin-redirect": (RedirectError("elsewhere"), False),
+    "verification": (BadSignatureError("forged"), False),
+    "expired": (ExpiredManifestError("old"), False),
+    "not-an-import-error": (ValueError("x"), False),
+}
+
+
+@pytest.mark.parametrize(("error", "outage"), OUTAGES.values(), ids=OUTAGES.keys())
+def test_only_the_network_and_server_failures_count_as_an_outage(
+    error: BaseException, outage: bool
+) -> None:
+    assert is_outage(error) is outage

@@ -2,11 +2,17 @@
 
 The I/O half of the pair whose trust half is :class:`~.._trust.trusted_set.TrustedManifests`
 (as python-tuf's ``Updater`` is to its ``TrustedMetadataSet``): download the
-manifest with a length cap (or revalidate the cached copy with its ETag), hand
-the bytes and the stored rollback records to the trusted set, and persist on
-success -- the records in the :class:`~.._store.state.StateStore`, the bytes and ETag
-in the file cache.  Every trust decision (signatures, tree name, expiry,
-rollback floor, never go back) is the trusted set's.
+manifest with a length cap (or revalidate the cached copy with its ETag or
+Last-Modified), hand the bytes and the stored rollback records to the trusted
+set, and persist on success -- the records in the
+:class:`~.._store.state.StateStore`, the bytes and validators in the file
+cache.  Every trust decision (signatures, tree name, expiry, rollback floor,
+never go back) is the trusted set's.
+
+Within ``Config(max_age=...)`` of the last revalidation a process's first
+fetch uses the cached manifest with no request, and when the fetch fails
+because of the network or the server the cached one may stand in
+(``offline_fallback``); both are ``warm.py``'s, and verify the cached copy here.
 
 A tree pinned by its root keys (``root=``) first walks its root chain
 (``root_walk.py``) from the same source as the manifest, and the trusted set
@@ -25,12 +31,14 @@ from .._format.manifest import Manifest
 from .._format.paths import MANIFEST_NAME
 from .._format.root import Root
 from .._net.deadline import import_step
+from .._net.fetcher import Validators, revalidate
 from .._store.state import StateStore
 from .._trust.trusted_set import TrustedManifests
 from .._trust.verify import TrustedState
 from ..errors import ExpiredManifestError, RollbackError, SecureImportError, UntrustedKeyError
 from .context import TreeContext
 from .root_walk import RootOfTrust
+from .warm import WarmStart
 
 __all__ = ["CurrentManifest"]
 
@@ -50,6 +58,8 @@ class CurrentManifest:
             if tree.root_pin is not None
             else None
         )
+        #: The cached manifest within max_age, or when the server is down.
+        self.warm = WarmStart(tree, state, self.roots, self._verify)
         # Guards the fields below and every call of trusted_set.accept; never
         # held during network I/O, because a thread waiting for it may hold
         # the global import lock.  Fork-safe (forksafe.py).
@@ -141,19 +151,33 @@ class CurrentManifest:
             self._generation += 1
 
     def _load(self, now: datetime, past_caches: bool = False) -> Manifest:
+        if self.trusted_set.newest is None and not past_caches:  # this process's first: a start
+            fresh = self.warm.fresh(now)
+            if fresh is not None:
+                return fresh
+        refused: list[SecureImportError] = []  # what the servers sent that did not verify
         # One bound per source for the conditional request and the no-cache retry.
-        with import_step(self.tree.config.timeout):
-            return self.tree.sources.first_success(
-                lambda base: self._load_from(base, now, past_caches),
-                what=f"{self.tree.url}/{MANIFEST_NAME}",
-            )
+        try:
+            with import_step(self.tree.config.timeout):
+                return self.tree.sources.first_success(
+                    lambda base: self._load_from(base, now, refused, past_caches),
+                    what=f"{self.tree.url}/{MANIFEST_NAME}",
+                )
+        except SecureImportError as exc:
+            if refused or past_caches:  # never after a verification failure
+                raise
+            return self.warm.fallback(exc.with_traceback(None), now)
 
-    def _load_from(self, base: str, now: datetime, past_caches: bool = False) -> Manifest:
+    def _load_from(
+        self, base: str, now: datetime, refused: list[SecureImportError], past_caches: bool
+    ) -> Manifest:
         url = f"{base}/{MANIFEST_NAME}"
         started = time.perf_counter()
         # The root chain first, from the same source: it says whose signature counts.
         root = self.roots.update(base, now=now) if self.roots is not None else None
-        data, etag, from_cache = self._download(url, use_cache=not past_caches, fresh=past_caches)
+        data, validators, from_cache = self._download(
+            url, use_cache=not past_caches, fresh=past_caches
+        )
         try:
             manifest = self._verify(data, now, url, root, past_caches=past_caches)
         except SecureImportError as exc:
@@ -162,16 +186,24 @@ class CurrentManifest:
                 # superseded): forget it and ask the server for the whole file.
                 log.debug("cached manifest for %s does not verify; downloading it", url)
                 self.tree.cache.discard_manifest(url)
-            elif past_caches or not isinstance(exc, RollbackError | ExpiredManifestError):
-                raise
+            else:
+                refused.append(exc)  # the server's answer: no offline start after it
+                if past_caches or not isinstance(exc, RollbackError | ExpiredManifestError):
+                    raise
             # Old or expired: perhaps a CDN edge or proxy holds a stale copy.
-            data, etag, from_cache = self._download(url, use_cache=False, fresh=True)
-            manifest = self._verify(data, now, url, root, past_caches=True)
+            data, validators, from_cache = self._download(url, use_cache=False, fresh=True)
+            try:
+                manifest = self._verify(data, now, url, root, past_caches=True)
+            except SecureImportError as again:
+                refused.append(again)
+                raise
         self._state.record(
             self.tree.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
         )
-        if etag is not None and not from_cache and self.tree.config.file_cache:
-            self.tree.cache.put_manifest(url, etag, data)
+        # Kept even without validators: an offline start and max_age use it.
+        if not from_cache and self.tree.config.file_cache:
+            self.tree.cache.put_manifest(url, validators, data)
+        self.warm.revalidated(base, manifest, now)
         log.debug(
             "verified manifest %s: version %d, %d files, %.1f ms%s",
             url,
@@ -184,25 +216,29 @@ class CurrentManifest:
 
     def _download(
         self, url: str, *, use_cache: bool = True, fresh: bool = False
-    ) -> tuple[bytes, str | None, bool]:
-        """``(bytes, etag, from_cache)``: the server's manifest, or our cached
-        copy when the server answers 304 Not Modified to its ETag; *fresh* asks
-        caches on the way to revalidate with the origin."""
+    ) -> tuple[bytes, Validators, bool]:
+        """``(bytes, validators, from_cache)``: the server's manifest, or our
+        cached copy when the server answers 304 Not Modified to its ETag or
+        Last-Modified; *fresh* asks caches on the way to revalidate with the origin."""
         limit = self.tree.config.max_manifest_bytes
         cached = None
         if use_cache and self.tree.config.file_cache:
             cached = self.tree.cache.get_manifest(url, limit)
-        data, etag = self.tree.fetcher.fetch_if_changed(
-            url, max_bytes=limit, etag=cached[0] if cached else None, fresh=fresh
+        data, validators = revalidate(
+            self.tree.fetcher,
+            url,
+            max_bytes=limit,
+            validators=cached[0] if cached else Validators(),
+            fresh=fresh,
         )
-        if data is None and cached is not None:
-            return cached[1], etag, True
+        if data is None and cached is not None and cached[0]:
+            return cached[1], validators, True
         if data is None:  # 304 to a request that was not conditional
             data = self.tree.fetcher.fetch(url, max_bytes=limit)
-        return data, etag, False
+        return data, validators, False
 
     def _verify(
-        self, data: bytes, now: datetime, url: str, root: Root | None, *, past_caches: bool
+        self, data: bytes, now: datetime, url: str, root: Root | None, *, past_caches: bool = False
     ) -> Manifest:
         """The trusted set's verdict on *data*, with the records stored for this
         tree (and, pinned by root keys, the newest root); *past_caches*: *data*

@@ -172,6 +172,20 @@ class RootOfTrust:
         log.debug("root chain at %s: version %d trusted", base, trusted.root.version)
         return trusted.root
 
+    def without_walk(self, *, now: datetime) -> Root | None:
+        """The newest root trusted (in memory, else stored and re-checked), with
+        no request: for a start within ``max_age`` or offline.  None if there
+        is none or it has expired (then the chain must be walked)."""
+        trusted = self._start()
+        if trusted is None:
+            return None
+        try:
+            trusted.check_expiry(now=now, url=f"{self.url} (stored root)")
+        except SecureImportError as exc:
+            log.debug("the stored root of %s cannot be used without a walk: %s", self.url, exc)
+            return None
+        return trusted.root
+
     def _start(self) -> TrustedRoot | None:
         with self._lock:
             if self._trusted is not None or self._loaded:

@@ -13,13 +13,20 @@ import logging
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from .._store.cache import is_sane_etag
+from .._store.cache import Validators
 from ..config import Config
 from ..errors import DownloadError, HTTPStatusError, shown
 from .deadline import Watchdog
 from .failures import broke_off, proxy_failed, root_cause, timed_out, tls_failed
 from .requests_session import requests_parts
-from .responses import Refusal, body_refusal, expected_length, redirect, too_many_redirects
+from .responses import (
+    Refusal,
+    body_refusal,
+    expected_length,
+    last_modified_validator,
+    redirect,
+    too_many_redirects,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -51,7 +58,7 @@ class Download:
         url: str,
         max_bytes: int,
         watchdog: Watchdog,
-        etag: str | None = None,
+        validators: Validators | None = None,
         *,
         fresh: bool = False,
     ) -> None:
@@ -59,19 +66,20 @@ class Download:
         self.url = self.current = url
         self.max_bytes = max_bytes
         self.watchdog = watchdog
-        self.etag = etag  # sent as If-None-Match; then the one the server gave
-        self.headers = {"If-None-Match": etag} if etag else {}
+        # Sent as If-None-Match / If-Modified-Since; then the ones the server gave.
+        self.validators = validators or Validators()
+        self.headers = _conditional_headers(self.validators)
         if fresh:
             self.headers.update({"Cache-Control": "no-cache", "Pragma": "no-cache"})
 
     def run(self) -> bytes | None:
         """GET the URL, following at most max_redirects same-origin redirects;
-        None if the server says the copy we hold (``etag``) is current."""
+        None if the server says the copy we hold (``validators``) is current."""
         limit = self.connections.config.max_redirects
         for hop in range(limit + 1):
             response = self._get()
             try:
-                if response.status_code == 304 and self.etag is not None:
+                if response.status_code == 304 and self.validators:
                     return None
                 where = redirect(
                     response.status_code, response.headers.get("Location"), self.current
@@ -80,7 +88,7 @@ class Download:
                     raise self._error(where)
                 if where is None:
                     body = self._body(response)
-                    self.etag = _etag_of(response)
+                    self.validators = _validators_of(response)
                     return body
             finally:
                 response.close()  # on error this drops the connection mid-body
@@ -169,7 +177,21 @@ class Download:
         return self._error(Refusal(DownloadError, cause))
 
 
-def _etag_of(response: requests.Response) -> str | None:
-    """The response's ETag if it is a sane one to send back (ASCII, short)."""
-    value = response.headers.get("ETag")
-    return value if is_sane_etag(value) else None
+def _conditional_headers(validators: Validators) -> dict[str, str]:
+    """The headers that ask for the body only if it changed since *validators*.
+    Both when both are known: a server that knows ETags decides by
+    If-None-Match and ignores If-Modified-Since (RFC 9110, 13.2.2)."""
+    headers = {}
+    if validators.etag is not None:
+        headers["If-None-Match"] = validators.etag
+    if validators.last_modified is not None:
+        headers["If-Modified-Since"] = validators.last_modified
+    return headers
+
+
+def _validators_of(response: requests.Response) -> Validators:
+    """The response's ETag and Last-Modified, each if it is sane to send back
+    (and the Last-Modified only if it is older than the response by a second)."""
+    headers = response.headers
+    last_modified = last_modified_validator(headers.get("Last-Modified"), headers.get("Date"))
+    return Validators(headers.get("ETag"), last_modified)

@@ -9,10 +9,31 @@ is redacted.
 
 from __future__ import annotations
 
-from ..errors import DownloadError, DownloadTimeoutError, TLSError, redact, shown
+from ..errors import (
+    DownloadError,
+    DownloadTimeoutError,
+    HTTPStatusError,
+    RedirectError,
+    ResponseTooLargeError,
+    TLSError,
+    redact,
+    shown,
+)
 from .responses import Refusal
 
-__all__ = ["broke_off", "proxy_failed", "root_cause", "timed_out", "tls_failed"]
+__all__ = [
+    "OUTAGE_STATUSES",
+    "broke_off",
+    "is_outage",
+    "proxy_failed",
+    "root_cause",
+    "timed_out",
+    "tls_failed",
+]
+
+#: The statuses below 500 that say "not now" rather than "no": Request
+#: Timeout and Too Many Requests.  Every 5xx is an outage too.
+OUTAGE_STATUSES = frozenset({408, 429})
 
 
 def timed_out(seconds: float, *, budgeted: bool) -> Refusal:
@@ -68,3 +89,22 @@ def root_cause(exc: BaseException) -> str:
         exc = inner
     text = shown(exc, 300)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Did a download fail because the network or the server is down (so a
+    verified cached copy may stand in: ``Config(offline_fallback=...)``)?
+
+    Yes: a connection refused, reset or broken off, DNS, a proxy failure, a
+    timeout, TLS (an expired server certificate; an interceptor can as well
+    drop the packets), and the statuses 5xx, 408 and 429.  No: every other
+    status (401, 403, 404, 410: the server answered, on purpose; credentials
+    revoked or a tree withdrawn must not be papered over), a body over the
+    limit or a refused redirect (the server's answer, not an outage), and
+    anything that is not a DownloadError -- above all a verification failure.
+    """
+    if not isinstance(exc, DownloadError):
+        return False
+    if isinstance(exc, HTTPStatusError):
+        return exc.status >= 500 or exc.status in OUTAGE_STATUSES
+    return not isinstance(exc, ResponseTooLargeError | RedirectError)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from http import HTTPStatus
 from urllib.parse import urljoin, urlsplit
 
@@ -34,6 +35,7 @@ __all__ = [
     "declared_length",
     "expected_length",
     "https_problem",
+    "last_modified_validator",
     "origin",
     "redirect",
     "redirect_target",
@@ -209,3 +211,28 @@ def status_text(status: int) -> str:
     except ValueError:
         phrase = "unknown status"
     return f"HTTP {status} {phrase}; {_ADVICE.get(status, 'the server must answer 200')}"
+
+
+def last_modified_validator(last_modified: str | None, date: str | None) -> str | None:
+    """The response's *last_modified* if it can revalidate the copy: only when
+    the response's *date* is at least a second later (RFC 9110, 8.8.2.2).
+
+    Last-Modified has one-second resolution: a manifest served in the second
+    it was written may be replaced within that second, and the new one would
+    then be "not modified since" forever after.  Such a value (or one
+    without a Date, or either unparsable) is not kept; the next start then
+    downloads the manifest once more and keeps that answer's."""
+    if not last_modified or not date:
+        return None
+    # Here, not at the top: email.utils costs milliseconds to import, and this
+    # runs only after a download (when http.client has loaded it anyway).
+    from email.utils import parsedate_to_datetime
+
+    try:
+        modified = parsedate_to_datetime(last_modified)
+        served = parsedate_to_datetime(date)
+        if served - modified < timedelta(seconds=1):
+            return None
+    except (ValueError, TypeError, OverflowError, IndexError):
+        return None
+    return last_modified

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .. import forksafe
-from .._store.cache import is_sane_etag
+from .._store.cache import Validators
 from ..config import Config
 from ..errors import ConfigurationError, InsecureURLError, redact
 from .deadline import Watchdog
@@ -102,14 +102,16 @@ class RequestsFetcher:
             session.close()
 
     def fetch(self, url: str, *, max_bytes: int) -> bytes:
-        body, _ = self.fetch_if_changed(url, max_bytes=max_bytes, etag=None)
+        body, _ = self.fetch_if_modified(url, max_bytes=max_bytes, validators=Validators())
         assert body is not None  # only a conditional request can come back empty
         return body
 
     def fetch_fresh(self, url: str, *, max_bytes: int) -> bytes:
         """Like :meth:`fetch`, but asks every cache on the way (a CDN edge, a
         proxy) to revalidate with the origin: ``Cache-Control: no-cache``."""
-        body, _ = self.fetch_if_changed(url, max_bytes=max_bytes, etag=None, fresh=True)
+        body, _ = self.fetch_if_modified(
+            url, max_bytes=max_bytes, validators=Validators(), fresh=True
+        )
         assert body is not None
         return body
 
@@ -118,20 +120,31 @@ class RequestsFetcher:
     ) -> tuple[bytes | None, str | None]:
         """``(body, etag)``, or ``(None, etag)`` if the server answers 304 Not
         Modified to ``If-None-Match: etag``; *fresh* asks caches to revalidate."""
+        body, validators = self.fetch_if_modified(
+            url, max_bytes=max_bytes, validators=Validators(etag=etag), fresh=fresh
+        )
+        return body, validators.etag
+
+    def fetch_if_modified(
+        self, url: str, *, max_bytes: int, validators: Validators, fresh: bool = False
+    ) -> tuple[bytes | None, Validators]:
+        """``(body, validators)``, or ``(None, validators)`` if the server
+        answers 304 Not Modified to ``If-None-Match``/``If-Modified-Since``
+        (from *validators*, each if set); *fresh* asks caches to revalidate."""
         require_https(url)
-        if etag is not None and not is_sane_etag(etag):
-            etag = None  # from an edited cache: ask unconditionally
-        log.debug("fetch %s%s", url, " (if changed)" if etag else "")
+        # A Validators holds only values fit to send back (it drops the others).
+        validators = Validators(validators.etag, validators.last_modified)
+        log.debug("fetch %s%s", url, " (if changed)" if validators else "")
         started = time.monotonic()
         with Watchdog(self.config.timeout) as watchdog:
-            download = Download(self, url, max_bytes, watchdog, etag, fresh=fresh)
+            download = Download(self, url, max_bytes, watchdog, validators, fresh=fresh)
             body = download.run()
         elapsed_ms = (time.monotonic() - started) * 1000
         if body is None:
             log.debug("not modified: %s (%.0f ms)", url, elapsed_ms)
         else:
             log.debug("fetched %s (%d bytes, %.0f ms)", url, len(body), elapsed_ms)
-        return body, download.etag
+        return body, download.validators
 
     def session(self, url: str) -> requests.Session:
         """The session for ``url``'s origin, made on first use."""

@@ -11,7 +11,9 @@ Layout under ``<cache dir>``::
 
     files/ab/cdef...        the bytes whose SHA-256 is abcdef...
     bundles/<digest>        the bundle of the release whose manifest body has that SHA-256
-    manifests/<url hash>    {"etag": ..., "url": ...} + NUL + the manifest bytes
+    manifests/<url hash>    {"url": ..., "etag": ..., "last_modified": ...} + NUL + the
+                            manifest bytes (last accepted from that URL, with the
+                            server's validators; either may be null)
 
 Every operation is best effort: an unreadable or read-only cache is logged
 and otherwise ignored, so a full disk never fails an import.
@@ -25,17 +27,51 @@ import logging
 import os
 import re
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_atomically
 from .file_names import file_name_for
 from .privatedir import make_private_dirs
 
-__all__ = ["SAFE_READ_FLAGS", "FileCache", "is_sane_etag", "read_regular_file"]
+__all__ = [
+    "SAFE_READ_FLAGS",
+    "FileCache",
+    "Validators",
+    "is_sane_etag",
+    "is_sane_last_modified",
+    "read_regular_file",
+]
 
 log = logging.getLogger("secure_urlimport")
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+#: The longest ETag and Last-Modified value sent back (an HTTP-date is 29 characters).
+MAX_ETAG_CHARS = 200
+MAX_LAST_MODIFIED_CHARS = 64
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What a server said identifies the copy it sent, to revalidate it with:
+    its ``ETag`` (sent back as ``If-None-Match``) and its ``Last-Modified``
+    (sent back as ``If-Modified-Since``).  Both are server-chosen strings: one
+    that is not short printable ASCII is dropped here, so a Validators is
+    always fit to send back."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def __post_init__(self) -> None:
+        if not is_sane_etag(self.etag):
+            object.__setattr__(self, "etag", None)
+        if not is_sane_last_modified(self.last_modified):
+            object.__setattr__(self, "last_modified", None)
+
+    def __bool__(self) -> bool:
+        """True if there is anything to revalidate with."""
+        return self.etag is not None or self.last_modified is not None
 
 
 class FileCache:
@@ -102,8 +138,9 @@ class FileCache:
     def _manifest_path(self, url: str) -> Path:
         return self._manifests / file_name_for(url)
 
-    def get_manifest(self, url: str, max_bytes: int) -> tuple[str, bytes] | None:
-        """The ETag and bytes of the manifest last accepted from *url*, or None."""
+    def get_manifest(self, url: str, max_bytes: int) -> tuple[Validators, bytes] | None:
+        """The validators and bytes of the manifest last accepted from *url*, or
+        None.  Unverified: the caller verifies the bytes like a download."""
         path = self._manifest_path(url)
         blob = read_regular_file(path, max_bytes + 4096)
         if blob is None:
@@ -111,16 +148,19 @@ class FileCache:
         try:
             header, sep, data = blob.partition(b"\0")
             meta = json.loads(header)
-            if not sep or meta["url"] != url or not is_sane_etag(meta["etag"]):
+            if not sep or not isinstance(meta, dict) or meta["url"] != url:
                 raise ValueError("malformed entry")
+            # Insane values (an edited cache) are dropped: then asked unconditionally.
+            validators = Validators(meta.get("etag"), meta.get("last_modified"))
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             log.debug("cache: ignoring manifest entry %s: %s", path, exc)
             return None
-        return meta["etag"], data
+        return validators, data
 
-    def put_manifest(self, url: str, etag: str, data: bytes) -> None:
-        header = json.dumps({"url": url, "etag": etag}).encode("utf-8")
-        _write_atomically(self._manifest_path(url), header + b"\0" + data)
+    def put_manifest(self, url: str, validators: Validators, data: bytes) -> None:
+        """Keep *data*, a manifest that verified, with the validators it came with."""
+        meta = {"url": url, "etag": validators.etag, "last_modified": validators.last_modified}
+        _write_atomically(self._manifest_path(url), json.dumps(meta).encode("utf-8") + b"\0" + data)
 
     def discard_manifest(self, url: str) -> None:
         with contextlib.suppress(OSError):
@@ -129,11 +169,21 @@ class FileCache:
 
 def is_sane_etag(value: object) -> bool:
     """True for an ETag fit to send back in If-None-Match: short printable ASCII."""
+    return _short_printable_ascii(value, MAX_ETAG_CHARS)
+
+
+def is_sane_last_modified(value: object) -> bool:
+    """True for a Last-Modified value fit to send back in If-Modified-Since:
+    short printable ASCII (it is the server's own; it is only ever sent back)."""
+    return _short_printable_ascii(value, MAX_LAST_MODIFIED_CHARS)
+
+
+def _short_printable_ascii(value: object, limit: int) -> bool:
     return (
         isinstance(value, str)
-        and 0 < len(value) <= 200
+        and 0 < len(value) <= limit
         and value.isascii()
-        and (value.isprintable())
+        and value.isprintable()
     )
 
 

@@ -19,13 +19,20 @@ It is filed under the URL *and* the pinned root key ids and threshold, so a
 changed pin starts the walk afresh; the walk re-checks it when read back
 (``TrustedRoot.from_store``), and it is written and read like the records:
 atomically, 0600, a regular file only, at most ``MAX_ROOT_BYTES``.
+
+And, for a tree with ``Config(max_age=...)``, when its manifest was last
+revalidated with the server (``<hash of URL>.fresh``: the wall-clock time,
+the source that answered and the manifest's digest), read back as a
+:class:`Revalidated` only if it is well formed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .._format.root import MAX_ROOT_BYTES
@@ -35,12 +42,24 @@ from .cache import read_regular_file
 from .file_names import file_name_for
 from .privatedir import make_private_dirs
 
-__all__ = ["MAX_STATE_BYTES", "StateStore"]
+__all__ = ["MAX_STATE_BYTES", "Revalidated", "StateStore"]
 
 #: A record is a few hundred bytes per key; far more is not one of ours.
 MAX_STATE_BYTES = 1024 * 1024
 
 log = logging.getLogger("secure_urlimport")
+
+
+@dataclass(frozen=True)
+class Revalidated:
+    """The last time the server confirmed a manifest as current."""
+
+    #: Seconds since the epoch, by this machine's clock.
+    at: float
+    #: The base URL (the tree's, or a mirror's) whose manifest it was.
+    source: str
+    #: The SHA-256 of that manifest's body.
+    digest: str
 
 
 class StateStore:
@@ -110,6 +129,36 @@ class StateStore:
         except OSError as exc:
             # Not fatal: the next start walks the chain again from the pin.
             log.warning("cannot store the trusted root in %s: %s", self.directory, exc)
+
+    def _fresh_path(self, url: str) -> Path:
+        return self.directory / f"{file_name_for(url)}.fresh"
+
+    def load_revalidated(self, url: str) -> Revalidated | None:
+        """When the manifest of the tree at *url* was last revalidated, or None."""
+        data = read_regular_file(self._fresh_path(url), 4096)
+        if data is None:
+            return None
+        try:
+            obj = json.loads(data.decode("utf-8"))
+            record = Revalidated(float(obj["at"]), str(obj["source"]), str(obj["digest"]))
+            if obj["url"] != url or not math.isfinite(record.at):
+                raise ValueError("not a record of this URL")
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            log.debug("ignoring unreadable freshness record of %s: %s", url, exc)
+            return None
+        return record
+
+    def record_revalidated(self, url: str, record: Revalidated) -> None:
+        """Note that the server confirmed the manifest of the tree at *url*.
+        Not durable: a torn record is unreadable, and then only means a request."""
+        data = {"url": url, "at": record.at, "source": record.source, "digest": record.digest}
+        try:
+            make_private_dirs(self.directory)
+            write_atomically(
+                self._fresh_path(url), json.dumps(data).encode("utf-8"), durable=False, mode=None
+            )
+        except OSError as exc:
+            log.debug("cannot record the revalidation in %s: %s", self.directory, exc)
 
     def _write(self, url: str, records: dict[str, TrustedState]) -> None:
         data = json.dumps(
