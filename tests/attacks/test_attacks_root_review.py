@@ -169,9 +169,14 @@ def test_root_lines_repeating_the_pinned_key_id_cost_one_check_per_version(
     sim.publish({"mod.py": evil_source(marker)}, [k["thief"]])
     for version in range(1, 1025):
         sim.put(root_file_name(version), hostile)
-    checks = []
+    checks: list[int] = []
     real = PublicKey.verifies
-    monkeypatch.setattr(PublicKey, "verifies", lambda self, *a: checks.append(1) or real(self, *a))
+
+    def counted(self: PublicKey, *args: bytes) -> bool:
+        checks.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(PublicKey, "verifies", counted)
     with pytest.raises(UntrustedRootError):
         install(sim.url, root=k["root"].public.raw, fetcher=sim)
     assert len(checks) <= 1024  # one per version read, not 64
@@ -243,6 +248,7 @@ def test_a_release_verified_under_an_older_root_does_not_stick_after_a_newer_roo
     sim.fetch_if_changed = fetch
     for path, data in thief.files.items():
         sim.put(path, data)
+    assert current.roots is not None and current.roots.newest is not None
     assert current.roots.newest.version == 2
     assert current.get().version == 2
     with pytest.raises(SecureImportError, match=r"over the limit|changed after signing"):
