@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from ..errors import ManifestFormatError
 from .entry import FileEntry, encode_entry, is_sha256_hex, parse_entry
-from .paths import path_problem
+from .paths import SHARD_DIR, path_problem
 from .signedfile import load_json
 
 __all__ = [
@@ -47,8 +47,6 @@ __all__ = [
     "shard_path",
 ]
 
-#: The directory, beside the manifest, that holds a tree's shard files.
-SHARD_DIR = "secure-urlimport.shards"
 SHARD_TYPE = "secure-urlimport/shard"
 SHARD_FORMAT = 1
 #: At most this many shards in one index (a 10**6-shard index is refused
