@@ -26,7 +26,7 @@ from .._format.manifest import Manifest
 from .._format.shard import ShardRef, parse_shard_body
 from ..errors import ManifestFormatError, TamperedFileError
 
-__all__ = ["check_shard_digest", "flatten", "verify_shard"]
+__all__ = ["check_case_folds", "check_shard_digest", "check_shard_range", "flatten", "verify_shard"]
 
 
 def check_shard_digest(data: bytes, ref: ShardRef, *, url: str) -> None:
@@ -41,9 +41,17 @@ def check_shard_digest(data: bytes, ref: ShardRef, *, url: str) -> None:
 
 def verify_shard(data: bytes, manifest: Manifest, index: int, *, url: str) -> dict[str, FileEntry]:
     """The entries of shard *index* of *manifest*, if *data* is that shard."""
-    ref = manifest.shards[index]
-    check_shard_digest(data, ref, url=url)
+    check_shard_digest(data, manifest.shards[index], url=url)
     entries = parse_shard_body(data)
+    check_shard_range(entries, manifest, index, url=url)
+    return entries
+
+
+def check_shard_range(
+    entries: Mapping[str, FileEntry], manifest: Manifest, index: int, *, url: str
+) -> None:
+    """Raise unless *entries* (a shard whose digest matched, perhaps parsed for
+    another release) start at shard *index*'s first path and stay in its range."""
     low, high = manifest.shard_range(index)
     if low not in entries:
         raise ManifestFormatError(
@@ -55,7 +63,6 @@ def verify_shard(data: bytes, manifest: Manifest, index: int, *, url: str) -> di
                 f"shard {url} lists {path!r}, outside its range [{low!r}, "
                 f"{high!r}) in the signed index: refusing the shard"
             )
-    return entries
 
 
 def flatten(
