@@ -1,18 +1,24 @@
 """Manifest shards (format 2): the index's pins and the shard files they pin.
 
 A format-2 manifest of a big tree lists no files itself: its signed body
-carries ``"shards"``, a list sorted by first path of ``[first_path,
-sha256_hex, size]``, and every entry lives in exactly one shard file, served
-at ``secure-urlimport.shards/<sha256_hex>``.  Shard *i* holds exactly the
+carries ``"shards"``, a list sorted by first path of ``[first_path, digest,
+size]``, and every entry lives in exactly one shard file, served at
+``secure-urlimport.shards/<sha256 in hex>``.  Shard *i* holds exactly the
 paths ``p`` with ``first_path[i] <= p < first_path[i+1]``, and its first
 path is ``first_path[i]`` itself.  A shard file is not signed: the signed
 index pins its digest and size, as TUF's snapshot pins targets metadata, and
-each entry in it still carries its own per-file signatures.  Shard body::
+each entry in it still carries its own per-file signatures.
+
+Digests in the index and in shards are SHA-256 in unpadded base64url (43
+characters, canonical: the decoded 32 bytes encode back to the same text),
+and a shard entry is a list, not an object: at 50,000 files the index and
+one shard must stay under 64 KiB, and hex digests and repeated keys made
+them 75 KB.  Shard body (no whitespace but the newlines)::
 
     {"files":{
-    "<path>": {"sha256": "<hex>", "signatures": {"<keyid>": "<base64>"}, "size": <n>},
+    "<path>":["<sha256 base64url>",<size>,{"<keyid>":"<signature base64>"}],
     ...
-    },"format":1,"type":"secure-urlimport/shard"}\\n
+    },"format":1,"type":"secure-urlimport/shard"}\n
 
 Parsed strictly (``load_json``: no repeated key, no float), capped in size
 and count.  Whether a shard matches its pin and its range is ``_trust``'s
@@ -24,13 +30,16 @@ the boundaries next to it and unchanged shards keep their bytes.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ManifestFormatError
-from .entry import FileEntry, encode_entry, is_sha256_hex, parse_entry
+from .entry import FileEntry, parse_entry
 from .paths import SHARD_DIR, path_problem
 from .signedfile import load_json
 
@@ -40,6 +49,8 @@ __all__ = [
     "SHARD_DIR",
     "ShardRef",
     "cut_shards",
+    "digest_hex",
+    "digest_text",
     "encode_shard",
     "encode_shard_refs",
     "parse_shard_body",
@@ -78,6 +89,28 @@ def shard_path(sha256_hex: str) -> str:
     return f"{SHARD_DIR}/{sha256_hex}"
 
 
+_B64URL_DIGEST = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def digest_text(sha256_hex: str) -> str:
+    """A hex SHA-256 as the index and shards write it: unpadded base64url."""
+    return base64.urlsafe_b64encode(bytes.fromhex(sha256_hex)).decode("ascii").rstrip("=")
+
+
+def digest_hex(text: object, what: str) -> str:
+    """The hex SHA-256 of a base64url digest; refuses any other spelling."""
+    if not isinstance(text, str) or not _B64URL_DIGEST.fullmatch(text):
+        raise ManifestFormatError(f"{what} has a malformed sha256")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=")
+    except (binascii.Error, ValueError):
+        raise ManifestFormatError(f"{what} has a malformed sha256") from None
+    hexed = raw.hex()
+    if digest_text(hexed) != text:  # the last character's unused bits must be zero
+        raise ManifestFormatError(f"{what} has a non-canonical sha256")
+    return hexed
+
+
 def parse_shard_refs(raw: object) -> tuple[ShardRef, ...]:
     """The index's ``"shards"`` list: sorted, distinct, capped."""
     if not isinstance(raw, list) or len(raw) > MAX_SHARDS:
@@ -87,11 +120,10 @@ def parse_shard_refs(raw: object) -> tuple[ShardRef, ...]:
     for item in raw:
         if not isinstance(item, list) or len(item) != 3:
             raise ManifestFormatError("manifest shard pin is not [first_path, sha256, size]")
-        first, sha, size = item
+        first, digest, size = item
         if not isinstance(first, str) or path_problem(first) is not None:
             raise ManifestFormatError(f"manifest shard pin has an invalid first path {first!r}")
-        if not is_sha256_hex(sha):
-            raise ManifestFormatError(f"manifest shard pin for {first!r} has a malformed sha256")
+        sha = digest_hex(digest, f"manifest shard pin for {first!r}")
         if type(size) is not int or not 0 < size <= MAX_SHARD_BYTES:
             raise ManifestFormatError(
                 f"manifest shard pin for {first!r} has a size not in [1, {MAX_SHARD_BYTES}]"
@@ -107,7 +139,7 @@ def parse_shard_refs(raw: object) -> tuple[ShardRef, ...]:
 
 def encode_shard_refs(refs: Sequence[ShardRef]) -> str:
     """The ``"shards"`` value as JSON text, one pin per line."""
-    lines = [json.dumps([ref.first, ref.sha256, ref.size]) for ref in refs]
+    lines = [_compact([ref.first, digest_text(ref.sha256), ref.size]) for ref in refs]
     return "[\n" + ",\n".join(lines) + "\n]" if lines else "[]"
 
 
@@ -122,7 +154,7 @@ def parse_shard_body(data: bytes) -> dict[str, FileEntry]:
     files_raw = obj["files"]
     if not isinstance(files_raw, dict) or not files_raw:
         raise ManifestFormatError("shard files is not a non-empty object")
-    files = {path: parse_entry(path, raw, "shard") for path, raw in files_raw.items()}
+    files = {path: _parse_shard_entry(path, raw) for path, raw in files_raw.items()}
     folded: dict[str, str] = {}
     for path in files:
         other = folded.setdefault(path.casefold(), path)
@@ -131,9 +163,28 @@ def parse_shard_body(data: bytes) -> dict[str, FileEntry]:
     return files
 
 
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _parse_shard_entry(path: str, raw: object) -> FileEntry:
+    if not isinstance(raw, list) or len(raw) != 3:
+        raise ManifestFormatError(f"shard entry for {path!r} is not [sha256, size, signatures]")
+    digest, size, signatures = raw
+    sha = digest_hex(digest, f"shard entry for {path!r}")
+    # The rest as a manifest entry: the same checks, the same messages.
+    return parse_entry(path, {"sha256": sha, "signatures": signatures, "size": size}, "shard")
+
+
+def encode_shard_entry(entry: FileEntry) -> str:
+    """``"path":["<digest>",size,{"keyid":"sig"}]``: one entry as one compact line."""
+    sigs = {k: base64.b64encode(s).decode("ascii") for k, s in sorted(entry.signatures.items())}
+    return _compact(entry.path) + ":" + _compact([digest_text(entry.sha256), entry.size, sigs])
+
+
 def encode_shard(entries: Sequence[FileEntry]) -> bytes:
     """A shard file's bytes: its entries in path order, one per line."""
-    lines = [encode_entry(e) for e in sorted(entries, key=lambda e: e.path)]
+    lines = [encode_shard_entry(e) for e in sorted(entries, key=lambda e: e.path)]
     text = '{"files":{\n' + ",\n".join(lines) + '\n},"format":1,"type":"' + SHARD_TYPE + '"}\n'
     return text.encode("utf-8")
 
@@ -144,19 +195,20 @@ def cut_shards(
     """*entries* (sorted by path) cut into shards of about *target* bytes.
 
     Content-defined, like rsync's rolling boundaries: a new shard starts at a
-    path once the current one holds ``3/4 target`` bytes and the path's hash
+    path once the current one holds ``9/10 target`` bytes and the path's hash
     falls under a bar proportional to its entry's size (a mean of ``target``),
-    or when the shard would pass ``3/2 target``.  The choice depends on the
+    or when the shard would pass ``6/5 target`` (so the largest shard, which
+    a lookup may have to read with the index, stays close to the mean).  The choice depends on the
     path and its own entry only, so a changed, added or removed file moves the
     boundaries of its own shard at most (until the next hash boundary): the
     other shards keep their bytes and digests.
     """
-    low, high = target * 3 // 4, target * 3 // 2
+    low, high = target * 9 // 10, target * 6 // 5
     shards: list[list[FileEntry]] = []
     current: list[FileEntry] = []
     size = 0
     for entry in entries:
-        length = len(encode_entry(entry).encode("utf-8")) + 2
+        length = len(encode_shard_entry(entry).encode("utf-8")) + 2
         if current and (
             size + length > high or (size >= low and _boundary(entry, length, target - low))
         ):
