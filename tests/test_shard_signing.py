@@ -144,3 +144,25 @@ def test_verify_reports_a_tampered_file_of_a_sharded_tree(big: Path) -> None:
     assert [(p.kind, p.path) for p in report.problems] == [("tampered", "pkg3/mod3.py")]
     check = check_tree(big, [KEY.keyid], [KEY.public], now=NOW, name="big")
     assert [(c.kind, c.path) for c in check.changes] == [("changed", "pkg3/mod3.py")]
+
+
+def test_the_cli_signs_a_small_tree_sharded_with_shard_threshold_0(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from secure_urlimport.publish.keyfile import save_private_key
+
+    root = tmp_path / "t"
+    write(root, {"a.py": "A = 1\n", "b/c.py": "C = 2\n"})
+    key_file = tmp_path / "k.key"
+    save_private_key(KEY, key_file, None)
+    run = [sys.executable, "-m", "secure_urlimport", "sign", str(root), "--key", str(key_file)]
+    result = subprocess.run(
+        [*run, "--shard-threshold", "0"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert manifest_of(root).format == 2 and len(shard_files(root)) == 1
+    result = subprocess.run(
+        [*run, "--shard-threshold", "-1"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0 and "--shard-threshold must be 0 or more" in result.stderr
