@@ -25,6 +25,7 @@ from simulator import (
     assert_never_ran,
     cache_root,
     compose,
+    make_root,
     sign_release,
 )
 
@@ -333,3 +334,19 @@ def test_verify_over_https_checks_every_shard(sim):
         "shard",
         release.manifest.shards[1].path,
     ) in problems
+
+
+# -- pinned by root keys
+
+
+def test_a_sharded_tree_pinned_by_its_root_costs_one_root_probe_more(sim):
+    root_key = PrivateKey.from_seed(bytes([0x53]) * 32)
+    sim.put_root(1, make_root(1, root_keys=[root_key], signers=[KEY]))
+    release = publish(sim, big_tree())
+    install(sim.url, root=root_key.public.raw, fetcher=sim)
+    assert importlib.import_module("pkg3.mod7").VALUE == 307
+    shard = shard_of(release, "pkg3/mod7.py").path
+    asked = [p for p in sim.requested_paths() if not p.startswith("secure-urlimport.root.")]
+    assert asked == [MANIFEST_NAME, shard, "pkg3/__init__.py", "pkg3/mod7.py"]
+    probes = [p for p in sim.requested_paths() if p.startswith("secure-urlimport.root.")]
+    assert probes == ["secure-urlimport.root.1", "secure-urlimport.root.2"]

@@ -71,3 +71,28 @@ def test_a_missing_module_in_a_sharded_tree_costs_the_index_and_one_shard(sim):
         importlib.import_module("absent")
     shards = [p for p in sim.requested_paths() if p != MANIFEST_NAME]
     assert len(shards) <= 1 and sim.requested(MANIFEST_NAME) == 1
+
+
+def test_threads_importing_from_one_shard_at_once_all_get_verified_modules(sim):
+    import threading
+
+    install(sim.url, pubkey=KEY.public.raw, fetcher=sim)
+    importlib.import_module("wide")
+    results: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            results[i] = importlib.import_module(f"wide.m{i:03}").N
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(0, 400, 25)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and results == {i: i for i in range(0, 400, 25)}
+    shard_requests = [p for p in sim.requested_paths() if p.startswith("secure-urlimport.shards/")]
+    pinned = {ref.path for ref in sim.releases[-1].manifest.shards}
+    assert set(shard_requests) <= pinned  # (two threads racing may both fetch one shard)
