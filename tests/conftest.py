@@ -5,7 +5,8 @@ machine, its own client-state directory) and leaves ``sys.modules``,
 ``sys.meta_path``, ``sys.path``, ``sys.path_hooks`` and
 ``sys.path_importer_cache`` as it found them.
 
-``nginx`` starts a real nginx (tests/nginx.py); without nginx those tests are
+``nginx`` starts a real nginx (tests/nginx.py), ``edge`` an origin nginx with
+a caching nginx in front (tests/nginx_edge.py); without nginx those tests are
 skipped, unless ``SECURE_URLIMPORT_REQUIRE_NGINX=1`` (set by .ci/run) makes
 that a failure.
 """
@@ -26,6 +27,7 @@ import requests  # noqa: F401 - imported once for the session, see below
 import trustme
 from nginx import REQUIRE_ENV as NGINX_REQUIRED
 from nginx import Nginx, NginxError, find_nginx, start_nginx
+from nginx_edge import Edge, start_edge
 
 from secure_urlimport import api
 from secure_urlimport._format.keys import PrivateKey
@@ -283,3 +285,32 @@ def nginx(nginx_binary: str, tls: TLSFiles, tmp_path: Path) -> Iterator[Callable
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def edge(nginx_binary: str, tls: TLSFiles, tmp_path: Path) -> Iterator[Callable[..., Edge]]:
+    """Start an origin nginx serving a directory and a caching edge nginx in
+    front of it (tests/nginx_edge.py): ``edge(root, honours_no_cache=...) -> Edge``.
+    Both stopped after the test."""
+    edges: list[Edge] = []
+
+    def start(root: Path, *, honours_no_cache: bool, **options: Any) -> Edge:
+        try:
+            started = start_edge(
+                nginx_binary,
+                tmp_path / f"cdn-{len(edges)}",
+                root,
+                cafile=tls.cafile,
+                certfile=tls.certfile,
+                keyfile=tls.keyfile,
+                honours_no_cache=honours_no_cache,
+                **options,
+            )
+        except NginxError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        edges.append(started)
+        return started
+
+    yield start
+    for started in edges:
+        started.stop()

@@ -416,26 +416,43 @@ def test_two_private_keys_with_one_label_are_refused_as_ambiguous(
         assert signer.public.verifies(signer.sign(b"m"), b"m")
 
 
+#: Runs in the child: make the pty on stdin its controlling terminal, then the CLI.
+#: (pty.fork() would fork this multi-threaded test process: Python 3.12 warns
+#: that the child may deadlock; subprocess's fork_exec does not run Python in between.)
+_ON_A_TERMINAL = (
+    "import fcntl, os, sys, termios\n"
+    "os.setsid()\n"
+    "fcntl.ioctl(0, termios.TIOCSCTTY, 0)\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'secure_urlimport', *sys.argv[1:]])\n"
+)
+
+
 def test_the_pin_is_asked_on_a_terminal_and_not_echoed(token: SoftHSM, token_pub: Path, tmp_path):
     tree = _tree(tmp_path)
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the CLI, on a terminal
-        env = _env(token.env)
-        os.execve(
-            sys.executable,
-            [sys.executable, "-m", "secure_urlimport", "sign", str(tree), "--key", KEY],
-            env,
-        )
+    fd, terminal = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-c", _ON_A_TERMINAL, "sign", str(tree), "--key", KEY],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=_env(token.env),
+        close_fds=True,
+    )
+    os.close(terminal)
     output = b""
-    while b"User PIN for token 'release': " not in output:
-        assert select.select([fd], [], [], 60)[0], f"no PIN prompt: {output!r}"
-        output += os.read(fd, 1024)
-    os.write(fd, token.pin.encode() + b"\n")
-    with contextlib.suppress(OSError):  # EIO once the child is gone
-        while chunk := os.read(fd, 1024):
-            output += chunk
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, output
+    try:
+        while b"User PIN for token 'release': " not in output:
+            assert select.select([fd], [], [], 60)[0], f"no PIN prompt: {output!r}"
+            output += os.read(fd, 1024)
+        os.write(fd, token.pin.encode() + b"\n")
+        with contextlib.suppress(OSError):  # EIO once the child is gone
+            while chunk := os.read(fd, 1024):
+                output += chunk
+        assert child.wait(timeout=60) == 0, output
+    finally:
+        if child.poll() is None:
+            child.kill()
+        os.close(fd)
     assert b"signed 4 file(s)" in output
     assert token.pin.encode() not in output
 

@@ -159,7 +159,15 @@ FROM_PIN = {
     "pinned key did not sign": ("a", 1, "b", 1, "b", None),
     "pinned key signs but is not a root key": ("a", 1, "b", 1, "ab", UntrustedRootError),
     "one of two pinned keys signs, two pinned": ("ab", 2, "ab", 1, "a", None),
-    "two of two pinned keys sign": ("ab", 2, "ab", 1, "ab", "trusted"),
+    "two of two pinned keys sign": ("ab", 2, "ab", 2, "ab", "trusted"),
+    "two pinned must sign, the root lets one sign the next": (
+        "ab",
+        2,
+        "ab",
+        1,
+        "ab",
+        UntrustedRootError,
+    ),
     "pinned key signs, root's own threshold not met": ("a", 1, "ab", 2, "a", UntrustedRootError),
     "pinned key and the root's other key sign": ("a", 1, "ab", 2, "ab", "trusted"),
 }

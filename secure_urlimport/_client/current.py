@@ -28,7 +28,7 @@ from .._net.deadline import import_step
 from .._store.state import StateStore
 from .._trust.trusted_set import TrustedManifests
 from .._trust.verify import TrustedState
-from ..errors import ExpiredManifestError, RollbackError, SecureImportError
+from ..errors import ExpiredManifestError, RollbackError, SecureImportError, UntrustedKeyError
 from .context import TreeContext
 from .root_walk import RootOfTrust
 
@@ -70,9 +70,10 @@ class CurrentManifest:
         """True while this thread is fetching this tree's manifest."""
         return bool(getattr(self._fetching, "active", False))
 
-    def get(self) -> Manifest:
+    def get(self, *, past_caches: bool = False) -> Manifest:
         """The verified manifest, fetched once and again after :meth:`mark_stale`
-        or when it expires.
+        or when it expires; *past_caches* fetches it now, asking every cache on
+        the way to revalidate with the origin.
 
         A failure is remembered (and re-raised) until the next ``mark_stale``,
         so a dead server costs one request, not one per import statement.
@@ -80,15 +81,15 @@ class CurrentManifest:
         with self._lock:
             current, failure, generation = self._manifest, self._failure, self._generation
         now = datetime.now(UTC)
-        if current is not None and now < current.expires:
+        if current is not None and now < current.expires and not past_caches:
             return current
-        if failure is not None:
+        if failure is not None and not past_caches:
             # A fresh traceback each time, or it would grow with every raise.
             raise failure.with_traceback(None)
         self._fetching.active = True
         try:
             # Without the lock: this downloads.
-            manifest = self._load(now)
+            manifest = self._load(now, past_caches)
         except SecureImportError as exc:
             with self._lock:
                 if self._generation == generation:
@@ -97,12 +98,40 @@ class CurrentManifest:
         finally:
             self._fetching.active = False
         with self._lock:
+            superseded = self._superseded(manifest)
+            if superseded is not None:
+                # Another thread trusted a newer root meanwhile, which no longer
+                # lets this release's signers sign (a revoked key's release that
+                # downloaded slowly): never make it the current one.
+                if self._manifest is not None and now < self._manifest.expires:
+                    return self._manifest
+                raise superseded
             # Another thread may have accepted a newer release meanwhile: the
             # trusted set never goes back to an older one.
             manifest = self.trusted_set.accept(manifest, now=now)
             if self._generation == generation:
                 self._manifest = manifest
         return manifest
+
+    def _superseded(self, manifest: Manifest) -> SecureImportError | None:
+        """An error if *manifest* was verified under an older root than the newest
+        trusted now, and that newest root does not let enough of its signers sign."""
+        newest = self.roots.newest if self.roots is not None else None
+        keys = manifest.signing_keys
+        if newest is None or keys is None or keys.named_by is None:
+            return None
+        if keys.named_by >= newest.version:
+            return None
+        role = newest.role_for(manifest.name)
+        if role is not None and len(manifest.signers & frozenset(role.keyids)) >= role.threshold:
+            return None
+        return UntrustedKeyError(
+            f"manifest {self.tree.url}/{MANIFEST_NAME} version {manifest.version} was verified "
+            f"under root version {keys.named_by}, and root version {newest.version}, trusted "
+            f"meanwhile, does not let its signers ({', '.join(sorted(manifest.signers))}) sign "
+            "it: refusing it. Sign with a key the current root lists",
+            path=f"{self.tree.url}/{MANIFEST_NAME}",
+        )
 
     def mark_stale(self) -> None:
         """Fetch the manifest again on next use (``importlib.invalidate_caches``)."""
@@ -111,32 +140,33 @@ class CurrentManifest:
             self._failure = None
             self._generation += 1
 
-    def _load(self, now: datetime) -> Manifest:
+    def _load(self, now: datetime, past_caches: bool = False) -> Manifest:
         # One bound per source for the conditional request and the no-cache retry.
         with import_step(self.tree.config.timeout):
             return self.tree.sources.first_success(
-                lambda base: self._load_from(base, now), what=f"{self.tree.url}/{MANIFEST_NAME}"
+                lambda base: self._load_from(base, now, past_caches),
+                what=f"{self.tree.url}/{MANIFEST_NAME}",
             )
 
-    def _load_from(self, base: str, now: datetime) -> Manifest:
+    def _load_from(self, base: str, now: datetime, past_caches: bool = False) -> Manifest:
         url = f"{base}/{MANIFEST_NAME}"
         started = time.perf_counter()
         # The root chain first, from the same source: it says whose signature counts.
         root = self.roots.update(base, now=now) if self.roots is not None else None
-        data, etag, from_cache = self._download(url)
+        data, etag, from_cache = self._download(url, use_cache=not past_caches, fresh=past_caches)
         try:
-            manifest = self._verify(data, now, url, root)
+            manifest = self._verify(data, now, url, root, past_caches=past_caches)
         except SecureImportError as exc:
             if from_cache:
                 # The cached copy no longer verifies (edited, expired,
                 # superseded): forget it and ask the server for the whole file.
                 log.debug("cached manifest for %s does not verify; downloading it", url)
                 self.tree.cache.discard_manifest(url)
-            elif not isinstance(exc, RollbackError | ExpiredManifestError):
+            elif past_caches or not isinstance(exc, RollbackError | ExpiredManifestError):
                 raise
             # Old or expired: perhaps a CDN edge or proxy holds a stale copy.
             data, etag, from_cache = self._download(url, use_cache=False, fresh=True)
-            manifest = self._verify(data, now, url, root)
+            manifest = self._verify(data, now, url, root, past_caches=True)
         self._state.record(
             self.tree.url, manifest.signers, TrustedState(manifest.version, manifest.digest)
         )
@@ -171,14 +201,25 @@ class CurrentManifest:
             data = self.tree.fetcher.fetch(url, max_bytes=limit)
         return data, etag, False
 
-    def _verify(self, data: bytes, now: datetime, url: str, root: Root | None) -> Manifest:
+    def _verify(
+        self, data: bytes, now: datetime, url: str, root: Root | None, *, past_caches: bool
+    ) -> Manifest:
         """The trusted set's verdict on *data*, with the records stored for this
-        tree (and, pinned by root keys, the newest root)."""
+        tree (and, pinned by root keys, the newest root); *past_caches*: *data*
+        was asked for with ``Cache-Control: no-cache``."""
         try:
             return self.trusted_set.verify(
                 data, now=now, stored=self._state.load(self.tree.url), url=url, root=root
             )
         except SecureImportError as exc:
             exc.path = url
+            if past_caches and isinstance(exc, RollbackError):
+                exc.msg = (
+                    f"{exc.msg} (asked for again with Cache-Control: no-cache, with the same "
+                    "result: a cache in front of the server, such as a CDN edge or proxy that "
+                    "ignores no-cache, is serving an old release until its copy expires; "
+                    "purge it there, or the server itself serves the old release)"
+                )
+                exc.args = (exc.msg,)
             log.debug("refused manifest %s: %s", url, exc)
             raise

@@ -16,6 +16,7 @@ throws URL path finders away.
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from collections.abc import Sequence
 
@@ -31,7 +32,7 @@ from .._store.cache import FileCache
 from .._store.privatedir import client_state_dir
 from .._store.state import StateStore
 from ..config import Config
-from ..errors import ConfigurationError, NotInManifestError
+from ..errors import ConfigurationError, NotInManifestError, SecureImportError
 from .bundle import ReleaseBundle
 from .context import TreeContext
 from .current import CurrentManifest
@@ -40,6 +41,8 @@ from .shards import ShardStore, TreeIndex
 from .sources import ByteSources, Store
 
 __all__ = ["RemoteTree", "normalize_url"]
+
+log = logging.getLogger("secure_urlimport")
 
 
 def normalize_url(url: str) -> str:
@@ -153,6 +156,30 @@ class RemoteTree:
     def mark_stale(self) -> None:
         """Fetch the manifest again on next use (``importlib.invalidate_caches``)."""
         self.current.mark_stale()
+
+    def newer_release_past_caches(self, manifest: Manifest) -> bool:
+        """After a file of *manifest* did not verify even past the caches: is
+        there a newer release?  The manifest is fetched again past the caches
+        (a cache may have served an old one while the file is new); a newer
+        release becomes current.  Only while no file of this tree was read in
+        this process, so that two releases are never mixed in one."""
+        if self.store.used:
+            return False
+        try:
+            newer = self.current.get(past_caches=True)
+        except SecureImportError as exc:
+            log.debug("no newer release of %s past the caches: %s", self.url, exc)
+            return False
+        if newer.version <= manifest.version:
+            return False
+        log.warning(
+            "%s: the manifest a cache served (version %d) is older than the files; "
+            "using version %d, fetched past the caches",
+            self.url,
+            manifest.version,
+            newer.version,
+        )
+        return True
 
     # -- files (sources.py, prefetching.py) ----------------------------
 

@@ -192,9 +192,31 @@ class RootOfTrust:
             return self._trusted
 
     def _keep(self, trusted: TrustedRoot) -> None:
+        # Under the lock, file I/O only: two threads' roots are written in order.
         with self._lock:
             current = self._trusted
             if current is not None and current.root.version >= trusted.root.version:
                 return
             self._trusted = TrustedRoot(trusted.root, trusted.data)
-        self._state.store_root(self.url, self._pin_id, trusted.data)
+            stored = self._stored_newer_than(trusted.root)
+            if stored is not None:
+                # Another process sharing the cache directory walked further
+                # (this one met a stale mirror or edge): never write an older
+                # root over it, or a restart would walk again from a root whose
+                # retired keys may since have leaked.  Go on from it here too.
+                self._trusted = stored
+                return
+            self._state.store_root(self.url, self._pin_id, trusted.data)
+
+    def _stored_newer_than(self, root: Root) -> TrustedRoot | None:
+        """The stored root, if it verifies and is a newer version of *root*'s tree."""
+        data = self._state.load_root(self.url, self._pin_id)
+        if data is None:
+            return None
+        try:
+            stored = TrustedRoot.from_store(data, url=f"{self.url} (stored root)")
+        except SecureImportError:
+            return None  # not a root any more: overwritten with the one just trusted
+        if stored.root.name != root.name or stored.root.version <= root.version:
+            return None
+        return stored

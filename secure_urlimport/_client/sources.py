@@ -34,7 +34,7 @@ from .._net.prefetch import Prefetcher
 from .._store.cache import FileCache
 from .._trust.verify import release_keys, verify_file
 from ..config import Config
-from ..errors import SecureImportError, TamperedFileError
+from ..errors import ResponseTooLargeError, SecureImportError, TamperedFileError
 from .bundle import ReleaseBundle
 from .context import TreeContext
 
@@ -72,6 +72,11 @@ class Store:
 
     def __contains__(self, path: object) -> bool:
         return path in self._verified
+
+    @property
+    def used(self) -> bool:
+        """Whether any file was verified in this process."""
+        return bool(self._verified)
 
     def recall(self, entry: FileEntry) -> bytes | None:
         """The bytes verified for exactly *entry* in this process, or None."""
@@ -220,16 +225,25 @@ class ByteSources:
         def reject(exc: SecureImportError) -> None:
             exc.path = url
             log.debug("refused %s: %s", url, exc)
-            if last_try or not isinstance(exc, TamperedFileError):
+            if not isinstance(exc, TamperedFileError):
                 raise exc
+            if last_try:
+                raise _past_caches(exc)
             # Perhaps a CDN edge or proxy still holds the previous release's
             # copy: ask once more, past the caches, and verify that.
             log.debug("%s does not match the manifest; asking again past caches", url)
 
-        yield Offer(self._prefetched_or_downloaded(future, entry, url), url, "network", reject)
+        limit = download_limit(entry, self.tree.config)
+        try:
+            yield Offer(self._prefetched_or_downloaded(future, entry, url), url, "network", reject)
+        except ResponseTooLargeError as exc:
+            if limit < entry.size:
+                raise  # over max_file_bytes: as large past the caches
+            # Longer than the manifest signs: as likely a cache's copy of the
+            # previous release as one that differs in its bytes.
+            log.debug("refused %s: %s; asking again past caches", url, exc)
         last_try = True
-        data = self.tree.fetcher.fetch_fresh(url, max_bytes=download_limit(entry, self.tree.config))
-        yield Offer(data, url, "network", reject)
+        yield Offer(self.tree.fetcher.fetch_fresh(url, max_bytes=limit), url, "network", reject)
 
     def _prefetched_or_downloaded(
         self, future: Future[bytes] | None, entry: FileEntry, url: str
@@ -244,3 +258,14 @@ class ByteSources:
             except Exception as exc:  # not a download error: try once more here
                 log.debug("prefetch of %s failed (%r); downloading it again", url, exc)
         return self.tree.fetcher.fetch(url, max_bytes=download_limit(entry, self.tree.config))
+
+
+def _past_caches(exc: TamperedFileError) -> TamperedFileError:
+    """*exc*, saying that the file was asked for past the caches too."""
+    exc.msg = (
+        f"{exc.msg} (asked for again with Cache-Control: no-cache, with the same result; "
+        "if a CDN or proxy that ignores no-cache is in front of the server, it may still "
+        "serve another release's copy until its cache expires: purge it)"
+    )
+    exc.args = (exc.msg,)
+    return exc

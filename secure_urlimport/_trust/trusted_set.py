@@ -101,6 +101,16 @@ class TrustedManifests:
         url: str,
     ) -> Manifest:
         manifest = verify_under_root(data, root, url=url, known=self.newest)
+        # Without name=, a consumer pinned by root keys is a consumer of the
+        # root's own tree: a key the root lets sign only another tree (under
+        # 'trees') must not sign releases served here.  name= picks the tree.
+        if self.name is None and manifest.name != root.name:
+            raise WrongTreeError(
+                f"manifest {url} is for the tree {manifest.name!r}, not {root.name!r}, the "
+                f"tree of root version {root.version}: without name= only the root's own tree "
+                f"is accepted. A consumer of {manifest.name!r}, which the root lists under "
+                f"'trees', pins it: install(url, root=..., name={manifest.name!r})"
+            )
         check_name(manifest, self.name, url=url)
         check_expiry(manifest, now=now, url=url)
         assert manifest.signing_keys is not None  # set by verify_under_root

@@ -144,9 +144,11 @@ def _check_manifest(
     try:
         if isinstance(trusted, Root):
             manifest = verify_under_root(data, trusted, url=where)
+            # As the client: without --name, the root's own tree.
+            check_name(manifest, name if name is not None else trusted.name, url=where)
         else:
             manifest = verify_manifest_signatures(data, trusted, url=where)
-        check_name(manifest, name, url=where)
+            check_name(manifest, name, url=where)
     except SecureImportError as exc:
         report.add("invalid-manifest", MANIFEST_NAME, str(exc))
         return None
@@ -343,8 +345,7 @@ def audit_url(
         report.add("invalid-manifest", MANIFEST_NAME, str(exc))
         return report
     manifest = _check_manifest(report, data, anchor, now=now, where=manifest_url, name=name)
-    shards = remote_shard_reader(fetcher, file_url)
-    manifest = with_shard_entries(report.findings, manifest, shards)
+    manifest = with_shard_entries(report.findings, manifest, remote_shard_reader(fetcher, file_url))
     if manifest is None:
         return report
     total = len(manifest.files)

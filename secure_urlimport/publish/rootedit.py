@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from .._format.keys import PublicKey, Signer
 from .._format.root import Role, Root, encode_root, encode_root_body, root_message
+from .._format.signedfile import MAX_SIGNATURE_LINES
 from ..errors import ConfigurationError, SigningError
 
 __all__ = [
@@ -225,6 +226,11 @@ def _role(keys: _KeyRole, threshold: int, what: str, option: str) -> Role:
             f"{option} {threshold} cannot be met by the {len(keys)} key(s) "
             f"{', '.join(sorted(keys))} of the {what}s: " + _why_threshold(what)
         )
+    if threshold > MAX_SIGNATURE_LINES:
+        raise ConfigurationError(
+            f"{option} {threshold} cannot be met: clients read at most "
+            f"{MAX_SIGNATURE_LINES} signatures on a file, so " + _why_threshold(what)
+        )
     return Role(tuple(sorted(keys)), threshold)
 
 
@@ -250,6 +256,12 @@ def check_root_signers(
     if not keyids:
         raise SigningError("a root needs at least one --root-key to sign it")
     given = set(keyids)
+    if len(given) > MAX_SIGNATURE_LINES:
+        raise SigningError(
+            f"{len(given)} root keys would sign root version {new.version}, and clients "
+            f"refuse a root with more than {MAX_SIGNATURE_LINES} signatures: give at most "
+            f"{MAX_SIGNATURE_LINES} --root-key (the thresholds of the old and the new root keys)"
+        )
     allowed = set(new.root.keyids) | (set(old.root.keyids) if old else set())
     for keyid in dict.fromkeys(keyids):
         if keyid not in allowed:
