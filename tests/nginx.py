@@ -108,6 +108,16 @@ class Nginx:
                 return lines
             time.sleep(0.02)
 
+    def transfers(self) -> list[tuple[str, int, int, int]]:
+        """``(request line, status, body bytes, bytes with headers)`` per request so far."""
+        path = self.directory / "sizes.log"
+        rows = []
+        for line in path.read_text().splitlines() if path.exists() else []:
+            request, _, rest = line[1:].rpartition('" ')
+            status, body, total = rest.split()
+            rows.append((request, int(status), int(body), int(total)))
+        return rows
+
     def logs(self) -> str:
         """Both logs, for failure messages."""
         parts = []
@@ -199,6 +209,8 @@ http {{
     log_format tests '$remote_addr "$request" $status auth="$http_authorization" '
                      'proxy_auth="$http_proxy_authorization" client="$ssl_client_s_dn"';
     access_log {directory}/access.log tests;
+    log_format sizes '"$request" $status $body_bytes_sent $bytes_sent';
+    access_log {directory}/sizes.log sizes;
     client_body_temp_path {temp["client_body"]};
     proxy_temp_path {temp["proxy"]};
     fastcgi_temp_path {temp["fastcgi"]};

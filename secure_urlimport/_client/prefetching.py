@@ -61,6 +61,11 @@ class TreePrefetch:
             manifest = manifest_of()
         except SecureImportError:
             return
+        if manifest.shards:
+            # A sharded tree is big, and its modules come one by one: fetching a
+            # package's siblings ahead would make a single import cost the
+            # whole package (issue #14: cost follows use).
+            return
         if self.bundle.get(manifest, download=False) is not None:
             return  # every module is at hand already
         wanted = [e for e in self._prefetchable(manifest, directory, recursive) if e.path != skip]

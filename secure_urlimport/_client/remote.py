@@ -37,6 +37,7 @@ from .bundle import ReleaseBundle
 from .context import TreeContext
 from .current import CurrentManifest
 from .prefetching import TreePrefetch
+from .shards import ShardStore, TreeIndex
 from .sources import ByteSources, Store
 
 __all__ = ["RemoteTree", "normalize_url"]
@@ -107,6 +108,9 @@ class RemoteTree:
         )
         self.current = CurrentManifest(tree, StateStore(state_dir))
         self.bundle = ReleaseBundle(tree)
+        #: The shards of sharded releases (format 2), by digest (shards.py).
+        self.shards = ShardStore(tree)
+        self._index: TreeIndex | None = None
         self.store = Store(config, tree.cache)
         self._prefetcher = Prefetcher(config.parallel_downloads)
         self.chain = ByteSources(
@@ -123,7 +127,7 @@ class RemoteTree:
         )
         self.bytecode.live_slots = lambda: slot_digests(
             (self.file_url(path), entry.sha256)
-            for path, entry in (self.last_good.files.items() if self.last_good else ())
+            for path, entry in self._live_entries()
             if path.endswith(".py")
         )
 
@@ -141,8 +145,8 @@ class RemoteTree:
         return self.current.last_good
 
     def busy_in_this_thread(self) -> bool:
-        """True while this thread is fetching this tree's manifest."""
-        return self.current.busy_in_this_thread()
+        """True while this thread is fetching this tree's manifest or a shard."""
+        return self.current.busy_in_this_thread() or self.shards.busy_in_this_thread()
 
     def manifest(self) -> Manifest:
         """The verified manifest, fetched once and again after :meth:`mark_stale`
@@ -183,10 +187,28 @@ class RemoteTree:
         """The URL of *relpath* in this tree (or at the mirror *base*)."""
         return url_in_tree(base or self.url, relpath)
 
+    def index(self) -> TreeIndex:
+        """The entries and directories of the current release (shards.py)."""
+        return self.index_of(self.manifest())
+
+    def index_of(self, manifest: Manifest) -> TreeIndex:
+        """The index of *manifest* (a verified release of this tree), kept while current."""
+        index = self._index
+        if index is None or index.manifest is not manifest:
+            index = self._index = TreeIndex(manifest, self.shards)
+        return index
+
+    def _live_entries(self) -> list[tuple[str, FileEntry]]:
+        """The entries of the newest release at hand (for the bytecode cache)."""
+        last = self.last_good
+        if last is None:
+            return []
+        return [(entry.path, entry) for entry in self.index_of(last).loaded_entries()]
+
     def lookup(self, relpath: str) -> tuple[Manifest, FileEntry]:
-        """The verified manifest and its entry for *relpath*."""
+        """The verified manifest and its entry for *relpath* (which may read a shard)."""
         manifest = self.manifest()
-        entry = manifest.files.get(relpath)
+        entry = self.index_of(manifest).get(relpath)
         if entry is None:
             url = self.file_url(relpath)
             raise NotInManifestError(

@@ -11,13 +11,16 @@ Manifest file::
     \\n
     <body: UTF-8 JSON object, signed exactly as these bytes>
 
+Format 2 (``"format": 2``) adds ``"shards"``, the pins of the manifest shards
+that hold the entries of a big tree (``shard.py``), and signs each file with
+the v2 message, which names the tree instead of its version.
+
 Signatures are made over length-prefixed fields (4-byte big-endian length,
 then the bytes) so no two different field lists give the same message.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -27,8 +30,9 @@ from functools import cached_property
 
 from ..errors import ManifestFormatError
 from .dirindex import DirectoryIndex
+from .entry import FileEntry, encode_entry, parse_entry
 from .keys import TrustedKeys
-from .paths import path_problem
+from .shard import ShardRef, encode_shard_refs, parse_shard_refs
 from .signedfile import (
     MAX_VERSION,
     SignedFile,
@@ -44,11 +48,14 @@ from .signedfile import (
 
 __all__ = [
     "MAX_VERSION",
+    "SHARDED_FORMAT",
     "FileEntry",
     "Manifest",
     "SignedManifestFile",
     "encode_manifest",
+    "entry_message",
     "file_message",
+    "file_message_v2",
     "format_time",
     "manifest_message",
     "parse_manifest_body",
@@ -57,8 +64,11 @@ __all__ = [
 
 MAGIC = b"secure-urlimport-manifest v1\n"
 FORMAT_VERSION = 1
+#: Format 2: v2 file messages, and the entries in shards when ``shards`` is not empty.
+SHARDED_FORMAT = 2
 BODY_TYPE = "secure-urlimport/manifest"
 FILE_TAG = b"secure-urlimport/file/v1"
+FILE_TAG_V2 = b"secure-urlimport/file/v2"
 MANIFEST_TAG = b"secure-urlimport/manifest/v1"
 MAX_FILES = 1_000_000
 MAX_NAME_CHARS = 200
@@ -77,19 +87,35 @@ def file_message(keyid: str, tree_version: int, path: str, sha256_hex: str, size
     )
 
 
+def file_message_v2(keyid: str, tree_name: str, path: str, sha256_hex: str, size: int) -> bytes:
+    """What a key signs for one file of a format-2 manifest: tag, key id, tree
+    name (UTF-8), path, SHA-256 (32 raw bytes) and size (decimal ASCII).
+
+    No tree version: an unchanged file keeps its entry, and an unchanged shard
+    its digest, across releases.  The signed index pins every shard, so entries
+    of two releases cannot be mixed; the tag keeps v1 and v2 signatures apart.
+    """
+    return length_prefixed(
+        FILE_TAG_V2,
+        keyid.encode("ascii"),
+        tree_name.encode("utf-8"),
+        path.encode("utf-8"),
+        bytes.fromhex(sha256_hex),
+        str(size).encode("ascii"),
+    )
+
+
+def entry_message(manifest: Manifest, keyid: str, entry: FileEntry) -> bytes:
+    """The message *keyid* must have signed for *entry* of *manifest*: v1 (with the
+    tree version) in format 1, v2 (with the tree name) in format 2."""
+    if manifest.format == SHARDED_FORMAT:
+        return file_message_v2(keyid, manifest.name, entry.path, entry.sha256, entry.size)
+    return file_message(keyid, manifest.version, entry.path, entry.sha256, entry.size)
+
+
 def manifest_message(keyid: str, body: bytes) -> bytes:
     """What a key signs for the manifest: tag, key id, and the body bytes."""
     return length_prefixed(MANIFEST_TAG, keyid.encode("ascii"), body)
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """One signed file: its path in the tree, size, SHA-256 and signatures."""
-
-    path: str
-    size: int
-    sha256: str
-    signatures: Mapping[str, bytes]
 
 
 @dataclass(frozen=True)
@@ -110,6 +136,16 @@ class Manifest:
     #: ``verify``: the pinned keys, or the signers the current root names.
     #: Every file of the release is checked against the same keys.
     signing_keys: TrustedKeys | None = field(default=None, compare=False)
+    #: 1, or 2 (v2 file messages; with ``shards``, the entries live in shards).
+    format: int = FORMAT_VERSION
+    #: Format 2: the pinned shards, sorted by first path; ``files`` is then empty.
+    shards: tuple[ShardRef, ...] = ()
+
+    def shard_range(self, index: int) -> tuple[str, str | None]:
+        """The paths shard *index* holds: from its first path, up to (not
+        including) the next shard's (None: to the end)."""
+        after = self.shards[index + 1].first if index + 1 < len(self.shards) else None
+        return self.shards[index].first, after
 
     @cached_property
     def directories(self) -> DirectoryIndex:
@@ -142,35 +178,12 @@ def _int(value: object, what: str, upper: int = MAX_VERSION) -> int:
     return bounded_int(value, f"manifest {what}", upper)
 
 
-def _entry(path: object, raw: object) -> FileEntry:
-    if not isinstance(path, str):
-        raise ManifestFormatError(f"manifest lists a path that is not a string: {path!r}")
-    if (problem := path_problem(path)) is not None:
-        raise ManifestFormatError(f"manifest lists an invalid path {path!r}: {problem}")
-    if not isinstance(raw, dict) or set(raw) != {"sha256", "signatures", "size"}:
-        raise ManifestFormatError(f"manifest entry for {path!r} is malformed")
-    sha = raw["sha256"]
-    if not isinstance(sha, str) or len(sha) != 64 or sha.strip("0123456789abcdef"):
-        raise ManifestFormatError(f"manifest entry for {path!r} has a malformed sha256")
-    sigs = raw["signatures"]
-    if not isinstance(sigs, dict) or not sigs:
-        raise ManifestFormatError(f"manifest entry for {path!r} has no signatures")
-    decoded: dict[str, bytes] = {}
-    for keyid, sig in sigs.items():
-        if not isinstance(sig, str):
-            raise ManifestFormatError(f"signature for {path!r} is not a base64 string")
-        check_keyid(keyid)
-        try:
-            decoded[keyid] = base64.b64decode(sig, validate=True)
-        except ValueError:  # binascii.Error, and the plain ValueError of a non-ASCII str
-            raise ManifestFormatError(f"signature for {path!r} is not base64") from None
-    return FileEntry(path, _int(raw["size"], f"size of {path!r}"), sha, decoded)
-
-
 def parse_manifest_body(body: bytes) -> Manifest:
     """Parse a body (after its signatures verified) into a :class:`Manifest`."""
     obj = load_json(body, "manifest")
     expected = {"created", "expires", "files", "format", "keyids", "type", "version"}
+    if obj.get("format") == SHARDED_FORMAT:
+        expected.add("shards")
     if set(obj) - {"name"} != expected:
         raise ManifestFormatError(
             f"manifest body keys {sorted(obj)} are not {sorted(expected)} (and optional 'name')"
@@ -179,8 +192,13 @@ def parse_manifest_body(body: bytes) -> Manifest:
     if not isinstance(name, str) or len(name) > MAX_NAME_CHARS or not name.isprintable():
         raise ManifestFormatError("manifest name is not a printable string of at most 200 chars")
     fmt = obj["format"]
-    if obj["type"] != BODY_TYPE or type(fmt) is not int or fmt != FORMAT_VERSION:
+    if (
+        obj["type"] != BODY_TYPE
+        or type(fmt) is not int
+        or fmt not in (FORMAT_VERSION, SHARDED_FORMAT)
+    ):
         raise ManifestFormatError("manifest body is not a secure-urlimport v1 manifest")
+    shards = parse_shard_refs(obj["shards"]) if fmt == SHARDED_FORMAT else ()
     files_raw = obj["files"]
     if not isinstance(files_raw, dict) or len(files_raw) > MAX_FILES:
         raise ManifestFormatError("manifest files is not an object of at most a million entries")
@@ -189,7 +207,9 @@ def parse_manifest_body(body: bytes) -> Manifest:
         raise ManifestFormatError("manifest keyids is not a list of strings")
     for keyid in keyids:
         check_keyid(keyid)
-    files = {path: _entry(path, raw) for path, raw in files_raw.items()}
+    if shards and files_raw:
+        raise ManifestFormatError("a sharded manifest lists files itself: each must be in a shard")
+    files = {path: parse_entry(path, raw) for path, raw in files_raw.items()}
     folded: dict[str, str] = {}
     for path in files:
         other = folded.setdefault(path.casefold(), path)
@@ -203,34 +223,28 @@ def parse_manifest_body(body: bytes) -> Manifest:
         files=files,
         name=name,
         digest=hashlib.sha256(body).hexdigest(),
+        format=fmt,
+        shards=shards,
     )
 
 
 def encode_body(manifest: Manifest) -> bytes:
     """The body bytes for *manifest*: sorted keys, one file per line."""
-    files = {
-        path: {
-            "sha256": entry.sha256,
-            "signatures": {
-                k: base64.b64encode(s).decode("ascii") for k, s in sorted(entry.signatures.items())
-            },
-            "size": entry.size,
-        }
-        for path, entry in sorted(manifest.files.items())
-    }
     head = {
         "created": format_time(manifest.created),
         "expires": format_time(manifest.expires),
-        "format": FORMAT_VERSION,
+        "format": manifest.format,
         "keyids": list(manifest.keyids),
         "name": manifest.name,
         "type": BODY_TYPE,
         "version": manifest.version,
     }
     # One file per line keeps diffs of published manifests readable.
-    lines = [json.dumps(p) + ": " + json.dumps(e, sort_keys=True) for p, e in files.items()]
+    lines = [encode_entry(entry) for _, entry in sorted(manifest.files.items())]
     files_text = "{\n" + ",\n".join(lines) + "\n}" if lines else "{}"
     head_text = json.dumps(head, sort_keys=True, indent=1)
+    if manifest.format == SHARDED_FORMAT:
+        head_text = head_text[:-2] + ',\n "shards": ' + encode_shard_refs(manifest.shards) + "\n}"
     body_text = head_text[:-2] + ',\n "files": ' + files_text + "\n}\n"
     return body_text.encode("utf-8")
 

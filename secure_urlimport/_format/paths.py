@@ -17,6 +17,7 @@ from .root import ROOT_PREFIX
 __all__ = [
     "BUNDLE_NAME",
     "MANIFEST_NAME",
+    "SHARD_DIR",
     "STDLIB_NAMES",
     "is_metadata_file",
     "is_module_name",
@@ -29,6 +30,8 @@ __all__ = [
 MANIFEST_NAME = "secure-urlimport.manifest"
 #: Every module of the tree in one file (see ``bundle.py``); not signed itself.
 BUNDLE_NAME = "secure-urlimport.bundle"
+#: The manifest shards of a format-2 tree, each named by its SHA-256 (``shard.py``).
+SHARD_DIR = "secure-urlimport.shards"
 
 MAX_PATH_CHARS = 1024
 
@@ -36,7 +39,11 @@ MAX_PATH_CHARS = 1024
 def is_metadata_file(rel: str) -> bool:
     """Is the tree path *rel* the tree's metadata (manifest, bundle, a root
     version), which is published beside the files but is not one of them?"""
-    return rel in (MANIFEST_NAME, BUNDLE_NAME) or rel.startswith(ROOT_PREFIX)
+    return (
+        rel in (MANIFEST_NAME, BUNDLE_NAME)
+        or rel.startswith(ROOT_PREFIX)
+        or rel.startswith(SHARD_DIR + "/")
+    )
 
 
 #: Top-level names a remote tree may never provide: the standard library's
@@ -97,6 +104,8 @@ def _reserved_or_module_problem(path: str, parts: list[str]) -> str | None:
         return "the manifest's own name"
     if path == BUNDLE_NAME:
         return "the bundle's own name"
+    if path == SHARD_DIR or path.startswith(SHARD_DIR + "/"):
+        return "in the shards' own directory"
     if path.endswith(".py"):
         module_parts = [*parts[:-1], parts[-1][: -len(".py")]]
         if not all(p.isascii() and p.isidentifier() for p in module_parts):

@@ -15,6 +15,7 @@ from types import ModuleType, TracebackType
 from typing import Protocol
 
 from .._client.remote import RemoteTree
+from .._format.manifest import Manifest
 from .._format.paths import STDLIB_NAMES, is_module_name
 from ..errors import SecureImportError
 from .loader import locate, make_spec
@@ -49,10 +50,22 @@ def lookup(tree: RemoteTree, fullname: str, base: str, *, exclusive: bool) -> Mo
         manifest = tree.manifest()
     except SecureImportError as exc:
         last = tree.last_good
-        if exclusive or last is None or locate(last, base) is not None:
+        if exclusive or last is None or _owned(tree, last, base):
             raise exc.for_module(fullname) from None
         return None
-    return make_spec(tree, manifest, fullname, base)
+    try:
+        return make_spec(tree, tree.index_of(manifest), fullname, base)
+    except SecureImportError as exc:  # a shard that cannot be had: fail closed
+        raise exc.for_module(fullname) from None
+
+
+def _owned(tree: RemoteTree, last: Manifest, base: str) -> bool:
+    """Did the last good release have a module at *base*?  (True if that cannot
+    be told without a shard that cannot be had: fail closed.)"""
+    try:
+        return locate(tree.index_of(last), base) is not None
+    except SecureImportError:
+        return True
 
 
 def _is_namespace(spec: ModuleSpec) -> bool:
@@ -208,13 +221,13 @@ class RemotePathFinder:
 
     def iter_modules(self, prefix: str = "") -> Iterator[tuple[str, bool]]:
         """What ``pkgutil.iter_modules`` lists: (name, is_package) pairs."""
-        manifest = self.tree.manifest()
+        index = self.tree.index()
         found: dict[str, bool] = {}
-        for name in manifest.children(self.directory):
+        for name in index.children(self.directory):
             path = f"{self.directory}/{name}" if self.directory else name
-            if f"{path}/__init__.py" in manifest.files:
+            if index.is_file(f"{path}/__init__.py"):
                 found[name] = True  # a package wins over a same-named module
-            elif name.endswith(".py") and name != "__init__.py" and path in manifest.files:
+            elif name.endswith(".py") and name != "__init__.py" and index.is_file(path):
                 found.setdefault(name[:-3], False)
         for name, is_package in sorted(found.items()):
             if is_module_name(name) and not (not self.directory and name in STDLIB_NAMES):

@@ -19,6 +19,7 @@ from types import CodeType, ModuleType
 from typing import TYPE_CHECKING
 
 from .._client.remote import RemoteTree
+from .._client.shards import TreeIndex
 from .._format.manifest import FileEntry, Manifest
 from .._net.deadline import import_step
 from .._trust.verify import release_keys, verify_file_signatures
@@ -148,7 +149,7 @@ class VerifiedLoader(importlib.abc.Loader):
         try:
             return self.tree.read(relpath)
         except NotInManifestError as exc:
-            if relpath.rstrip("/") in self.tree.manifest().directories:
+            if self.tree.index().is_dir(relpath.rstrip("/")):
                 raise IsADirectoryError(errno.EISDIR, "is a directory", str(path)) from None
             raise FileNotFoundError(errno.ENOENT, str(exc), str(path)) from None
 
@@ -168,23 +169,23 @@ def _ran_from(tree: RemoteTree, *, besides: str) -> bool:
     return False
 
 
-def locate(manifest: Manifest, base: str) -> tuple[str | None, bool] | None:
+def locate(index: TreeIndex, base: str) -> tuple[str | None, bool] | None:
     """Where a module stored at tree path *base* (no suffix) is, as in ``FileFinder``:
     ``(base/__init__.py, True)`` > ``(base.py, False)`` > ``(None, True)`` for a
-    namespace directory; None if the manifest has none of them."""
+    namespace directory; None if the release has none of them."""
     init = f"{base}/__init__.py"
-    if init in manifest.files:
+    if index.is_file(init):
         return init, True
-    if f"{base}.py" in manifest.files:
+    if index.is_file(f"{base}.py"):
         return f"{base}.py", False
-    if base in manifest.directories:
+    if index.is_dir(base):
         return None, True
     return None
 
 
-def make_spec(tree: RemoteTree, manifest: Manifest, fullname: str, base: str) -> ModuleSpec | None:
-    """The spec for *fullname* stored at tree path *base* in *manifest*, or None."""
-    found = locate(manifest, base)
+def make_spec(tree: RemoteTree, index: TreeIndex, fullname: str, base: str) -> ModuleSpec | None:
+    """The spec for *fullname* stored at tree path *base* in the release *index*, or None."""
+    found = locate(index, base)
     if found is None:
         return None
     relpath, is_package = found

@@ -371,7 +371,7 @@ def _drop_path_cache(prefix: str) -> None:
 
 def _tree_has_directory(tree: RemoteTree, directory: str) -> bool:
     try:
-        return directory in tree.manifest().directories
+        return tree.index().is_dir(directory)
     except SecureImportError:
         return True  # fail closed: the tree's finder will raise for its names
 

@@ -1,6 +1,6 @@
 """``importlib.resources`` support: a read-only Traversable over a signed tree.
 
-What exists is answered from the verified manifest; every byte read comes
+What exists is answered from the verified manifest (or its shards); every byte read comes
 from ``RemoteTree.read`` and so is verified.
 """
 
@@ -41,15 +41,15 @@ class RemoteTraversable(Traversable):
         return parts.path.rpartition("/")[2] or parts.hostname or "tree"
 
     def is_dir(self) -> bool:
-        return self._relpath in self._tree.manifest().directories
+        return self._tree.index().is_dir(self._relpath)
 
     def is_file(self) -> bool:
-        return self._relpath in self._tree.manifest().files
+        return self._tree.index().is_file(self._relpath)
 
     def iterdir(self) -> Iterator[RemoteTraversable]:
         if not self.is_dir():
             raise NotADirectoryError(str(self))
-        for name in self._tree.manifest().children(self._relpath):
+        for name in self._tree.index().children(self._relpath):
             yield self._child(name)
 
     def _child(self, name: str) -> RemoteTraversable:

@@ -16,7 +16,7 @@ from .._format.keys import TrustedKeys
 from .._format.manifest import (
     FileEntry,
     Manifest,
-    file_message,
+    entry_message,
     format_time,
     manifest_message,
     parse_manifest_body,
@@ -226,11 +226,12 @@ def verify_file_signatures(
     entry: FileEntry, manifest: Manifest, trusted: TrustedKeys, *, url: str
 ) -> None:
     """Raise unless *entry* carries enough valid signatures of pinned keys for
-    this path, digest, size and release (the part of :func:`verify_file` that
-    does not look at the bytes)."""
+    this path, digest, size and release (format 1: its version; format 2:
+    its tree name, the index pinning the rest): the part of
+    :func:`verify_file` that does not look at the bytes."""
     check_threshold(
         entry.signatures.items(),
-        lambda keyid: file_message(keyid, manifest.version, entry.path, entry.sha256, entry.size),
+        lambda keyid: entry_message(manifest, keyid, entry),
         trusted,
         what=url,
     )

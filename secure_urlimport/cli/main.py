@@ -89,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
         "--expires", metavar="DURATION", help="validity from now, e.g. 90d, 12h, 30s (default 90d)"
     )
     p.add_argument(
+        "--shard-threshold",
+        type=int,
+        metavar="N",
+        help="write a tree of more than N files as an index of manifest shards "
+        "(manifest format 2; default 2000)",
+    )
+    p.add_argument(
         "--name",
         metavar="NAME",
         help="the tree's name, which clients may pin (default: DIR's name)",

@@ -111,6 +111,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
             name=args.name,
             progress=progress,
             allow_version_jump=args.allow_version_jump,
+            shard_threshold=_shard_threshold(args),
         )
     ids = ", ".join(k.keyid for k in keys)
     print(
@@ -118,6 +119,17 @@ def cmd_sign(args: argparse.Namespace) -> int:
         f"with key(s) {ids}; expires {result.expires:%Y-%m-%d %H:%M} UTC"
     )
     return EXIT_OK
+
+
+def _shard_threshold(args: argparse.Namespace) -> int:
+    from ..publish.sharding import SHARD_THRESHOLD
+
+    threshold: int | None = getattr(args, "shard_threshold", None)
+    if threshold is None:
+        return SHARD_THRESHOLD
+    if threshold < 0:
+        raise UsageError("--shard-threshold must be 0 or more (0: always shard)")
+    return threshold
 
 
 def _refuse_keys_the_root_does_not_list(args: argparse.Namespace) -> None:
@@ -164,6 +176,7 @@ def _sign_check(args: argparse.Namespace) -> int:
         ("--version", args.version),
         ("--expires", args.expires),
         ("--allow-version-jump", args.allow_version_jump or None),
+        ("--shard-threshold", getattr(args, "shard_threshold", None)),
     ):
         if value is not None:
             raise UsageError(f"{option} has no effect with --check; leave it out")

@@ -47,6 +47,7 @@ from ..publish.progress import ProgressFn
 from ..publish.signing import holds_private_key, scan_tree
 from ..publish.versions import MAX_MANIFEST_BYTES
 from .roots import ROOT_PROBLEM_KINDS, anchor_for, directory_roots, remote_roots
+from .shards import SHARD_PROBLEM, local_shard_reader, remote_shard_reader, with_shard_entries
 
 __all__ = ["PROBLEM_KINDS", "Problem", "Report", "audit_directory", "audit_url"]
 
@@ -66,6 +67,7 @@ PROBLEM_KINDS = {
     "download": "a file could not be downloaded",
     "stale-bundle": "secure-urlimport.bundle does not hold the signed modules",
     "private-key": "a private key file is in the published tree",
+    "shard": SHARD_PROBLEM,
     **ROOT_PROBLEM_KINDS,
 }
 
@@ -151,9 +153,7 @@ def _check_manifest(
         report.add("invalid-manifest", MANIFEST_NAME, str(exc))
         return None
     report.version = manifest.version
-    log.debug(
-        "verified manifest %s: version %d, %d files", where, manifest.version, len(manifest.files)
-    )
+    log.debug("verified manifest %s: version %d", where, manifest.version)
     try:
         check_expiry(manifest, now=now, url=where)
     except ExpiredManifestError as exc:
@@ -207,6 +207,7 @@ def audit_directory(
     manifest = None
     if data is not None and anchor is not None:
         manifest = _check_manifest(report, data, anchor, now=now, where=str(root), name=name)
+        manifest = with_shard_entries(report.findings, manifest, local_shard_reader(root))
     _check_unlisted(report, root, scan.files, manifest.files if manifest is not None else {})
     if manifest is not None:
         _check_listed_files(report, root, manifest, progress)
@@ -344,6 +345,7 @@ def audit_url(
         report.add("invalid-manifest", MANIFEST_NAME, str(exc))
         return report
     manifest = _check_manifest(report, data, anchor, now=now, where=manifest_url, name=name)
+    manifest = with_shard_entries(report.findings, manifest, remote_shard_reader(fetcher, file_url))
     if manifest is None:
         return report
     total = len(manifest.files)

@@ -28,8 +28,10 @@ from .._format.manifest import (
     split_manifest_file,
 )
 from .._format.paths import MANIFEST_NAME
+from .._format.shard import ShardRef
+from .._trust.shards import flatten
 from .._trust.verify import check_threshold, verify_file_signatures
-from ..errors import BadSignatureError, ManifestFormatError, UntrustedKeyError
+from ..errors import BadSignatureError, ManifestFormatError, TamperedFileError, UntrustedKeyError
 from .findings import Finding, Findings, plural
 from .keyfile import MAX_FILE_BYTES as MAX_KEY_FILE_BYTES
 from .keyfile import is_private_key_file
@@ -167,7 +169,7 @@ def _read_manifest(check: SignCheck) -> tuple[SignedManifestFile | None, Manifes
         if len(data) > MAX_MANIFEST_BYTES:
             raise ManifestFormatError(f"larger than {MAX_MANIFEST_BYTES} bytes")
         signed = split_manifest_file(data)
-        return signed, parse_manifest_body(signed.body)
+        return signed, _with_shards(check.root, parse_manifest_body(signed.body))
     except FileNotFoundError:
         check.add("manifest", MANIFEST_NAME, "no manifest yet; signing would create one")
     except OSError as exc:
@@ -179,6 +181,23 @@ def _read_manifest(check: SignCheck) -> tuple[SignedManifestFile | None, Manifes
             f"the manifest cannot be read ({exc}); signing needs --version N to replace it",
         )
     return None, None
+
+
+def _with_shards(root: Path, manifest: Manifest) -> Manifest:
+    """A sharded manifest with every entry of its shards (each checked against its pin)."""
+
+    def read(ref: ShardRef) -> bytes:
+        try:
+            return read_tree_file(root / ref.path, ref.size)
+        except OSError as exc:
+            raise ManifestFormatError(
+                f"its shard {ref.path} cannot be read ({exc.strerror or exc})"
+            ) from None
+
+    try:
+        return flatten(manifest, read, url=lambda ref: ref.path)
+    except TamperedFileError as exc:
+        raise ManifestFormatError(str(exc)) from None
 
 
 def _compare_signers(

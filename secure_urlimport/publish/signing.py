@@ -6,6 +6,7 @@ agree on which files make up a tree.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -20,11 +21,13 @@ from .._format.bundle import build_bundle, bundle_members
 from .._format.keys import PublicKey, Signer
 from .._format.manifest import (
     MAX_NAME_CHARS,
+    SHARDED_FORMAT,
     FileEntry,
     Manifest,
     encode_body,
     encode_manifest,
     file_message,
+    file_message_v2,
     manifest_message,
 )
 from .._format.paths import BUNDLE_NAME, MANIFEST_NAME, is_metadata_file, path_problem
@@ -35,6 +38,7 @@ from .keyfile import is_private_key_file
 from .localfile import read_tree_file
 from .progress import ProgressFn
 from .rootchain import check_release_signers, read_root_chain
+from .sharding import SHARD_THRESHOLD, build_shards, previous_shards, prune_shards, write_shards
 from .versions import choose_version, trusted_previous_version
 
 __all__ = [
@@ -190,6 +194,7 @@ def sign_tree(
     name: str | None = None,
     progress: ProgressFn | None = None,
     allow_version_jump: bool = False,
+    shard_threshold: int = SHARD_THRESHOLD,
 ) -> SignResult:
     """Sign every file under *root* with every key and write the manifest atomically.
 
@@ -201,6 +206,8 @@ def sign_tree(
     *allow_version_jump*.  A tree holding a private key file is refused, and
     so is one whose root chain (``secure-urlimport.root.*``) does not verify or
     whose newest root does not list *keys* as signers of the tree's name.
+    A tree of more than *shard_threshold* files is written sharded (manifest
+    format 2, see ``sharding.py``); a smaller one as format 1.
     """
     root = Path(root)
     if not keys:
@@ -214,18 +221,25 @@ def sign_tree(
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     if expires_in > MAX_EXPIRY or expires_in <= timedelta(0):
         raise ConfigurationError("the validity must be positive and at most 3660 days")
-    entries, modules = _sign_files(root, files, keys, version, progress)
+    label = tree_name(root, name)
+    if len(label) > MAX_NAME_CHARS or not label.isprintable():
+        raise ConfigurationError("--name must be printable and at most 200 characters")
+    sharded = len(files) > shard_threshold
+    entries, modules = _sign_files(root, files, keys, version if not sharded else label, progress)
     manifest = Manifest(
         version=version,
         created=now,
         expires=now + expires_in,
         keyids=tuple(k.keyid for k in keys),
         files=entries,
-        name=tree_name(root, name),
+        name=label,
     )
-    if len(manifest.name) > MAX_NAME_CHARS or not manifest.name.isprintable():
-        raise ConfigurationError("--name must be printable and at most 200 characters")
-    path = _write_release(root, manifest, keys, modules)
+    if sharded:
+        path = _write_sharded_release(root, manifest, keys)
+    else:
+        keep = previous_shards(root)
+        path = _write_release(root, manifest, keys, modules)
+        prune_shards(root, keep, sharded=False)
     return SignResult(path, version, len(entries), manifest.expires)
 
 
@@ -247,10 +261,13 @@ def _sign_files(
     root: Path,
     files: Sequence[str],
     keys: Sequence[Signer],
-    version: int,
+    version: int | str,
     progress: ProgressFn | None,
 ) -> tuple[dict[str, FileEntry], dict[str, bytes]]:
     """Every file's signed entry, and the modules' bytes (the bundle's members, read once).
+
+    *version*: the tree version the v1 messages name, or (a str) the tree
+    name the v2 messages of a format-2 release name instead.
 
     Raises listing every private key file among them, checked on the bytes signed.
     """
@@ -288,6 +305,22 @@ def _write_release(
     return path
 
 
+def _write_sharded_release(root: Path, manifest: Manifest, keys: Sequence[Signer]) -> Path:
+    """Write the shards, then the index that pins them, then prune (sharding.py)."""
+    keep = previous_shards(root)
+    shards = build_shards(manifest.files)
+    write_shards(root, shards)
+    index = dataclasses.replace(
+        manifest, files={}, format=SHARDED_FORMAT, shards=tuple(ref for ref, _ in shards)
+    )
+    body = encode_body(index)
+    sigs = [(k.keyid, k.sign(manifest_message(k.keyid, body))) for k in keys]
+    path = root / MANIFEST_NAME
+    write_atomically(path, encode_manifest(body, sigs))
+    prune_shards(root, keep | {ref.sha256 for ref, _ in shards}, sharded=True)
+    return path
+
+
 def tree_name(root: Path, name: str | None) -> str:
     """The name ``sign`` gives the tree: *name*, or the directory's own name."""
     return Path(root).resolve().name if name is None else name
@@ -310,7 +343,7 @@ def _choose_version(
 
 
 def _sign_file(
-    root: Path, rel: str, keys: Sequence[Signer], version: int
+    root: Path, rel: str, keys: Sequence[Signer], version: int | str
 ) -> tuple[FileEntry, bytes]:
     try:
         # Never through a symlink, never a FIFO: the name may have been swapped since the scan.
@@ -320,5 +353,11 @@ def _sign_file(
             f"cannot sign {root}: {rel} cannot be read ({exc.strerror or exc})"
         ) from None
     digest = hashlib.sha256(data).hexdigest()
-    sigs = {k.keyid: k.sign(file_message(k.keyid, version, rel, digest, len(data))) for k in keys}
+    if isinstance(version, str):  # format 2: the tree name instead of the version
+        messages = {
+            k.keyid: file_message_v2(k.keyid, version, rel, digest, len(data)) for k in keys
+        }
+    else:
+        messages = {k.keyid: file_message(k.keyid, version, rel, digest, len(data)) for k in keys}
+    sigs = {k.keyid: k.sign(messages[k.keyid]) for k in keys}
     return FileEntry(rel, len(data), digest, sigs), data

@@ -59,7 +59,7 @@ from secure_urlimport._format.manifest import (
     parse_manifest_body,
     split_manifest_file,
 )
-from secure_urlimport._format.paths import MANIFEST_NAME
+from secure_urlimport._format.paths import MANIFEST_NAME, SHARD_DIR
 from secure_urlimport._format.root import (
     Role,
     Root,
@@ -69,6 +69,7 @@ from secure_urlimport._format.root import (
     root_message,
 )
 from secure_urlimport.errors import HTTPStatusError, ResponseTooLargeError
+from secure_urlimport.publish.sharding import SHARD_THRESHOLD
 from secure_urlimport.publish.signing import sign_tree
 
 __all__ = [
@@ -95,6 +96,8 @@ class Release:
     version: int
     files: Mapping[str, bytes]
     manifest_bytes: bytes
+    #: Tree path -> bytes of the shard files a sharded (format-2) release pins.
+    shards: Mapping[str, bytes] = field(default_factory=dict)
 
     @cached_property
     def manifest(self) -> Manifest:
@@ -110,7 +113,7 @@ class Release:
 
     def everything(self) -> dict[str, bytes]:
         """Tree path -> bytes, the manifest included: what an honest server serves."""
-        return {**self.files, MANIFEST_NAME: self.manifest_bytes}
+        return {**self.files, **self.shards, MANIFEST_NAME: self.manifest_bytes}
 
 
 def _as_bytes(content: str | bytes) -> bytes:
@@ -125,8 +128,10 @@ def sign_release(
     expires_in: timedelta = DAY,
     now: datetime | None = None,
     name: str = "tree",
+    shard_threshold: int = SHARD_THRESHOLD,
 ) -> Release:
-    """Write *files* to a fresh temporary tree, sign it with the real ``sign_tree``."""
+    """Write *files* to a fresh temporary tree, sign it with the real ``sign_tree``
+    (sharded above *shard_threshold* files)."""
     with tempfile.TemporaryDirectory(prefix="sim-release-") as tmp:
         root = Path(tmp)
         for rel, content in files.items():
@@ -142,9 +147,14 @@ def sign_release(
             now=now,
             name=name,
             allow_version_jump=True,
+            shard_threshold=shard_threshold,
         )
         manifest_bytes = (root / MANIFEST_NAME).read_bytes()
-    return Release(version, {rel: _as_bytes(c) for rel, c in files.items()}, manifest_bytes)
+        shards = {
+            f"{SHARD_DIR}/{p.name}": p.read_bytes() for p in sorted(root.glob(f"{SHARD_DIR}/*"))
+        }
+    data = {rel: _as_bytes(c) for rel, c in files.items()}
+    return Release(version, data, manifest_bytes, shards)
 
 
 def sign_entry(path: str, data: bytes, keys: Sequence[PrivateKey], version: int) -> FileEntry:
@@ -294,12 +304,19 @@ class RepositorySimulator:
         expires_in: timedelta = DAY,
         now: datetime | None = None,
         name: str = "tree",
+        shard_threshold: int = SHARD_THRESHOLD,
     ) -> Release:
         """Sign *files* as the next release (or *version*) and serve it."""
         if version is None:
             version = self.releases[-1].version + 1 if self.releases else 1
         release = sign_release(
-            files, keys, version=version, expires_in=expires_in, now=now, name=name
+            files,
+            keys,
+            version=version,
+            expires_in=expires_in,
+            now=now,
+            name=name,
+            shard_threshold=shard_threshold,
         )
         self.serve(release)
         return release

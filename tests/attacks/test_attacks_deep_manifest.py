@@ -50,7 +50,8 @@ def deep_tree(tmp_path_factory: pytest.TempPathFactory, deep_key: PrivateKey) ->
     deep.mkdir(parents=True)
     for i in range(FILES):
         (deep / f"f{i:05d}.txt").write_bytes(b"x")
-    sign_tree(root, [deep_key])
+    # Format 1 on purpose: this is about one big manifest (test_attacks_shards.py: format 2).
+    sign_tree(root, [deep_key], shard_threshold=10**6)
     return root
 
 
