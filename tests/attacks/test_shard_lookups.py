@@ -11,6 +11,7 @@ import importlib
 import importlib.resources
 import pkgutil
 import sys
+from typing import Any
 
 import pytest
 from simulator import RepositorySimulator
@@ -50,7 +51,9 @@ def test_resources_and_get_data_of_a_sharded_tree(sim):
     assert (root / "data" / "table.txt").read_text() == "a table\n"
     assert (root / "data").is_dir() and not (root / "nothing").is_dir()
     assert sorted(p.name for p in (root / "data").iterdir()) == ["table.txt"]
-    loader = sys.modules["wide"].__spec__.loader
+    spec = sys.modules["wide"].__spec__
+    assert spec is not None
+    loader: Any = spec.loader  # the tree's VerifiedLoader: get_data as ResourceLoader's
     with pytest.raises(IsADirectoryError):
         loader.get_data(f"{sim.url}/wide/data")
     with pytest.raises(FileNotFoundError):
