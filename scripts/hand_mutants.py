@@ -256,8 +256,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "offline-start-after-a-verification-failure",
         "current.py",
-        "            if refused:  # never after a verification failure",
-        "            if False:  # never after a verification failure",
+        "            if refused or past_caches:  # never after a verification failure",
+        "            if past_caches:  # never after a verification failure",
         (OFFLINE,),
     ),
     Mutant(

@@ -33,9 +33,9 @@ from .._format.root import Root
 from .._net.deadline import import_step
 from .._net.fetcher import Validators, revalidate
 from .._store.state import StateStore
-from .._trust.trusted_set import TrustedManifests
+from .._trust.trusted_set import TrustedManifests, superseded_release
 from .._trust.verify import TrustedState
-from ..errors import ExpiredManifestError, RollbackError, SecureImportError, UntrustedKeyError
+from ..errors import ExpiredManifestError, RollbackError, SecureImportError
 from .context import TreeContext
 from .root_walk import RootOfTrust
 from .warm import WarmStart
@@ -108,7 +108,10 @@ class CurrentManifest:
         finally:
             self._fetching.active = False
         with self._lock:
-            superseded = self._superseded(manifest)
+            newest = self.roots.newest if self.roots is not None else None
+            superseded = superseded_release(
+                manifest, newest, url=f"{self.tree.url}/{MANIFEST_NAME}"
+            )
             if superseded is not None:
                 # Another thread trusted a newer root meanwhile, which no longer
                 # lets this release's signers sign (a revoked key's release that
@@ -122,26 +125,6 @@ class CurrentManifest:
             if self._generation == generation:
                 self._manifest = manifest
         return manifest
-
-    def _superseded(self, manifest: Manifest) -> SecureImportError | None:
-        """An error if *manifest* was verified under an older root than the newest
-        trusted now, and that newest root does not let enough of its signers sign."""
-        newest = self.roots.newest if self.roots is not None else None
-        keys = manifest.signing_keys
-        if newest is None or keys is None or keys.named_by is None:
-            return None
-        if keys.named_by >= newest.version:
-            return None
-        role = newest.role_for(manifest.name)
-        if role is not None and len(manifest.signers & frozenset(role.keyids)) >= role.threshold:
-            return None
-        return UntrustedKeyError(
-            f"manifest {self.tree.url}/{MANIFEST_NAME} version {manifest.version} was verified "
-            f"under root version {keys.named_by}, and root version {newest.version}, trusted "
-            f"meanwhile, does not let its signers ({', '.join(sorted(manifest.signers))}) sign "
-            "it: refusing it. Sign with a key the current root lists",
-            path=f"{self.tree.url}/{MANIFEST_NAME}",
-        )
 
     def mark_stale(self) -> None:
         """Fetch the manifest again on next use (``importlib.invalidate_caches``)."""

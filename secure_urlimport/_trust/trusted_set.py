@@ -39,7 +39,7 @@ from .verify import (
     verify_manifest_signatures,
 )
 
-__all__ = ["TrustedManifests", "verify_under_root"]
+__all__ = ["TrustedManifests", "superseded_release", "verify_under_root"]
 
 
 class TrustedManifests:
@@ -194,3 +194,27 @@ def _release_keys(root: Root, manifest: Manifest, url: str) -> TrustedKeys:
             "'secure-urlimport root update'"
         )
     return keys
+
+
+def superseded_release(
+    manifest: Manifest, newest: Root | None, *, url: str
+) -> UntrustedKeyError | None:
+    """An error if *manifest* was verified under an older root than *newest*
+    (trusted meanwhile, by another thread) and *newest* no longer lets enough of
+    its signers sign: a revoked key's release that downloaded slowly must never
+    become the current one."""
+    keys = manifest.signing_keys
+    if newest is None or keys is None or keys.named_by is None:
+        return None
+    if keys.named_by >= newest.version:
+        return None
+    role = newest.role_for(manifest.name)
+    if role is not None and len(manifest.signers & frozenset(role.keyids)) >= role.threshold:
+        return None
+    return UntrustedKeyError(
+        f"manifest {url} version {manifest.version} was verified under root version "
+        f"{keys.named_by}, and root version {newest.version}, trusted meanwhile, does not "
+        f"let its signers ({', '.join(sorted(manifest.signers))}) sign it: refusing it. "
+        "Sign with a key the current root lists",
+        path=url,
+    )
