@@ -23,6 +23,18 @@ def test_the_signing_functions_are_public_and_loaded_only_when_used() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
+def test_the_lazy_names_are_exactly_the_publishing_modules_public_names() -> None:
+    """The package's lazy list is kept by hand (reading publish/public.py's
+    __all__ would import it at start-up): it must never drift from it."""
+    from secure_urlimport import _PUBLISHING
+    from secure_urlimport.publish import public
+
+    assert set(public.__all__) == _PUBLISHING
+    assert set(su.__all__) >= _PUBLISHING
+    for name in _PUBLISHING:
+        assert getattr(su, name) is getattr(public, name)
+
+
 def test_a_key_pair_is_saved_private_and_loads_back_with_its_passphrase(tmp_path: Path) -> None:
     key = su.generate_key()
     key_path, pub_path = su.save_key_pair(key, tmp_path / "publisher", passphrase=b"pw")
