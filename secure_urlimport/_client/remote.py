@@ -130,6 +130,7 @@ class RemoteTree:
             for path, entry in self._live_entries()
             if path.endswith(".py")
         )
+        self.bytecode.live_count = self._live_count
 
     def __repr__(self) -> str:
         if self.root_pin is not None:
@@ -204,6 +205,14 @@ class RemoteTree:
         if last is None:
             return []
         return [(entry.path, entry) for entry in self.index_of(last).loaded_entries()]
+
+    def _live_count(self) -> int:
+        last = self.last_good
+        if last is None:
+            return 0
+        return sum(
+            1 for entry in self.index_of(last).loaded_entries() if entry.path.endswith(".py")
+        )
 
     def lookup(self, relpath: str) -> tuple[Manifest, FileEntry]:
         """The verified manifest and its entry for *relpath* (which may read a shard)."""

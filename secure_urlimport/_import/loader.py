@@ -22,7 +22,7 @@ from .._client.remote import RemoteTree
 from .._client.shards import TreeIndex
 from .._format.manifest import FileEntry, Manifest
 from .._net.deadline import import_step
-from .._trust.verify import release_keys, verify_file_signatures
+from .._trust.verify import release_keys, signature_vouch, verify_file_signatures
 from ..errors import (
     NotInManifestError,
     ResponseTooLargeError,
@@ -93,36 +93,50 @@ class VerifiedLoader(importlib.abc.Loader):
         try:
             manifest, entry = tree.lookup(self.relpath)
             if entry.size <= tree.config.max_file_bytes:
-                code = tree.bytecode.get(self.url, entry.sha256)
+                code = self._cached_code(manifest, entry)
                 if code is not None:
-                    # The cache stands in for reading and hashing the source,
-                    # not for the signatures: this release, these keys and
-                    # this threshold must still vouch for the entry.
-                    verify_file_signatures(
-                        entry, manifest, release_keys(manifest, url=self.url), url=self.url
-                    )
                     return code
-            entry, source = self._read_entry(manifest, entry)
+            manifest, entry, source = self._read_entry(manifest, entry)
+            keys = release_keys(manifest, url=self.url)
         except SecureImportError as exc:
             name = self.name if fullname in (None, "__main__") else fullname
             raise exc.for_module(name) from None
         code = compile(source, self.url, "exec", dont_inherit=True)
-        tree.bytecode.put(self.url, entry.sha256, code)
+        tree.bytecode.put(self.url, entry.sha256, code, signature_vouch(entry, manifest, keys))
         return code
 
-    def _read_entry(self, manifest: Manifest, entry: FileEntry) -> tuple[FileEntry, bytes]:
+    def _cached_code(self, manifest: Manifest, entry: FileEntry) -> CodeType | None:
+        """The cached code of *entry*, if any.  The cache stands in for reading
+        and hashing the source; the signatures of this release, these keys and
+        this threshold must still vouch for the entry: checked again unless the
+        entry records a passed check of exactly these inputs (the vouch)."""
+        tree = self.tree
+        hit = tree.bytecode.get(self.url, entry.sha256)
+        if hit is None:
+            return None
+        code, recorded = hit
+        keys = release_keys(manifest, url=self.url)
+        vouch = signature_vouch(entry, manifest, keys)
+        if recorded != vouch:
+            verify_file_signatures(entry, manifest, keys, url=self.url)
+            tree.bytecode.vouch(self.url, entry.sha256, vouch)
+        return code
+
+    def _read_entry(
+        self, manifest: Manifest, entry: FileEntry
+    ) -> tuple[Manifest, FileEntry, bytes]:
         """The verified source of *entry*, or of its path in a newer release if
         a cache served an old manifest while the file is new: the file does not
         verify even past the caches, nothing of the tree ran in this process
         yet, and the manifest fetched past the caches is newer (remote.py)."""
         tree = self.tree
         try:
-            return entry, tree.read_entry(manifest, entry)
+            return manifest, entry, tree.read_entry(manifest, entry)
         except (TamperedFileError, ResponseTooLargeError):
             if _ran_from(tree, besides=self.name) or not tree.newer_release_past_caches(manifest):
                 raise
         manifest, entry = tree.lookup(self.relpath)
-        return entry, tree.read_entry(manifest, entry)
+        return manifest, entry, tree.read_entry(manifest, entry)
 
     def get_source(self, fullname: str | None = None) -> str:
         return importlib.util.decode_source(self._source_bytes(fullname))

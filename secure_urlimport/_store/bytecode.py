@@ -14,6 +14,12 @@ entry here is used only when
   another Python never finds it;
 * its HMAC-SHA256 under a 256-bit key that only this user can read matches.
 
+Each entry also records the *vouch* of the per-file signature check that
+passed when it was made (``_trust.verify.signature_vouch``): a digest of the
+keys, threshold, signatures and signed messages.  A hit whose vouch equals the
+current one needs no Ed25519 check (the same inputs give the same answer); any
+other hit is checked again by the loader, then re-vouched.
+
 Whoever can read that key runs as this user, and can already edit
 ``site-packages`` or drop a ``.pth`` file; SECURITY.md has the argument.  A
 key file that others could read, that belongs to someone else, that lacks
@@ -29,22 +35,18 @@ Layout under ``<cache dir>``::
 
     bytecode.key            KEY_MAGIC + 32 random bytes, mode 0600, owned by this user
     bytecode/<name>         a pack: PACK_MAGIC, then entries of SHA-256(slot_id) (32)
-                            | HMAC (32) | length (8, big-endian) | marshal data
+                            | vouch (32) | HMAC (32) | length (8, big-endian) | marshal data
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import errno
 import hashlib
 import hmac
 import importlib.util
 import logging
 import marshal
 import os
-import secrets
-import stat
 import sys
 import weakref
 from collections.abc import Callable, Iterable
@@ -53,11 +55,13 @@ from types import CodeType
 
 from .. import forksafe
 from .atomic import write_atomically
-from .cache import SAFE_READ_FLAGS, read_regular_file
+from .cache import read_regular_file
 from .file_names import file_name_for
+from .mackey import KEY_MAGIC, KEY_NAME, load_or_create_key
 from .privatedir import is_private, make_private_dirs
 
 __all__ = [
+    "KEY_MAGIC",
     "KEY_NAME",
     "PACK_MAGIC",
     "BytecodeCache",
@@ -68,13 +72,8 @@ __all__ = [
 
 log = logging.getLogger("secure_urlimport")
 
-KEY_NAME = "bytecode.key"
-PACK_MAGIC = b"SUIPACK1\n"
-# A header no other cache file starts with, so a neighbour who can rename
-# files in the cache directory cannot pass off one of ours as the key.
-KEY_MAGIC = b"secure-urlimport bytecode key v1\n"
-_KEY_BYTES = 32
-_HEADER = 32 + 32 + 8  # slot digest, MAC, length
+PACK_MAGIC = b"SUIPACK2\n"  # 2: entries carry the vouch of their signature check
+_HEADER = 32 + 32 + 32 + 8  # slot digest, vouch, MAC, length
 #: A pack larger than this is ignored when read and not written.
 MAX_PACK_BYTES = 64 * 1024 * 1024
 # The owner and mode checks below need POSIX; elsewhere the cache stays off.
@@ -85,14 +84,18 @@ def slot_id(url: str, sha256: str) -> bytes:
     """What a code object is bound to: this interpreter's bytecode format and
     optimisation level, the module's URL (its ``co_filename``) and the SHA-256
     of the verified source it was compiled from."""
+    return b"\0".join([_slot_prefix(), url.encode("utf-8"), sha256.encode("ascii")])
+
+
+def _slot_prefix() -> bytes:
+    # Not cached: tests change sys.flags.optimize's stand-ins between calls,
+    # and building it is cheap next to the hash of the slot.
     return b"\0".join(
         [
             b"secure-urlimport bytecode v1",
             importlib.util.MAGIC_NUMBER,
             (sys.implementation.cache_tag or "").encode("ascii"),
             str(sys.flags.optimize).encode("ascii"),
-            url.encode("utf-8"),
-            sha256.encode("ascii"),
         ]
     )
 
@@ -104,11 +107,18 @@ def pack_name(tree_url: str) -> str:
 
 
 def slot_digests(modules: Iterable[tuple[str, str]]) -> set[bytes]:
-    """The pack keys of ``(url, sha256)`` pairs."""
-    return {hashlib.sha256(slot_id(url, sha)).digest() for url, sha in modules}
+    """The pack keys of ``(url, sha256)`` pairs (one release's modules: the
+    prefix of their slot ids is built once)."""
+    prefix = _slot_prefix() + b"\0"
+    sha256 = hashlib.sha256
+    return {
+        sha256(b"".join([prefix, url.encode("utf-8"), b"\0", sha.encode("ascii")])).digest()
+        for url, sha in modules
+    }
 
 
-Entry = tuple[bytes, bytes]  # (MAC, marshal data)
+Entry = tuple[bytes, bytes, bytes]  # (vouch, MAC, marshal data)
+VOUCH_BYTES = 32
 
 
 class BytecodeCache:
@@ -123,14 +133,16 @@ class BytecodeCache:
         # Guards the fields below; never held during disk I/O.  Fork-safe: a
         # fork while another thread held it leaves the child a fresh one.
         self._lock = forksafe.Lock()
-        self._packed: dict[bytes, Entry] | None = None  # None: not read yet
+        self._packed: _Pack | None = None  # None: not read yet
         self._compiled: dict[bytes, Entry] = {}  # what this process compiled
         self._bad: set[bytes] = set()  # entries that failed their MAC
         self._dirty = False
         #: Set by the tree: the slot digests its current release lists.  Only
-        #: those are read from a pack or written to one, so neither a planted
-        #: pack nor old releases can make it grow without bound.
+        #: those are written to a pack, so old releases cannot make it grow.
         self.live_slots: Callable[[], set[bytes]] | None = None
+        #: Set by the tree: how many modules its current release lists.  A pack
+        #: with far more entries is not indexed (junk, or planted to use memory).
+        self.live_count: Callable[[], int] | None = None
         if self._enabled:
             _open_caches.add(self)
             _register_process_hooks()
@@ -138,10 +150,11 @@ class BytecodeCache:
     def __repr__(self) -> str:
         return f"BytecodeCache({str(self.path)!r}, {'on' if self._enabled else 'off'})"
 
-    def get(self, url: str, sha256: str) -> CodeType | None:
+    def get(self, url: str, sha256: str) -> tuple[CodeType, bytes] | None:
         """The code compiled earlier from the verified source of *url* whose
-        SHA-256 is *sha256*, or None (no entry, cache off, or an entry that
-        fails its MAC, which is then dropped)."""
+        SHA-256 is *sha256*, with the vouch of the signature check it was
+        recorded under; or None (no entry, cache off, or an entry that fails
+        its MAC, which is then dropped)."""
         key = self._mac_key()
         if key is None:
             return None
@@ -150,8 +163,8 @@ class BytecodeCache:
         entry = self._compiled.get(digest) or self._packed_entries().get(digest)
         if entry is None:
             return None
-        mac, data = entry
-        if not hmac.compare_digest(mac, _mac(key, slot, data)):
+        vouch, mac, data = entry
+        if not hmac.compare_digest(mac, _mac(key, slot, vouch, data)):
             log.warning(
                 "discarding the cached bytecode of %s, which fails its MAC "
                 "(edited, swapped or written with another key); compiling the "
@@ -170,26 +183,41 @@ class BytecodeCache:
         if not isinstance(code, CodeType):
             return None
         log.debug("loaded verified bytecode of %s from the cache", url)
-        return code
+        return code, vouch
 
-    def put(self, url: str, sha256: str, code: CodeType) -> None:
-        """Keep *code*, compiled from verified source with this SHA-256, for the
-        pack written at exit.  Like CPython, nothing is kept under ``-B`` /
+    def put(self, url: str, sha256: str, code: CodeType, vouch: bytes) -> None:
+        """Keep *code*, compiled from verified source with this SHA-256 whose
+        signatures passed the check *vouch* describes, for the pack written at
+        exit.  Like CPython, nothing is kept under ``-B`` /
         ``PYTHONDONTWRITEBYTECODE``."""
         if sys.dont_write_bytecode:
             return
-        key = self._mac_key()
-        if key is None:
-            return
-        slot = slot_id(url, sha256)
         try:
             data = marshal.dumps(code)
         except (ValueError, TypeError, RecursionError) as exc:  # e.g. too deeply nested
             log.debug("not caching the bytecode of %s: %s", url, exc)
             return
+        self._keep(url, sha256, vouch, data)
+
+    def vouch(self, url: str, sha256: str, vouch: bytes) -> None:
+        """Record that the signature check *vouch* describes passed for the
+        cached code of *url* (after a root rotation, say), so the next process
+        skips it."""
+        digest = hashlib.sha256(slot_id(url, sha256)).digest()
+        entry = self._compiled.get(digest) or self._packed_entries().get(digest)
+        if entry is not None:
+            self._keep(url, sha256, vouch, entry[2])
+
+    def _keep(self, url: str, sha256: str, vouch: bytes, data: bytes) -> None:
+        if sys.dont_write_bytecode or len(vouch) != VOUCH_BYTES:
+            return
+        key = self._mac_key()
+        if key is None:
+            return
+        slot = slot_id(url, sha256)
         digest = hashlib.sha256(slot).digest()
         with self._lock:
-            self._compiled[digest] = (_mac(key, slot, data), data)
+            self._compiled[digest] = (vouch, _mac(key, slot, vouch, data), data)
             self._bad.discard(digest)
             self._dirty = True
 
@@ -200,7 +228,7 @@ class BytecodeCache:
         if sys.dont_write_bytecode or not self._dirty:
             return
         live = self._live()
-        on_disk = self._read_pack()
+        on_disk = self._read_pack().entries(live)
         with self._lock:
             entries = {d: e for d, e in on_disk.items() if d not in self._bad}
             entries.update((d, e) for d, e in self._compiled.items() if d in live)
@@ -216,8 +244,8 @@ class BytecodeCache:
 
     # -- internals ------------------------------------------------------------
 
-    def _packed_entries(self) -> dict[bytes, Entry]:
-        """The live entries of the pack on disk, read at the first lookup."""
+    def _packed_entries(self) -> _Pack:
+        """The pack on disk, read and indexed at the first lookup."""
         if self._packed is None:
             packed = self._read_pack()
             with self._lock:
@@ -225,13 +253,14 @@ class BytecodeCache:
                     self._packed = packed
         return self._packed
 
-    def _read_pack(self) -> dict[bytes, Entry]:
+    def _read_pack(self) -> _Pack:
         if not _is_ours(self.path):
-            return {}  # planted by someone else: not worth even decoding
+            return _NO_PACK  # planted by someone else: not worth even decoding
         blob = read_regular_file(self.path, MAX_PACK_BYTES + 1)
         if blob is None or len(blob) > MAX_PACK_BYTES:
-            return {}  # none, or planted to exhaust memory: ignored, not truncated
-        return _decode(blob, self._live())
+            return _NO_PACK  # none, or planted to exhaust memory: ignored, not truncated
+        count = self.live_count() if self.live_count is not None else 0
+        return _Pack.index(blob, max_entries=2 * count + 64)
 
     def _live(self) -> set[bytes]:
         return self.live_slots() if self.live_slots is not None else set()
@@ -258,36 +287,77 @@ def _is_ours(path: Path) -> bool:
         return False
 
 
-def _mac(key: bytes, slot: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, slot + b"\0" + data, "sha256")  # one-shot: the fast path
+def _mac(key: bytes, slot: bytes, vouch: bytes, data: bytes) -> bytes:
+    # The vouch has a fixed length, so slot, vouch and data cannot be re-cut.
+    return hmac.digest(key, slot + b"\0" + vouch + data, "sha256")  # one-shot: the fast path
 
 
 def _encode(entries: Iterable[tuple[bytes, Entry]]) -> bytes:
     parts = [PACK_MAGIC]
-    for digest, (mac, data) in entries:
-        parts += [digest, mac, len(data).to_bytes(8, "big"), data]
+    for digest, (vouch, mac, data) in entries:
+        parts += [digest, vouch, mac, len(data).to_bytes(8, "big"), data]
     return b"".join(parts)
 
 
-def _decode(blob: bytes, live: set[bytes]) -> dict[bytes, Entry]:
-    """The entries of a pack whose slot digest is in *live*; a damaged tail
-    is dropped, since every entry is checked against its MAC before use anyway."""
-    if not blob.startswith(PACK_MAGIC):
-        return {}
-    view = memoryview(blob)
-    entries: dict[bytes, Entry] = {}
-    offset, end = len(PACK_MAGIC), len(blob)
-    while offset + _HEADER <= end:
-        digest = blob[offset : offset + 32]
-        mac = blob[offset + 32 : offset + 64]
-        size = int.from_bytes(blob[offset + 64 : offset + _HEADER], "big")
-        offset += _HEADER
-        if size > end - offset:
-            break
-        if digest in live:
-            entries[digest] = (mac, bytes(view[offset : offset + size]))
-        offset += size
-    return entries
+class _Pack:
+    """A pack read from disk: its bytes and where each entry starts.
+
+    Indexed, not decoded: a warm start reads one pack but looks up only the
+    modules it imports, so nothing is copied or filtered up front (the live
+    filter runs when a pack is written).  An entry's MAC is checked when it is
+    looked up.
+    """
+
+    def __init__(self, blob: bytes, offsets: dict[bytes, int]) -> None:
+        self._blob = blob
+        self._offsets = offsets
+
+    @classmethod
+    def index(cls, blob: bytes, *, max_entries: int) -> _Pack:
+        """The entries of *blob*; a damaged tail is dropped, and a pack of more
+        than *max_entries* is not used at all."""
+        if not blob.startswith(PACK_MAGIC):
+            return _NO_PACK
+        offsets: dict[bytes, int] = {}
+        offset, end = len(PACK_MAGIC), len(blob)
+        while offset + _HEADER <= end:
+            size = int.from_bytes(blob[offset + 96 : offset + _HEADER], "big")
+            if size > end - offset - _HEADER:
+                break
+            offsets[blob[offset : offset + 32]] = offset
+            if len(offsets) > max_entries:
+                log.debug("cache: ignoring a bytecode pack of over %d entries", max_entries)
+                return _NO_PACK
+            offset += _HEADER + size
+        return cls(blob, offsets)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def get(self, digest: bytes) -> Entry | None:
+        offset = self._offsets.get(digest)
+        if offset is None:
+            return None
+        blob = self._blob
+        size = int.from_bytes(blob[offset + 96 : offset + _HEADER], "big")
+        start = offset + _HEADER
+        return (
+            blob[offset + 32 : offset + 64],
+            blob[offset + 64 : offset + 96],
+            blob[start : start + size],
+        )
+
+    def entries(self, live: set[bytes]) -> dict[bytes, Entry]:
+        """The entries whose slot digest is in *live* (for writing a pack)."""
+        found = {}
+        for digest in self._offsets.keys() & live:
+            entry = self.get(digest)
+            if entry is not None:
+                found[digest] = entry
+        return found
+
+
+_NO_PACK = _Pack(b"", {})
 
 
 # Every cache with unsaved code, written when the interpreter exits.
@@ -312,84 +382,3 @@ def _register_process_hooks() -> None:
 def _flush_all() -> None:
     for cache in list(_open_caches):
         cache.flush()
-
-
-# -- the key ---------------------------------------------------------------------
-
-
-class _UnsafeKeyError(Exception):
-    pass
-
-
-def load_or_create_key(path: Path, *, create: bool = True) -> bytes | None:
-    """The MAC key at *path*, made on first use if *create*; None (bytecode
-    cache off, with a warning) if the file is not a private regular file of
-    this user in a directory only this user can write."""
-    try:
-        return _read_key(path)
-    except FileNotFoundError:
-        if not create:
-            return None
-    except _UnsafeKeyError as exc:
-        log.warning("not using the bytecode cache: %s; delete it to make a new key", exc)
-        return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
-            log.warning(
-                "not using the bytecode cache: %s is a symbolic link; delete it to make a new key",
-                path,
-            )
-        else:
-            log.debug("cache: cannot read %s: %s; bytecode cache off", path, exc)
-        return None
-    try:
-        _create_key(path)
-        return _read_key(path)
-    except (OSError, _UnsafeKeyError) as exc:
-        log.debug("cache: cannot make the bytecode key %s: %s; bytecode cache off", path, exc)
-        return None
-
-
-def _read_key(path: Path) -> bytes:
-    fd = os.open(path, SAFE_READ_FLAGS)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise _UnsafeKeyError(f"{path} is not a regular file")
-        if info.st_uid != os.getuid():
-            raise _UnsafeKeyError(f"{path} belongs to user id {info.st_uid}, not to this user")
-        if info.st_mode & 0o077:
-            raise _UnsafeKeyError(
-                f"{path} has mode {stat.S_IMODE(info.st_mode):04o}; others could read or "
-                "replace it (it must be 0600)"
-            )
-        blob = os.read(fd, len(KEY_MAGIC) + _KEY_BYTES + 1)
-    finally:
-        os.close(fd)
-    directory = os.stat(path.parent)
-    if not is_private(directory):
-        raise _UnsafeKeyError(
-            f"{path.parent} can be written by others (mode "
-            f"{stat.S_IMODE(directory.st_mode):04o}, owner {directory.st_uid}), who could "
-            "swap files in it"
-        )
-    if len(blob) != len(KEY_MAGIC) + _KEY_BYTES or not blob.startswith(KEY_MAGIC):
-        raise _UnsafeKeyError(f"{path} is not a bytecode key written by secure_urlimport")
-    return blob[len(KEY_MAGIC) :]
-
-
-def _create_key(path: Path) -> None:
-    """Write a new key under a temporary name, then link it into place: two
-    processes racing both end up reading the one that got there first, and
-    nobody ever reads a half-written key."""
-    make_private_dirs(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(KEY_MAGIC + secrets.token_bytes(_KEY_BYTES))
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)

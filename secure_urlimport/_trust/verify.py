@@ -22,6 +22,7 @@ from .._format.manifest import (
     parse_manifest_body,
     split_manifest_file,
 )
+from .._format.signedfile import length_prefixed
 from ..errors import (
     BadSignatureError,
     ExpiredManifestError,
@@ -38,6 +39,7 @@ __all__ = [
     "check_rollback",
     "check_threshold",
     "release_keys",
+    "signature_vouch",
     "verify_file",
     "verify_file_signatures",
     "verify_manifest",
@@ -235,3 +237,41 @@ def verify_file_signatures(
         trusted,
         what=url,
     )
+
+
+def signature_vouch(entry: FileEntry, manifest: Manifest, trusted: TrustedKeys) -> bytes:
+    """A digest of everything a passing :func:`verify_file_signatures` decided
+    from: the threshold, every trusted key's bytes, and each signature by a
+    trusted key with the message it must sign (path, SHA-256, size, and the
+    release's version or tree name).  Signatures by other keys are ignored by
+    the check, and so here.
+
+    Ed25519 verification is deterministic, so a check that passed for one
+    vouch passes for every input with the same vouch: the bytecode cache
+    records the vouch of the check it saw pass (under its MAC) and skips the
+    repeat on a warm start.  A revoked key, a stricter pin or threshold, or a
+    new release of the file each change the vouch, and the check runs again.
+    """
+    vouch = hashlib.sha256(_keys_part(trusted))
+    for keyid, signature in sorted(entry.signatures.items()):
+        if keyid in trusted.keys:
+            message = entry_message(manifest, keyid, entry)
+            vouch.update(length_prefixed(keyid.encode("ascii"), signature, message))
+    return vouch.digest()
+
+
+# One release's files share one TrustedKeys: its part is built once.
+_last_keys: tuple[TrustedKeys, bytes] | None = None
+
+
+def _keys_part(trusted: TrustedKeys) -> bytes:
+    global _last_keys
+    last = _last_keys
+    if last is not None and last[0] is trusted:
+        return last[1]
+    parts = [b"secure-urlimport signature vouch v1", str(trusted.threshold).encode("ascii")]
+    for keyid in sorted(trusted.keys):
+        parts += [keyid.encode("ascii"), trusted.keys[keyid].raw]
+    part = length_prefixed(*parts)
+    _last_keys = (trusted, part)
+    return part

@@ -37,6 +37,7 @@ from simulator import (
 )
 
 import secure_urlimport._import.loader
+import secure_urlimport._trust.verify
 import secure_urlimport.api
 from secure_urlimport import BadSignatureError, Config, SecureImportError, install, uninstall
 from secure_urlimport._format.keys import PrivateKey
@@ -50,7 +51,8 @@ from secure_urlimport._store.bytecode import (
 )
 
 GOOD = "SIGNED = True\n\ndef fail():\n    raise RuntimeError('signed line')\n"
-PACK_MAGIC = b"SUIPACK1\n"  # the format, as SECURITY.md spells it
+PACK_MAGIC = b"SUIPACK2\n"  # the format, as SECURITY.md spells it
+HEADER = 32 + 32 + 32 + 8  # slot digest, vouch, MAC, length
 
 
 @pytest.fixture
@@ -115,7 +117,7 @@ def import_in_two_runs(sim: RepositorySimulator, key: PrivateKey, config: Config
 
 # -- the pack, read and written as SECURITY.md documents it ----------------------------
 
-Pack = dict[bytes, tuple[bytes, bytes]]  # SHA-256(slot id) -> (MAC, marshal data)
+Pack = dict[bytes, tuple[bytes, bytes, bytes]]  # SHA-256(slot id) -> (vouch, MAC, marshal data)
 
 
 def pack_path(sim: RepositorySimulator) -> Path:
@@ -128,10 +130,11 @@ def read_pack(sim: RepositorySimulator) -> Pack:
     entries: Pack = {}
     offset = len(PACK_MAGIC)
     while offset < len(blob):
-        digest, mac = blob[offset : offset + 32], blob[offset + 32 : offset + 64]
-        size = int.from_bytes(blob[offset + 64 : offset + 72], "big")
-        entries[digest] = (mac, blob[offset + 72 : offset + 72 + size])
-        offset += 72 + size
+        digest, vouch = blob[offset : offset + 32], blob[offset + 32 : offset + 64]
+        mac = blob[offset + 64 : offset + 96]
+        size = int.from_bytes(blob[offset + 96 : offset + HEADER], "big")
+        entries[digest] = (vouch, mac, blob[offset + HEADER : offset + HEADER + size])
+        offset += HEADER + size
     return entries
 
 
@@ -139,8 +142,8 @@ def write_pack(sim: RepositorySimulator, entries: Pack) -> None:
     pack_path(sim).write_bytes(
         PACK_MAGIC
         + b"".join(
-            digest + mac + len(data).to_bytes(8, "big") + data
-            for digest, (mac, data) in entries.items()
+            digest + vouch + mac + len(data).to_bytes(8, "big") + data
+            for digest, (vouch, mac, data) in entries.items()
         )
     )
 
@@ -153,9 +156,11 @@ def digest_of(sim: RepositorySimulator, relpath: str, source: str) -> bytes:
     return hashlib.sha256(slot_of(sim, relpath, source)).digest()
 
 
-def forged(mac_key: bytes, slot: bytes, source: str, filename: str) -> tuple[bytes, bytes]:
+def forged(
+    mac_key: bytes, slot: bytes, source: str, filename: str, vouch: bytes = b"v" * 32
+) -> tuple[bytes, bytes, bytes]:
     data = marshal.dumps(compile(source, filename, "exec"))
-    return hmac.new(mac_key, slot + b"\0" + data, hashlib.sha256).digest(), data
+    return vouch, hmac.new(mac_key, slot + b"\0" + vouch + data, hashlib.sha256).digest(), data
 
 
 # -- it works, and is a real cache --------------------------------------------------
@@ -241,9 +246,9 @@ def test_edited_bytecode_fails_its_mac_and_never_runs(sim, key, marker, caplog, 
     sim.publish({"mod.py": GOOD}, [key])
     warm(sim, key, "mod")
     pack = read_pack(sim)
-    [(digest, (mac, _))] = pack.items()
+    [(digest, (vouch, mac, _))] = pack.items()
     evil = marshal.dumps(compile(evil_source(marker), sim.url_of("mod.py"), "exec"))
-    write_pack(sim, {digest: (mac, evil)})  # the old MAC, the attacker's code
+    write_pack(sim, {digest: (vouch, mac, evil)})  # the old MAC, the attacker's code
     next_run(sim, key)
     with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
         assert importlib.import_module("mod").SIGNED is True
@@ -453,7 +458,7 @@ def test_no_key_is_made_under_dont_write_bytecode(sim, key, monkeypatch):
     assert not (cache_root() / KEY_NAME).exists()
 
 
-# -- the cache never stands in for the signatures -----------------------------------------
+# -- the cache stands in for a signature check only of exactly the same inputs -------------
 
 
 def test_cached_code_of_release_n_with_its_entry_inside_release_n_plus_1_never_runs(
@@ -493,6 +498,61 @@ def test_cached_code_signed_by_too_few_keys_for_a_stricter_pin_never_runs(sim, m
         importlib.import_module("evil")
     assert "threshold" in str(err.value) or "2" in str(err.value)
     assert_never_ran(marker, "evil")
+
+
+@pytest.fixture
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs whose per-file signatures the loader checks on a cache hit."""
+    seen: list[str] = []
+    real = secure_urlimport._trust.verify.verify_file_signatures
+
+    def counting(entry, manifest, trusted, *, url):  # type: ignore[no-untyped-def]
+        seen.append(url)
+        return real(entry, manifest, trusted, url=url)
+
+    monkeypatch.setattr(secure_urlimport._import.loader, "verify_file_signatures", counting)
+    return seen
+
+
+def test_a_hit_whose_recorded_check_still_vouches_needs_no_signature_check(
+    sim, key, compiles, signature_checks
+):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    next_run(sim, key)
+    assert importlib.import_module("mod").SIGNED is True
+    assert compiles == [sim.url_of("mod.py")]
+    assert signature_checks == []  # same keys, threshold, signatures and message
+
+
+def test_a_hit_recorded_under_other_keys_is_checked_again_then_vouched(
+    sim, key, compiles, signature_checks
+):
+    other = PrivateKey.generate()
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")  # vouched for a pin of `key` alone
+    for expected in ([sim.url_of("mod.py")], []):
+        install(sim.url, pubkey=[key.public.raw, other.public.raw], fetcher=sim)
+        assert importlib.import_module("mod").SIGNED is True
+        assert signature_checks == expected  # checked once, then vouched for these keys
+        uninstall(sim.url)
+        sys.modules.pop("mod", None)
+        signature_checks.clear()
+    assert compiles == [sim.url_of("mod.py")]  # the code itself was reused each time
+
+
+def test_an_edited_vouch_fails_the_mac_and_the_source_is_verified_again(
+    sim, key, marker, caplog, compiles
+):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    [(digest, (_, mac, data))] = read_pack(sim).items()
+    write_pack(sim, {digest: (b"\xff" * 32, mac, data)})
+    next_run(sim, key)
+    with caplog.at_level(logging.WARNING, logger="secure_urlimport"):
+        assert importlib.import_module("mod").SIGNED is True
+    assert "discarding the cached bytecode" in caplog.text
+    assert len(compiles) == 2
 
 
 def test_processes_racing_to_make_the_key_all_get_the_same_one(tmp_path):
@@ -537,9 +597,9 @@ def test_edited_bytecode_is_detected_by_the_next_process_and_never_executed(
     evil = marshal.dumps(compile(evil_source(marker), "evil", "exec"))
     offset, rewritten = len(PACK_MAGIC), bytearray(PACK_MAGIC)
     while offset < len(blob):  # the neighbour swaps in its code, keeping each MAC
-        size = int.from_bytes(blob[offset + 64 : offset + 72], "big")
-        rewritten += blob[offset : offset + 64] + len(evil).to_bytes(8, "big") + evil
-        offset += 72 + size
+        size = int.from_bytes(blob[offset + 96 : offset + HEADER], "big")
+        rewritten += blob[offset : offset + 96] + len(evil).to_bytes(8, "big") + evil
+        offset += HEADER + size
     assert offset == len(blob)
     pack.write_bytes(bytes(rewritten))
     second = run()
@@ -589,17 +649,40 @@ def test_threads_importing_from_the_bytecode_cache_all_get_their_own_module(sim,
 # -- hostile packs, processes and forks ---------------------------------------------------
 
 
-def test_planted_pack_of_junk_entries_keeps_only_live_ones(sim, key, caplog):
+def test_planted_pack_of_junk_entries_is_not_indexed(sim, key, compiles):
     sim.publish({"mod.py": GOOD}, [key])
     warm(sim, key, "mod")
     entries = read_pack(sim)
-    for i in range(200_000):  # ~15 MB of entries for modules that do not exist
-        entries[hashlib.sha256(b"junk%d" % i).digest()] = (b"\0" * 32, b"")
+    for i in range(200_000):  # ~20 MB of entries for modules that do not exist
+        entries[hashlib.sha256(b"junk%d" % i).digest()] = (b"\0" * 32, b"\0" * 32, b"")
     write_pack(sim, entries)
     next_run(sim, key)
     assert importlib.import_module("mod").SIGNED is True
     tree = secure_urlimport.api.registry.tree(sim.url)
-    assert len(tree.bytecode._packed_entries()) == 1  # only mod.py's entry was kept
+    assert len(tree.bytecode._packed_entries()) == 0  # far more entries than modules: unused
+    assert len(compiles) == 2  # so mod.py was compiled from its verified source
+    uninstall(sim.url)
+    assert set(read_pack(sim)) == {digest_of(sim, "mod.py", GOOD)}  # and only live code kept
+
+
+def test_pack_of_a_few_stale_entries_is_used_and_written_back_without_them(sim, key, compiles):
+    sim.publish({"mod.py": GOOD}, [key])
+    warm(sim, key, "mod")
+    entries = read_pack(sim)
+    for i in range(10):  # an older release's modules, say
+        entries[hashlib.sha256(b"stale%d" % i).digest()] = (b"\0" * 32, b"\0" * 32, b"")
+    write_pack(sim, entries)
+    sim.publish({"mod.py": GOOD, "new.py": "NEW = 1\n"}, [key])
+    next_run(sim, key)
+    assert importlib.import_module("mod").SIGNED is True
+    assert importlib.import_module("new").NEW == 1
+    assert compiles == [sim.url_of("mod.py"), sim.url_of("new.py")]  # mod.py from the pack
+    uninstall(sim.url)
+    assert set(read_pack(sim)) == {
+        digest_of(sim, "mod.py", GOOD),
+        digest_of(sim, "new.py", "NEW = 1\n"),
+    }
+    sys.modules.pop("new", None)
 
 
 def test_oversized_pack_is_ignored_not_read(sim, key, compiles):
@@ -622,7 +705,8 @@ def test_processes_writing_one_pack_keep_each_others_code(sim, key):
     other = BytecodeCache(cache_root(), sim.url)
     other.live_slots = tree.bytecode.live_slots
     b_sha = hashlib.sha256(b"B = 1\n").hexdigest()
-    other.put(sim.url_of("b.py"), b_sha, compile("B = 1\n", sim.url_of("b.py"), "exec"))
+    code = compile("B = 1\n", sim.url_of("b.py"), "exec")
+    other.put(sim.url_of("b.py"), b_sha, code, b"v" * 32)
     other.flush()  # it exits first
     tree.bytecode.flush()  # then this one: merged, not overwritten
     assert set(read_pack(sim)) == {
