@@ -9,6 +9,7 @@ project's own TreeServer) and times, each in a fresh interpreter:
 - local-bytecode  the same tree with ``__pycache__`` precompiled
 - remote-cold     ``secure_urlimport.install()`` with an empty cache dir
 - remote-warm     the same, with a cache dir filled by one earlier run
+- remote-fresh    remote-warm within ``install(max_age=3600)``: no request at all
 - naive           the classic recipe: one GET per file, no signature checks
 
 It also measures signature verification (µs/file), signing (files/s) and the
@@ -24,6 +25,11 @@ instead (benchmarks/scaling.py, benchmarks/wan.py):
 
     python benchmarks/bench.py --scaling [--wan] [--scaling-files 100 1000 10000 50000]
                                [--repeat 5] [--quick] [--keep DIR] [--markdown]
+                               [--baseline CHECKOUT]
+
+With ``--scaling --baseline CHECKOUT`` the loopback table runs first with that
+checkout (its ``sign`` signs the trees, its library imports them), then with
+this one: before and after, in one run.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ from benchmarks.common import BenchError, Workspace, log, make_tls  # noqa: E402
 from benchmarks.imports import Extras, measure_imports, report, summarize  # noqa: E402
 from benchmarks.measures import measure_import_time, measure_verification  # noqa: E402
 from benchmarks.runs import loopback, wan_inner, wan_outer  # noqa: E402
-from benchmarks.scaling import DEFAULT_SIZES, QUICK_SIZES, Trees, prepare, signing_note  # noqa: E402
+from benchmarks.scaling import DEFAULT_SIZES, QUICK_SIZES, signing_note  # noqa: E402
+from benchmarks.scaling_trees import Trees, prepare  # noqa: E402
 from benchmarks.servers import serve  # noqa: E402
 from benchmarks.trees import build_trees, count_files, sign_trees  # noqa: E402
 
@@ -170,6 +177,13 @@ def scaling_benchmark(ws: Workspace, args: argparse.Namespace) -> str:
     trees = Trees(work)
     prepare(trees, args.scaling_files)
     parts = []
+    if args.scaling and ws.baseline_path is not None:
+        # Before and after in one run: the same trees signed and imported by
+        # the --baseline checkout, then by this one.
+        before = Trees(work / "baseline", library=ws.baseline_path)
+        prepare(before, args.scaling_files)
+        parts.append(loopback(ws, before, args.scaling_files, args.repeat, args.markdown))
+        parts.append(signing_note(before))
     if args.scaling:
         parts.append(loopback(ws, trees, args.scaling_files, args.repeat, args.markdown))
     if args.wan:

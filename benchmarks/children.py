@@ -107,7 +107,9 @@ def main():
     if mode == "local":
         sys.path.insert(0, spec["root"])
     elif mode == "remote":
-        secure_urlimport.install(spec["url"], pubkey=spec["pubkey"], cafile=spec["cafile"])
+        fresh = {"max_age": spec["max_age"]} if "max_age" in spec else {}
+        secure_urlimport.install(
+            spec["url"], pubkey=spec["pubkey"], cafile=spec["cafile"], **fresh)
     else:
         install_naive(spec["url"], spec["cafile"], files)
     setup = time.perf_counter() - started

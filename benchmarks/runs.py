@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .common import REPO, BenchError, Workspace, log
-from .scaling import BIG_TREE, BIG_TREE_ALL_RUNS, Link, Suite, Trees, prepare, scaling_table
+from .scaling import BIG_TREE, BIG_TREE_ALL_RUNS, Link, Suite, scaling_table
+from .scaling_trees import Trees, prepare
 from .servers import logging_nginx
 
 
@@ -43,7 +44,9 @@ def loopback(ws: Workspace, trees: Trees, sizes: Sequence[int], repeat: int, md:
     ) as server:
         link = Link(server.url, f"{server.description} at {server.url} (loopback)")
         results = Suite(ws, trees, server, link, sizes).run(repeat)
-    title = "scaling (issue #14), loopback"
+    title = "scaling (issue #14), loopback" + (
+        f", BEFORE: the library of {trees.library}" if trees.library else ""
+    )
     return "\n\n".join(
         [header(title, link.description, repeat, sizes), scaling_table(results, trees, md)]
     )

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .common import BenchError, Workspace, log
-from .scaling import Link, Results, Suite, Trees
+from .scaling import Link, Results, Suite
+from .scaling_trees import Trees
 from .servers import logging_nginx
 
 RTT = 0.040

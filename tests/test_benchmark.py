@@ -11,7 +11,14 @@ import pytest
 from conftest import MACHINE_VARIABLES, REPO
 from nginx import REQUIRE_ENV, find_nginx
 
-SCENARIOS = ("local-source", "local-bytecode", "remote-cold", "remote-warm", "naive")
+SCENARIOS = (
+    "local-source",
+    "local-bytecode",
+    "remote-cold",
+    "remote-warm",
+    "remote-fresh",
+    "naive",
+)
 
 
 def bench(tmp_path: Path, *args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
