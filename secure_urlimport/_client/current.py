@@ -34,7 +34,7 @@ from .._net.deadline import import_step
 from .._net.fetcher import Validators, revalidate
 from .._store.state import StateStore
 from .._trust.trusted_set import TrustedManifests, superseded_release
-from .._trust.verify import TrustedState
+from .._trust.verify import ManifestMemo, TrustedState
 from ..errors import ExpiredManifestError, RollbackError, SecureImportError
 from .context import TreeContext
 from .root_walk import RootOfTrust
@@ -64,6 +64,8 @@ class CurrentManifest:
         # held during network I/O, because a thread waiting for it may hold
         # the global import lock.  Fork-safe (forksafe.py).
         self._lock = forksafe.Lock()
+        #: Signature checks passed by earlier processes (set by the tree: memo.py).
+        self.memo: ManifestMemo | None = None
         self._manifest: Manifest | None = None  # None: stale, fetch on next use
         self._failure: SecureImportError | None = None
         self._generation = 0  # bumped by mark_stale: older fetches are not current
@@ -227,8 +229,9 @@ class CurrentManifest:
         tree (and, pinned by root keys, the newest root); *past_caches*: *data*
         was asked for with ``Cache-Control: no-cache``."""
         try:
+            stored = self._state.load(self.tree.url)
             return self.trusted_set.verify(
-                data, now=now, stored=self._state.load(self.tree.url), url=url, root=root
+                data, now=now, stored=stored, url=url, root=root, memo=self.memo
             )
         except SecureImportError as exc:
             exc.path = url

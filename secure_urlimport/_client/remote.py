@@ -29,6 +29,7 @@ from .._net.prefetch import Prefetcher
 from .._net.transport import require_https
 from .._store.bytecode import BytecodeCache, slot_digests
 from .._store.cache import FileCache
+from .._store.memo import ManifestMemoFile
 from .._store.privatedir import client_state_dir
 from .._store.state import StateStore
 from ..config import Config
@@ -131,6 +132,9 @@ class RemoteTree:
             if path.endswith(".py")
         )
         self.bytecode.live_count = self._live_count
+        # The bytecode cache's MAC key also vouches for verified manifests.
+        self.memo = ManifestMemoFile(state_dir, self.url, self.bytecode.mac_key)
+        self.current.memo = self.memo
 
     def __repr__(self) -> str:
         if self.root_pin is not None:
@@ -259,7 +263,12 @@ class RemoteTree:
                 return unquoted
         return rest
 
-    def close(self) -> None:
+    def save_caches(self) -> None:
+        """Write what this process added to the bytecode cache and the memo."""
         self.bytecode.flush()
+        self.memo.flush()
+
+    def close(self) -> None:
+        self.save_caches()
         self._prefetcher.close()
         self.fetcher.close()

@@ -336,10 +336,10 @@ def _remove_hook(hook: PathHook, invalidator: _CacheInvalidator) -> None:
 
 
 def _save_bytecode(trees: list[RemoteTree]) -> None:
-    """Write their bytecode now rather than at exit, so the next install()
-    finds it; outside the lock, which imports may be waiting for."""
+    """Write their bytecode and manifest memos now rather than at exit, so the
+    next install() finds them; outside the lock, which imports may be waiting for."""
     for tree in trees:
-        tree.bytecode.flush()
+        tree.save_caches()
 
 
 def _importer_for(url: str) -> Importer | None:

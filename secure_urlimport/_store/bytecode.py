@@ -150,6 +150,10 @@ class BytecodeCache:
     def __repr__(self) -> str:
         return f"BytecodeCache({str(self.path)!r}, {'on' if self._enabled else 'off'})"
 
+    def mac_key(self) -> bytes | None:
+        """The MAC key, or None while the cache is off (shared with memo.py)."""
+        return self._mac_key()
+
     def get(self, url: str, sha256: str) -> tuple[CodeType, bytes] | None:
         """The code compiled earlier from the verified source of *url* whose
         SHA-256 is *sha256*, with the vouch of the signature check it was

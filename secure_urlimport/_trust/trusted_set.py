@@ -31,6 +31,7 @@ from .._format.manifest import Manifest
 from .._format.root import Root
 from ..errors import ConfigurationError, UntrustedKeyError, WrongTreeError
 from .verify import (
+    ManifestMemo,
     TrustedState,
     check_expiry,
     check_name,
@@ -72,13 +73,15 @@ class TrustedManifests:
         stored: Mapping[str, TrustedState],
         url: str,
         root: Root | None = None,
+        memo: ManifestMemo | None = None,
     ) -> Manifest:
         """The manifest in *data* if it passes every rule; nothing changes here.
 
         *root*: the tree's newest trusted root, whose signers replace the pinned keys.
+        *memo*: passed signature checks of earlier processes (verify.ManifestMemo).
         """
         if root is not None:
-            return self._verify_under_root(data, root, now=now, stored=stored, url=url)
+            return self._verify_under_root(data, root, now=now, stored=stored, url=url, memo=memo)
         if self.trusted is None:
             raise ConfigurationError(f"manifest {url}: no pinned keys and no root to check it")
         return verify_manifest(
@@ -89,6 +92,7 @@ class TrustedManifests:
             url=url,
             name=self.name,
             known=self.newest,  # an unchanged body reuses the parsed manifest and its index
+            memo=memo,
         )
 
     def _verify_under_root(
@@ -99,8 +103,9 @@ class TrustedManifests:
         now: datetime,
         stored: Mapping[str, TrustedState],
         url: str,
+        memo: ManifestMemo | None = None,
     ) -> Manifest:
-        manifest = verify_under_root(data, root, url=url, known=self.newest)
+        manifest = verify_under_root(data, root, url=url, known=self.newest, memo=memo)
         # Without name=, a consumer pinned by root keys is a consumer of the
         # root's own tree: a key the root lets sign only another tree (under
         # 'trees') must not sign releases served here.  name= picks the tree.
@@ -150,7 +155,12 @@ def _still_trusted(manifest: Manifest, keys: TrustedKeys) -> bool:
 
 
 def verify_under_root(
-    data: bytes, root: Root, *, url: str, known: Manifest | None = None
+    data: bytes,
+    root: Root,
+    *,
+    url: str,
+    known: Manifest | None = None,
+    memo: ManifestMemo | None = None,
 ) -> Manifest:
     """The manifest in *data* if a threshold of the signers *root* names for its
     tree signed it (with ``signers`` and ``signing_keys`` those of that role).
@@ -159,7 +169,9 @@ def verify_under_root(
     the tree name that picks the role, is parsed only after that.  *known*: a
     manifest returned before, reused (with its directory index) if unchanged.
     """
-    manifest = verify_manifest_signatures(data, root.every_signer(), url=url, known=known)
+    manifest = verify_manifest_signatures(
+        data, root.every_signer(), url=url, known=known, memo=memo
+    )
     keys = _release_keys(root, manifest, url)
     signers = manifest.signers & frozenset(keys.keys)
     if (

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from .._format.keys import TrustedKeys
 from .._format.manifest import (
@@ -33,11 +34,13 @@ from ..errors import (
 )
 
 __all__ = [
+    "ManifestMemo",
     "TrustedState",
     "check_expiry",
     "check_name",
     "check_rollback",
     "check_threshold",
+    "manifest_vouch",
     "release_keys",
     "signature_vouch",
     "verify_file",
@@ -113,32 +116,72 @@ def check_threshold(
     )
 
 
+class ManifestMemo(Protocol):
+    """Manifests whose signature check passed before, by vouch (``_store/memo.py``)."""
+
+    def recall(self, vouch: bytes, digest: str) -> Manifest | None:
+        """The manifest (with its ``signers``) whose body has SHA-256 *digest*,
+        recorded under *vouch*; None if there is none."""
+
+    def remember(self, vouch: bytes, manifest: Manifest) -> None:
+        """Record *manifest*, which passed the check *vouch* describes."""
+
+
 def verify_manifest_signatures(
-    data: bytes, trusted: TrustedKeys, *, url: str, known: Manifest | None = None
+    data: bytes,
+    trusted: TrustedKeys,
+    *,
+    url: str,
+    known: Manifest | None = None,
+    memo: ManifestMemo | None = None,
 ) -> Manifest:
     """Check the format and the signatures (before parsing the body); parse it.
 
     *known* is a manifest this function returned before: if the body is the
-    same (SHA-256), it is returned instead of parsing the body again.
+    same (SHA-256), it is returned instead of parsing the body again.  *memo*
+    stands in for the signature check and the parse when it recorded a pass
+    of exactly these signatures, keys, threshold and body (:func:`manifest_vouch`).
     """
     signed = split_manifest_file(data)
-    signers = check_threshold(
-        signed.signatures,
-        lambda keyid: manifest_message(keyid, signed.body),
-        trusted,
-        what=f"manifest {url}",
-        all_signers=True,
-    )
-    if known is not None and known.digest == hashlib.sha256(signed.body).hexdigest():
+    digest = hashlib.sha256(signed.body).hexdigest()
+    vouch = manifest_vouch(signed.signatures, digest, trusted) if memo is not None else b""
+    recalled = memo.recall(vouch, digest) if memo is not None else None
+    if recalled is not None:
+        signers = recalled.signers
+    else:
+        signers = check_threshold(
+            signed.signatures,
+            lambda keyid: manifest_message(keyid, signed.body),
+            trusted,
+            what=f"manifest {url}",
+            all_signers=True,
+        )
+    if known is not None and known.digest == digest:
         # The same bytes parse to the same value.  Reusing it (with its
         # directory index) keeps a refresh after invalidate_caches(), made
         # under the import lock, from parsing megabytes again.
         if known.signers == signers and known.signing_keys == trusted:
             return known
         return dataclasses.replace(known, signers=signers, signing_keys=trusted)
-    return dataclasses.replace(
-        parse_manifest_body(signed.body), signers=signers, signing_keys=trusted
-    )
+    parsed = recalled if recalled is not None else parse_manifest_body(signed.body)
+    manifest = dataclasses.replace(parsed, signers=signers, signing_keys=trusted)
+    if memo is not None and recalled is None:
+        memo.remember(vouch, manifest)
+    return manifest
+
+
+def manifest_vouch(
+    signatures: Iterable[tuple[str, bytes]], digest: str, trusted: TrustedKeys
+) -> bytes:
+    """A digest of everything the manifest's signature check decides from: the
+    trusted keys and threshold, each signature line by a trusted key, and the
+    body's SHA-256 (the message each key signs is the tag, its id and the
+    body).  As with :func:`signature_vouch`, equal vouches, equal verdicts."""
+    vouch = hashlib.sha256(_keys_part(trusted) + b"manifest" + digest.encode("ascii"))
+    for keyid, signature in sorted(signatures):
+        if keyid in trusted.keys:
+            vouch.update(length_prefixed(keyid.encode("ascii"), signature))
+    return vouch.digest()
 
 
 def check_name(manifest: Manifest, expected: str | None, *, url: str) -> None:
@@ -168,6 +211,7 @@ def verify_manifest(
     url: str,
     name: str | None = None,
     known: Manifest | None = None,
+    memo: ManifestMemo | None = None,
 ) -> Manifest:
     """Verify a manifest file and return its contents.
 
@@ -175,7 +219,7 @@ def verify_manifest(
     name if one is pinned, expiry, rollback against *previous*.  *known*: see
     :func:`verify_manifest_signatures`.
     """
-    manifest = verify_manifest_signatures(data, trusted, url=url, known=known)
+    manifest = verify_manifest_signatures(data, trusted, url=url, known=known, memo=memo)
     check_name(manifest, name, url=url)
     check_expiry(manifest, now=now, url=url)
     check_rollback(manifest, previous, url)
