@@ -8,6 +8,7 @@ never loaded.  Tests that need one are skipped when there is no compiler.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sysconfig
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["EXT_SUFFIX", "build", "needs_compiler"]
+__all__ = ["EXT_SUFFIX", "build", "build_library", "needs_compiler"]
 
 EXT_SUFFIX = str(sysconfig.get_config_var("EXT_SUFFIX"))
 _CC = shutil.which("cc") or shutil.which("gcc")
@@ -29,6 +30,11 @@ _SOURCE = r"""
 #define INIT(n) CAT(PyInit_, n)
 #define STR2(x) #x
 #define STR(x) STR2(x)
+#ifdef HELPER
+extern const char *helper_value(void);
+#undef VALUE
+#define VALUE helper_value()
+#endif
 static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, STR(MODNAME), NULL, -1, NULL};
 PyMODINIT_FUNC INIT(MODNAME)(void) {
 #ifdef MARKER
@@ -42,16 +48,46 @@ PyMODINIT_FUNC INIT(MODNAME)(void) {
 """
 
 
+_LIBRARY = r"""
+const char *helper_value(void) { return VALUE; }
+"""
+
+
+def build_library(directory: Path, name: str, *, value: str) -> Path:
+    """Compile the shared library ``lib<name>.so`` whose ``helper_value()``
+    returns *value*, into *directory*."""
+    assert _CC is not None
+    directory.mkdir(parents=True, exist_ok=True)
+    source = directory / f".lib{name}.c"
+    source.write_text(_LIBRARY, encoding="ascii")
+    target = directory / f"lib{name}.so"
+    subprocess.run(
+        [_CC, "-shared", "-fPIC", f"-DVALUE={_c_string(value)}", str(source), "-o", str(target)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    source.unlink()
+    return target
+
+
 def _c_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def build(
-    directory: Path, name: str, *, value: str = "compiled", marker: Path | None = None
+    directory: Path,
+    name: str,
+    *,
+    value: str = "compiled",
+    marker: Path | None = None,
+    library: Path | None = None,
 ) -> Path:
     """Compile the extension module file *name* into *directory*; returns its
     path.  ``__init__`` makes the package *directory* (its init function is
-    named for the package, as CPython looks it up)."""
+    named for the package, as CPython looks it up).  With *library* (from
+    :func:`build_library`), ``SIGNED`` is what that library returns, and the
+    module finds it as wheels do: ``RPATH $ORIGIN/<relative path>``."""
     assert _CC is not None
     directory.mkdir(parents=True, exist_ok=True)
     source = directory / f".{name}.c"
@@ -61,9 +97,26 @@ def build(
     defines = [f"-DMODNAME={module}", f"-DVALUE={_c_string(value)}"]
     if marker is not None:
         defines.append(f"-DMARKER={_c_string(str(marker))}")
+    linking: list[str] = []
+    if library is not None:
+        relative = os.path.relpath(library.parent, directory)
+        name_only = library.name.removeprefix("lib").removesuffix(".so")
+        defines.append("-DHELPER")
+        linking = [f"-L{library.parent}", f"-l{name_only}", f"-Wl,-rpath,$ORIGIN/{relative}"]
     include = sysconfig.get_paths()["include"]
     subprocess.run(
-        [_CC, "-shared", "-fPIC", "-O0", f"-I{include}", *defines, str(source), "-o", str(target)],
+        [
+            _CC,
+            "-shared",
+            "-fPIC",
+            "-O0",
+            f"-I{include}",
+            *defines,
+            str(source),
+            "-o",
+            str(target),
+            *linking,
+        ],
         check=True,
         capture_output=True,
         timeout=120,

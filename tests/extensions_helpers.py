@@ -19,13 +19,20 @@ from extbuild import EXT_SUFFIX, build
 from secure_urlimport.cli.devserver import TreeServer
 
 #: Imports argv[4] from the tree at argv[1] (argv[2]: .pub, argv[3]: CA file;
-#: argv[5] "0" turns extension modules off) and prints what it got as JSON.
+#: argv[5] "0" turns extension modules off; argv[6] "hook": trust() and the
+#: path hook instead of install()) and prints what it got as JSON.
 IMPORT_ONE = r"""
 import importlib, importlib.machinery, json, logging, sys
 import secure_urlimport
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 config = secure_urlimport.Config(extension_modules=sys.argv[5] == "1")
-secure_urlimport.install(sys.argv[1], pubkey=sys.argv[2], cafile=sys.argv[3], config=config)
+options = dict(pubkey=sys.argv[2], cafile=sys.argv[3], config=config)
+if sys.argv[6] == "hook":
+    secure_urlimport.trust(sys.argv[1], **options)
+    secure_urlimport.install_path_hook()
+    sys.path.append(sys.argv[1])
+else:
+    secure_urlimport.install(sys.argv[1], **options)
 try:
     module = importlib.import_module(sys.argv[4])
 except ImportError as exc:
@@ -85,12 +92,15 @@ class ExtTree:
         assert len(found) == 1, found
         return found[0]
 
-    def run(self, module: str, *, extensions: bool = True) -> tuple[dict[str, Any], str]:
+    def run(
+        self, module: str, *, extensions: bool = True, style: str = "install"
+    ) -> tuple[dict[str, Any], str]:
         """Import *module* in a fresh interpreter: (its JSON answer, its stderr)."""
         env = {k: v for k, v in os.environ.items() if k != "REQUESTS_CA_BUNDLE"}
         env["SECURE_URLIMPORT_CACHE_DIR"] = str(self.cache)
         env["PYTHONPATH"] = str(REPO)
-        args = [self.url, str(self.signer.pub), self.cafile, module, "1" if extensions else "0"]
+        switch = "1" if extensions else "0"
+        args = [self.url, str(self.signer.pub), self.cafile, module, switch, style]
         return _run(IMPORT_ONE, args, env)
 
     def run_local(self, module: str) -> dict[str, Any]:

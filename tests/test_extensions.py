@@ -13,13 +13,16 @@ from __future__ import annotations
 import logging
 import stat
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from extbuild import EXT_SUFFIX, needs_compiler
+from extbuild import EXT_SUFFIX, build, build_library, needs_compiler
 from extensions_helpers import MakeTree, make_tree_factory
 
-from secure_urlimport._import.native import is_native
+from secure_urlimport._client.shards import TreeIndex
+from secure_urlimport._format.manifest import FileEntry, Manifest
+from secure_urlimport._import.native import is_native, native_set
 
 pytestmark = needs_compiler
 
@@ -38,9 +41,10 @@ def make_tree(tmp_path, publisher, serve, tls) -> MakeTree:
     return make_tree_factory(tmp_path, publisher, serve, tls)
 
 
-def test_an_extension_module_imports_from_a_private_verified_copy(make_tree):
+@pytest.mark.parametrize("style", ["install", "hook"], ids=["install", "path-hook"])
+def test_an_extension_module_imports_from_a_private_verified_copy(make_tree, style):
     tree = make_tree(extensions={"pkg/fast": "signed"})
-    got, _ = tree.run("pkg.fast")
+    got, _ = tree.run("pkg.fast", style=style)
     copy = tree.copy_of("pkg/fast")
     assert got == {"SIGNED": "signed", "file": str(copy), "origin": str(copy), "extension": True}
     assert copy.read_bytes() == tree.ext("pkg/fast").read_bytes()
@@ -98,9 +102,10 @@ def test_an_extension_built_for_another_interpreter_is_not_a_module(make_tree):
     assert tree.run_local("pkg.other") == {"error": "ModuleNotFoundError"}
 
 
-def test_turned_off_an_extension_module_is_refused_with_how_to_turn_it_on(make_tree):
+@pytest.mark.parametrize("style", ["install", "hook"], ids=["install", "path-hook"])
+def test_turned_off_an_extension_module_is_refused_with_how_to_turn_it_on(make_tree, style):
     tree = make_tree(extensions={"pkg/fast": "signed"})
-    got, _ = tree.run("pkg.fast", extensions=False)
+    got, _ = tree.run("pkg.fast", extensions=False, style=style)
     assert got["error"] == "ExtensionModulesOffError"
     assert got["message"] == (
         f"cannot import 'pkg.fast': the signed tree {tree.url} has it only as the compiled "
@@ -136,8 +141,6 @@ def test_a_warm_start_reuses_the_verified_copy_without_downloading_it(make_tree,
 def test_a_new_release_that_changes_the_extension_gets_a_new_directory(make_tree):
     tree = make_tree(extensions={"pkg/fast": "one"})
     assert tree.run("pkg.fast")[0]["SIGNED"] == "one"
-    from extbuild import build
-
     build(tree.root / "pkg", "fast", value="two")
     tree.signer.sign(tree.root)
     got, _ = tree.run("pkg.fast")
@@ -161,3 +164,62 @@ def test_a_new_release_that_changes_the_extension_gets_a_new_directory(make_tree
 )
 def test_native_files_are_extension_modules_shared_libraries_and_libs_directories(path, native):
     assert is_native(path) is native
+
+
+def test_a_library_found_through_origin_is_the_verified_copy_beside_the_module(make_tree):
+    tree = make_tree()
+    library = build_library(tree.root / "pkg.libs", "helper-1a2b", value="from the library")
+    build(tree.root / "pkg", "fast", library=library)
+    tree.signer.sign(tree.root)
+    got, _ = tree.run("pkg.fast")
+    assert got["SIGNED"] == "from the library"
+    assert (
+        tree.copy_of("pkg/fast").parent.parent.joinpath("pkg.libs", library.name).read_bytes()
+        == library.read_bytes()
+    )
+
+
+def test_without_its_library_in_the_tree_the_module_does_not_load(make_tree):
+    """The twin: the library is not signed, so there is no copy to find."""
+    tree = make_tree()
+    library = build_library(tree.root / "pkg.libs", "helper-1a2b", value="from the library")
+    build(tree.root / "pkg", "fast", library=library)
+    tree.signer.sign(tree.root)
+    library.unlink()
+    tree.signer.sign(tree.root)
+    library.parent.rmdir()
+    got, _ = tree.run("pkg.fast")
+    assert got["error"] == "ImportError"
+    assert "libhelper-1a2b.so: cannot open shared object file" in got["message"]
+
+
+def _index(paths: list[str]) -> TreeIndex:
+    entries = {p: FileEntry(p, 1, "0" * 64, {"k": b""}) for p in paths}
+    now = datetime.now(UTC)
+    manifest = Manifest(version=1, created=now, expires=now, keyids=("k",), files=entries)
+    return TreeIndex(manifest, None)  # type: ignore[arg-type]  # unsharded: no store needed
+
+
+def test_a_libs_directory_goes_with_its_package_and_an_unowned_one_with_every_package():
+    index = _index(
+        [
+            "numpy/__init__.py",
+            f"numpy/_core/_multiarray_umath{EXT_SUFFIX}",
+            "numpy/_core/_multiarray_umath.py",
+            "numpy.libs/libopenblas.so",
+            "yaml/__init__.py",
+            f"yaml/_yaml{EXT_SUFFIX}",
+            "PIL/__init__.py",
+            f"PIL/_imaging{EXT_SUFFIX}",
+            "pillow.libs/libjpeg.so.62",
+        ]
+    )
+    assert [e.path for e in native_set(index, f"yaml/_yaml{EXT_SUFFIX}")] == [
+        "pillow.libs/libjpeg.so.62",
+        f"yaml/_yaml{EXT_SUFFIX}",
+    ]
+    assert [e.path for e in native_set(index, f"numpy/_core/_multiarray_umath{EXT_SUFFIX}")] == [
+        "numpy.libs/libopenblas.so",
+        f"numpy/_core/_multiarray_umath{EXT_SUFFIX}",
+        "pillow.libs/libjpeg.so.62",
+    ]

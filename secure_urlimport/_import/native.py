@@ -2,16 +2,19 @@
 
 The set written for an extension module of top-level package *pkg* is every
 native file of *pkg* (extension modules of any suffix, shared libraries) and
-every file of the tree's top-level ``*.libs/`` directories, where auditwheel
-and delvewheel put the libraries a wheel bundles (``numpy.libs/``; Pillow's
-are ``pillow.libs/`` for package ``PIL``, so the name does not tell whose).
+every file of the tree's top-level ``*.libs/`` directories that may be
+*pkg*'s: auditwheel and delvewheel put the libraries a wheel bundles there,
+named for the distribution (``numpy.libs/``), which is not always the
+package's name (Pillow's are ``pillow.libs/`` for package ``PIL``).  So
+``pkg.libs`` goes with *pkg* only, and one named for no top-level directory of
+the tree goes with every package.
 It is written whole on the first extension import of *pkg* in a release,
 because which library an extension needs is decided by the dynamic loader
 (``DT_NEEDED`` + ``$ORIGIN``), not by Python.  Measured on numpy 2.4: ``import
-numpy`` loads 2 of its 20 extension modules, but those are 10.6 of its 16 MB
-of them and need the 28 MB of ``numpy.libs``: writing only what is imported
-would save under 15 %, at the price of missing a library one extension
-loads from another.
+numpy`` loads 2 of its 19 extension modules, but those are 10.6 of their
+15.8 MB, and they need the 28.5 MB of ``numpy.libs``: writing only what is
+imported would save 12 % of the 44.3 MB, at the price of missing a library
+that one extension module loads from another.
 
 Every file is verified against the signed manifest before it is written, the
 whole set again (SHA-256 and signatures) the first time a process uses it,
@@ -61,8 +64,12 @@ def native_set(index: TreeIndex, relpath: str) -> list[FileEntry]:
     paths = {relpath}
     if sep:
         paths.update(p for p in index.files_below(top, recursive=True) if is_native(p))
-    for name in index.children(""):
-        if name.endswith(".libs") and index.is_dir(name):
+    roots = index.children("")
+    for name in roots:
+        # "numpy.libs" is numpy's; one named for no package of the tree
+        # ("pillow.libs" for PIL) may be anyone's, so every package gets it.
+        owner = name.removesuffix(".libs")
+        if name.endswith(".libs") and index.is_dir(name) and (owner == top or owner not in roots):
             paths.update(index.files_below(name, recursive=True))
     entries = [index.get(path) for path in sorted(paths)]
     return [entry for entry in entries if entry is not None]
@@ -108,6 +115,22 @@ def materialise(tree: RemoteTree, relpath: str) -> Path:
 
 def _ensure(tree: RemoteTree, manifest: Manifest, directory: NativeDir, entry: FileEntry) -> None:
     """Make *entry*'s file in *directory* hold its verified bytes."""
+    try:
+        _ensure_on_disk(tree, manifest, directory, entry)
+    except OSError as exc:
+        target = directory.file_path(entry.path)
+        raise ConfigurationError(
+            f"cannot write or check the verified extension module file {target} of "
+            f"{tree.url}: {exc}; compiled modules load only from a file; set "
+            "SECURE_URLIMPORT_CACHE_DIR (or Config(cache_dir=...)) to a writable directory "
+            "of your own",
+            path=tree.file_url(entry.path),
+        ) from None
+
+
+def _ensure_on_disk(
+    tree: RemoteTree, manifest: Manifest, directory: NativeDir, entry: FileEntry
+) -> None:
     directory.check(entry.path)
     if directory.holds(entry.path, entry.sha256, entry.size):
         # The disk stands in for the download, not for the signatures: this
@@ -125,13 +148,4 @@ def _ensure(tree: RemoteTree, manifest: Manifest, directory: NativeDir, entry: F
         )
     with import_step(tree.config.timeout):  # one bound per file: numpy's are 28 MB
         data = tree.read_entry(manifest, entry)
-    try:
-        directory.write(entry.path, data)
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot write the verified extension module file {target} of {tree.url}: "
-            f"{exc}; compiled modules load only from a file; set "
-            "SECURE_URLIMPORT_CACHE_DIR (or Config(cache_dir=...)) to a writable directory "
-            "of your own",
-            path=tree.file_url(entry.path),
-        ) from None
+    directory.write(entry.path, data)
