@@ -22,7 +22,7 @@ from secure_urlimport.cli.devserver import TreeServer
 #: argv[5] "0" turns extension modules off; argv[6] "hook": trust() and the
 #: path hook instead of install()) and prints what it got as JSON.
 IMPORT_ONE = r"""
-import importlib, importlib.machinery, json, logging, sys
+import importlib, importlib.machinery, json, logging, pkgutil, sys
 import secure_urlimport
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 config = secure_urlimport.Config(extension_modules=sys.argv[5] == "1")
@@ -44,12 +44,13 @@ else:
         "file": getattr(module, "__file__", None),
         "origin": module.__spec__.origin,
         "extension": isinstance(loader, importlib.machinery.ExtensionFileLoader),
+        "listed": [list(m[1:]) for m in pkgutil.iter_modules(getattr(module, "__path__", []))],
     }))
 """
 
 #: The same import from a local directory (argv[1]) with the standard finders.
 IMPORT_LOCAL = r"""
-import importlib, importlib.machinery, json, sys
+import importlib, importlib.machinery, json, pkgutil, sys
 sys.path.insert(0, sys.argv[1])
 try:
     module = importlib.import_module(sys.argv[2])
@@ -60,6 +61,7 @@ else:
     print(json.dumps({
         "SIGNED": getattr(module, "SIGNED", None),
         "extension": isinstance(loader, importlib.machinery.ExtensionFileLoader),
+        "listed": [list(m[1:]) for m in pkgutil.iter_modules(getattr(module, "__path__", []))],
     }))
 """
 

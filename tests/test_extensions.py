@@ -46,7 +46,13 @@ def test_an_extension_module_imports_from_a_private_verified_copy(make_tree, sty
     tree = make_tree(extensions={"pkg/fast": "signed"})
     got, _ = tree.run("pkg.fast", style=style)
     copy = tree.copy_of("pkg/fast")
-    assert got == {"SIGNED": "signed", "file": str(copy), "origin": str(copy), "extension": True}
+    assert got == {
+        "SIGNED": "signed",
+        "file": str(copy),
+        "origin": str(copy),
+        "extension": True,
+        "listed": [],
+    }
     assert copy.read_bytes() == tree.ext("pkg/fast").read_bytes()
     assert stat.S_IMODE(copy.stat().st_mode) == 0o500
     directories = [p for p in copy.parents if p.is_relative_to(tree.cache / "ext")]
@@ -89,8 +95,24 @@ def test_an_extension_package_init_is_a_package_whose_submodules_come_from_the_t
         "file": f"{tree.url}/pkg/cpkg/sub.py",
         "origin": f"{tree.url}/pkg/cpkg/sub.py",
         "extension": False,
+        "listed": [],
     }
     assert tree.run_local("pkg.cpkg.sub")["SIGNED"] == "sub"
+
+
+def test_pkgutil_lists_extension_modules_and_packages_as_for_a_local_directory(make_tree):
+    tree = make_tree(
+        {"pkg/__init__.py": "", "pkg/plain.py": "", "pkg/cpkg/sub.py": "", "pkg/data.txt": ""},
+        extensions={"pkg/fast": "fast", "pkg/cpkg/__init__": "init", "pkg/__init__": "init"},
+    )
+    tree.ext("pkg/fast").rename(tree.root / "pkg" / "other.cpython-399-x86_64-linux-gnu.so")
+    build(tree.root / "pkg", "fast")
+    tree.signer.sign(tree.root)
+    listed = [["cpkg", True], ["fast", False], ["plain", False]]
+    assert tree.run("pkg")[0]["listed"] == listed
+    assert tree.run_local("pkg")["listed"] == listed
+    # Off: cpkg (only a compiled __init__) is a directory, which pkgutil does not list.
+    assert tree.run("pkg", extensions=False)[0]["listed"] == [["plain", False]]
 
 
 def test_an_extension_built_for_another_interpreter_is_not_a_module(make_tree):

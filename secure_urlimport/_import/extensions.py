@@ -29,7 +29,13 @@ from .native import EXTENSION_SUFFIXES, materialise, native_dir, native_set
 if TYPE_CHECKING:
     from importlib.resources.abc import TraversableResources
 
-__all__ = ["RemoteExtensionLoader", "extension_at", "extension_spec", "refuse_extension"]
+__all__ = [
+    "RemoteExtensionLoader",
+    "extension_at",
+    "extension_spec",
+    "module_suffixes",
+    "refuse_extension",
+]
 
 
 def extension_at(index: TreeIndex, base: str) -> str | None:
@@ -42,6 +48,11 @@ def extension_at(index: TreeIndex, base: str) -> str | None:
 
 def enabled(tree: RemoteTree) -> bool:
     return tree.config.extension_modules and SUPPORTED
+
+
+def module_suffixes(tree: RemoteTree) -> tuple[str, ...]:
+    """The file suffixes of modules *tree* serves, as ``pkgutil`` lists them."""
+    return (*EXTENSION_SUFFIXES, ".py") if enabled(tree) else (".py",)
 
 
 def refuse_extension(tree: RemoteTree, fullname: str, relpath: str) -> ExtensionModulesOffError:
