@@ -149,3 +149,4 @@ def _ensure_on_disk(
     with import_step(tree.config.timeout):  # one bound per file: numpy's are 28 MB
         data = tree.read_entry(manifest, entry)
     directory.write(entry.path, data)
+    tree.store.forget(entry)  # on disk now: not worth keeping in memory too
