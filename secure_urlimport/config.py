@@ -69,6 +69,13 @@ class Config:
     #: authenticated with a key only this user can read, so a warm start need
     #: not compile again (SECURITY.md, "Bytecode cache").
     bytecode_cache: bool = True
+    #: Import the tree's compiled extension modules (``.so``/``.pyd`` files for
+    #: this interpreter): their verified bytes, and the libraries beside them,
+    #: are written to ``<cache_dir>/ext`` (private to this user, checked and
+    #: verified again before each load) and loaded from there by the standard
+    #: ``ExtensionFileLoader`` (SECURITY.md, "Extension modules").  False
+    #: refuses them with ExtensionModulesOffError.
+    extension_modules: bool = True
     #: Download the tree's bundle (all its modules in one file) on the first
     #: module not cached yet, unless its modules add up to more than this;
     #: 0 never uses the bundle.

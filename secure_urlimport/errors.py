@@ -11,6 +11,7 @@ never leak.
     SecureImportError(ImportError)
     ├── InsecureURLError            the URL is not https://
     ├── ConfigurationError          a bad argument: key, threshold, option
+    │   └── ExtensionModulesOffError  the tree's compiled module, with extension_modules=False
     ├── SigningError                a tree cannot be signed (``.problems``)
     ├── KeyFileError                a key file cannot be read
     │   └── WrongPassphraseError
@@ -48,6 +49,7 @@ __all__ = [
     "DownloadTimeoutError",
     "ExpiredManifestError",
     "ExpiredRootError",
+    "ExtensionModulesOffError",
     "HTTPStatusError",
     "InsecureURLError",
     "KeyFileError",
@@ -144,6 +146,12 @@ class InsecureURLError(SecureImportError):
 
 class ConfigurationError(SecureImportError):
     """An argument cannot be used: a malformed public key, a bad threshold or option."""
+
+
+class ExtensionModulesOffError(ConfigurationError):
+    """The signed tree has the module only as a compiled extension module
+    (``.so``/``.pyd``), and ``Config(extension_modules=False)`` (or a platform
+    without POSIX file ownership) keeps those from being loaded."""
 
 
 class SigningError(SecureImportError):

@@ -103,6 +103,8 @@ class RemoteTree:
             fetcher = RequestsFetcher(config)
         self.fetcher = fetcher
         state_dir = client_state_dir(config, self.url)  # refused if others can write it
+        #: This tree's client-state directory (the extension modules' copies live there).
+        self.state_dir = state_dir
         # Each part keeps its own state; only `current` has a lock (see there).
         tree = TreeContext(
             self.url, trusted, config, fetcher, self.sources, FileCache(state_dir), root_pin

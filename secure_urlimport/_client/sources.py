@@ -69,6 +69,8 @@ class Store:
         self._cache = cache
         # path -> (the manifest entry it was verified against, its bytes)
         self._verified: dict[str, tuple[FileEntry, bytes]] = {}
+        # Paths verified, then let go of (forget): still "used".
+        self._forgotten: set[str] = set()
 
     def __contains__(self, path: object) -> bool:
         return path in self._verified
@@ -76,7 +78,15 @@ class Store:
     @property
     def used(self) -> bool:
         """Whether any file was verified in this process."""
-        return bool(self._verified)
+        return bool(self._verified or self._forgotten)
+
+    def forget(self, entry: FileEntry) -> None:
+        """Drop the bytes kept for *entry*, which the caller has put elsewhere
+        (an extension module's 28 MB library, written to disk)."""
+        hit = self._verified.get(entry.path)
+        if hit is not None and hit[0] == entry:
+            del self._verified[entry.path]
+            self._forgotten.add(entry.path)
 
     def recall(self, entry: FileEntry) -> bytes | None:
         """The bytes verified for exactly *entry* in this process, or None."""

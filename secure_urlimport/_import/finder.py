@@ -18,6 +18,7 @@ from .._client.remote import RemoteTree
 from .._format.manifest import Manifest
 from .._format.paths import STDLIB_NAMES, is_module_name
 from ..errors import SecureImportError
+from .extensions import module_suffixes
 from .loader import locate, make_spec
 
 __all__ = ["Importer", "NullPathFinder", "Owner", "RemotePathFinder"]
@@ -222,13 +223,16 @@ class RemotePathFinder:
     def iter_modules(self, prefix: str = "") -> Iterator[tuple[str, bool]]:
         """What ``pkgutil.iter_modules`` lists: (name, is_package) pairs."""
         index = self.tree.index()
+        suffixes = module_suffixes(self.tree)
         found: dict[str, bool] = {}
         for name in index.children(self.directory):
             path = f"{self.directory}/{name}" if self.directory else name
-            if index.is_file(f"{path}/__init__.py"):
+            if any(index.is_file(f"{path}/__init__{suffix}") for suffix in suffixes):
                 found[name] = True  # a package wins over a same-named module
-            elif name.endswith(".py") and name != "__init__.py" and index.is_file(path):
-                found.setdefault(name[:-3], False)
+                continue
+            stem = next((name[: -len(s)] for s in suffixes if name.endswith(s)), None)
+            if stem is not None and stem != "__init__" and index.is_file(path):
+                found.setdefault(stem, False)
         for name, is_package in sorted(found.items()):
             if is_module_name(name) and not (not self.directory and name in STDLIB_NAMES):
                 yield prefix + name, is_package

@@ -29,6 +29,8 @@ from ..errors import (
     SecureImportError,
     TamperedFileError,
 )
+from .extensions import enabled as extensions_enabled
+from .extensions import extension_at, extension_spec, refuse_extension
 
 if TYPE_CHECKING:
     from importlib.resources.abc import TraversableResources
@@ -183,15 +185,19 @@ def _ran_from(tree: RemoteTree, *, besides: str) -> bool:
     return False
 
 
-def locate(index: TreeIndex, base: str) -> tuple[str | None, bool] | None:
+def locate(
+    index: TreeIndex, base: str, *, extensions: bool = True
+) -> tuple[str | None, bool] | None:
     """Where a module stored at tree path *base* (no suffix) is, as in ``FileFinder``:
-    ``(base/__init__.py, True)`` > ``(base.py, False)`` > ``(None, True)`` for a
-    namespace directory; None if the release has none of them."""
-    init = f"{base}/__init__.py"
-    if index.is_file(init):
-        return init, True
-    if index.is_file(f"{base}.py"):
-        return f"{base}.py", False
+    ``(base/__init__<ext>, True)`` > ``(base/__init__.py, True)`` > ``(base<ext>, False)``
+    > ``(base.py, False)`` > ``(None, True)`` for a namespace directory; None if the
+    release has none of them.  *<ext>*: this interpreter's extension suffixes
+    (extensions.py), unless *extensions* is False."""
+    for stem, is_package in ((f"{base}/__init__", True), (base, False)):
+        if extensions and (extension := extension_at(index, stem)) is not None:
+            return extension, is_package
+        if index.is_file(f"{stem}.py"):
+            return f"{stem}.py", is_package
     if index.is_dir(base):
         return None, True
     return None
@@ -203,6 +209,15 @@ def make_spec(tree: RemoteTree, index: TreeIndex, fullname: str, base: str) -> M
     if found is None:
         return None
     relpath, is_package = found
+    if relpath is not None and not relpath.endswith(".py"):  # an extension module
+        if extensions_enabled(tree):
+            return extension_spec(tree, index, fullname, relpath, is_package=is_package)
+        # Turned off: a source module or package is used as if the extension
+        # were not there (a pure-Python fallback); nothing else may stand in.
+        fallback = locate(index, base, extensions=False)
+        if fallback is None or fallback[0] is None:
+            raise refuse_extension(tree, fullname, relpath)
+        relpath, is_package = fallback
     if relpath is not None:
         return _spec(tree, fullname, relpath, is_package=is_package)
     spec = ModuleSpec(fullname, None, is_package=True)
