@@ -136,10 +136,10 @@ def test_sign_with_wrong_passphrase_fails_in_one_line_and_leaves_tree_untouched(
 
 def test_sign_refuses_unpublishable_tree_listing_every_problem(keypair: Path, tree: Path):
     (tree / "link.py").symlink_to(tree / "fib.py")
-    write_tree(tree, {"my-pkg/mod.py": ""})
+    write_tree(tree, {"caf\u00e9/mod.py": ""})
     result = run("sign", tree, "--key", keypair.with_suffix(".key"))
     assert result.returncode == 1
-    assert "link.py" in result.stderr and "my-pkg/mod.py" in result.stderr
+    assert "link.py" in result.stderr and "caf\u00e9/mod.py" in result.stderr
     assert not (tree / "secure-urlimport.manifest").exists()
 
 

@@ -185,16 +185,28 @@ def test_fifo_is_refused(tree: Path) -> None:
     assert error.problems == ["pkg/pipe: not a regular file"]
 
 
-def test_python_file_in_non_identifier_directory_is_refused(tree: Path) -> None:
-    write_tree(tree, {"my-pkg/mod.py": b"x = 1\n"})
+DATA_PY = ["my-pkg/mod.py", "tools/hook-foo.py", "pkg/data/my-script.py", "pkg/2to3.py"]
+
+
+def test_python_files_no_import_can_name_are_signed_as_data(tree: Path) -> None:
+    # What real wheels hold (numpy's _pyinstaller/hook-numpy.py): files that
+    # tools read by path.  Signed like any data file; the finder never maps a
+    # module name onto them (tests/test_data_py.py).
+    write_tree(tree, dict.fromkeys(DATA_PY, b"x = 1\n"))
+    sign_tree(tree, [K1], now=SIGNED_AT)
+    manifest = read_manifest(tree)
+    for rel in DATA_PY:
+        verify_file(manifest.files[rel], b"x = 1\n", manifest, pinned(K1), url=rel)
+
+
+@pytest.mark.parametrize("name", ["\uff4dod.py", "m\u043ed.py", "caf\u00e9/mod.py"])
+def test_non_ascii_module_name_is_refused(tree: Path, name: str) -> None:
+    # The twin: Python would import these from a directory, this importer never
+    # does (look-alike letters), so they are refused rather than signed as data.
+    write_tree(tree, {name: b"x = 1\n"})
     error = _refused(tree)
-    assert [p.split(":")[0] for p in error.problems] == ["my-pkg/mod.py"]
-    assert "module name" in error.problems[0]
-
-
-def test_non_ascii_module_name_is_refused(tree: Path) -> None:
-    write_tree(tree, {"\uff4dod.py": b"x = 1\n"})
-    assert [p.split(":")[0] for p in _refused(tree).problems] == ["\uff4dod.py"]
+    assert [p.split(":")[0] for p in error.problems] == [name]
+    assert "module name is not ASCII" in error.problems[0]
 
 
 @pytest.mark.parametrize(
@@ -238,8 +250,8 @@ def test_case_fold_collision_is_refused(tree: Path) -> None:
 def test_every_problem_is_listed_at_once(tree: Path) -> None:
     (tree / "link.py").symlink_to(tree / "top.py")
     (tree / "linkdir").symlink_to(tree / "pkg", target_is_directory=True)
-    write_tree(tree, {"my-pkg/mod.py": b"x = 1\n"})
-    expected = {"link.py", "linkdir", "my-pkg/mod.py"}
+    write_tree(tree, {"\uff4dod.py": b"x = 1\n"})
+    expected = {"link.py", "linkdir", "\uff4dod.py"}
     if hasattr(os, "mkfifo"):
         os.mkfifo(tree / "fifo")
         expected.add("fifo")

@@ -67,8 +67,10 @@ def path_problem(path: str) -> str | None:
 
     A path is relative, ``/``-separated, NFC-normalised, has no empty, ``.``,
     ``..`` or hidden (dot-first) components, no backslashes or control
-    characters; a ``.py`` file and the directories above it must be module
-    names.
+    characters.  A ``.py`` file whose path the ``import`` statement could name
+    must be an ASCII module name; one it could not (``tools/hook-numpy.py``,
+    ``pkg/2to3.py``) is data: never imported, read with ``get_data`` or
+    ``importlib.resources``.
     """
     if len(path) <= MAX_PATH_CHARS and _PLAIN_PATH.fullmatch(path):
         # The common case, checked in one step (manifests list thousands):
@@ -106,10 +108,13 @@ def _reserved_or_module_problem(path: str, parts: list[str]) -> str | None:
         return "the bundle's own name"
     if path == SHARD_DIR or path.startswith(SHARD_DIR + "/"):
         return "in the shards' own directory"
-    if path.endswith(".py"):
+    if path.endswith(".py") and not path.isascii():
         module_parts = [*parts[:-1], parts[-1][: -len(".py")]]
-        if not all(p.isascii() and p.isidentifier() for p in module_parts):
-            return "a .py file whose path is not an ASCII module name"
+        if all(p.isidentifier() for p in module_parts):
+            # Python would import it from a directory, but look-alike letters
+            # make non-ASCII names a spoofing tool, so the finder never does
+            # (is_module_name): refused here rather than missing at import.
+            return "a .py file whose module name is not ASCII (never importable here)"
     return None
 
 

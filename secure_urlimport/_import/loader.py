@@ -5,6 +5,14 @@ Deliberately not an ``importlib.abc.SourceLoader``: that class asks
 server-supplied bytecode file without checking the source.  Here the only
 bytes ever compiled are the verified source bytes, passed straight to
 ``compile()``.
+
+An ``importlib.abc.InspectLoader`` instead, for its ``exec_module``: it runs
+the code from importlib's own frames, as every stdlib loader does, and those
+are the frames ``warnings`` skips for ``stacklevel`` and tracebacks drop.  A
+frame of this file under the module body would take the blame for a
+module-level ``warn(..., stacklevel=2)`` and show in every traceback of an
+import.  So nothing here runs module code; ``get_code`` does what an import
+needs first (prefetch, linecache).
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["VerifiedLoader", "make_spec"]
 
 
-class VerifiedLoader(importlib.abc.Loader):
+class VerifiedLoader(importlib.abc.InspectLoader):
     """Loads one module of a :class:`RemoteTree` from verified bytes.
 
     One instance per module, like ``SourceFileLoader``: methods that take a
@@ -52,6 +60,7 @@ class VerifiedLoader(importlib.abc.Loader):
         self.relpath = relpath
         self.url = tree.file_url(relpath)
         self._is_package = is_package
+        self._directory = relpath.rpartition("/")[0]
 
     def __repr__(self) -> str:
         return f"<VerifiedLoader {self.name!r} from {self.url}>"
@@ -60,23 +69,6 @@ class VerifiedLoader(importlib.abc.Loader):
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return None
-
-    def exec_module(self, module: ModuleType) -> None:
-        # What a package's code imports is most likely its own modules, and a
-        # plain module's its siblings: download those while this one runs.
-        directory = self.relpath.rpartition("/")[0]
-        # The bundle fetched for the prefetch and this module's own file share
-        # one timeout per source: one bound for the whole import.
-        with import_step(self.tree.config.timeout):
-            self.tree.prefetch(directory, recursive=self._is_package, skip=self.relpath)
-            code = self.get_code(module.__name__)
-        # A traceback or inspect.getsource() may have cached the previous
-        # text of this URL; after a reload it must show the new one.  Then
-        # register the loader, so linecache.getline(url, n) without module
-        # globals (as the warnings formatter calls it) finds the source too.
-        linecache.cache.pop(self.url, None)
-        linecache.lazycache(self.url, module.__dict__)
-        exec(code, module.__dict__)  # noqa: S102 - verified bytes only
 
     # -- InspectLoader ------------------------------------------------------
 
@@ -88,9 +80,29 @@ class VerifiedLoader(importlib.abc.Loader):
             raise exc.for_module(name) from None
 
     def get_code(self, fullname: str | None = None) -> CodeType:
-        """The module's code: compiled from its verified source, or loaded from
-        the bytecode cache, which holds only code compiled here from source
-        with the SHA-256 the verified manifest lists (bytecode.py)."""
+        """The module's code, for ``exec_module`` (inherited), ``runpy`` and the like.
+
+        Compiled from its verified source, or loaded from the bytecode cache,
+        which holds only code compiled here from source with the SHA-256 the
+        verified manifest lists (bytecode.py).
+        """
+        # What a package's code imports is most likely its own modules, and a
+        # plain module's its siblings: download those while this one runs
+        # (once per directory: the tree remembers).  The bundle fetched for
+        # the prefetch and this module's own file share one timeout per
+        # source: one bound for the whole import.
+        with import_step(self.tree.config.timeout):
+            self.tree.prefetch(self._directory, recursive=self._is_package, skip=self.relpath)
+            code = self._code(fullname)
+        # A traceback or inspect.getsource() may have cached the previous
+        # text of this URL; after a reload it must show the new one.  Then
+        # register the loader, so linecache.getline(url, n) without module
+        # globals (as the warnings formatter calls it) finds the source too.
+        linecache.cache.pop(self.url, None)
+        linecache.lazycache(self.url, {"__name__": self.name, "__loader__": self})
+        return code
+
+    def _code(self, fullname: str | None) -> CodeType:
         tree = self.tree
         try:
             manifest, entry = tree.lookup(self.relpath)
@@ -172,8 +184,7 @@ class VerifiedLoader(importlib.abc.Loader):
     def get_resource_reader(self, fullname: str | None = None) -> TraversableResources:
         from .resources import RemoteResourceReader
 
-        directory = self.relpath.rpartition("/")[0]
-        return RemoteResourceReader(self.tree, directory)
+        return RemoteResourceReader(self.tree, self._directory)
 
 
 def _ran_from(tree: RemoteTree, *, besides: str) -> bool:
