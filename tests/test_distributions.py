@@ -29,7 +29,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, write_tree
 
-from secure_urlimport._import.distributions import normalize
+from secure_urlimport import UnpinnedURLWarning, api, install, install_path_hook
+from secure_urlimport._import.distributions import RemoteDistribution, normalize
 
 PLUGIN_FILES = {
     "plugpkg/__init__.py": "VERSION = '1.2'\n",
@@ -149,11 +150,13 @@ def plugin_tree(tmp_path, publisher):
     return root
 
 
-@pytest.mark.parametrize("mode", ["install", "path"])
+@pytest.mark.parametrize(("mode", "sharded"), [("install", False), ("path", False), ("path", True)])
 def test_every_metadata_api_answers_from_the_signed_tree(
-    mode, tmp_path, plugin_tree, serve, tls, publisher, served
+    mode, sharded, tmp_path, serve, tls, publisher, served
 ):
-    server = serve(plugin_tree)
+    root = write_tree(tmp_path / "tree", PLUGIN_FILES)
+    publisher.sign(root, **({"shard_threshold": 2} if sharded else {}))
+    server = serve(root)
     config = {"url": server.url, "pubkey": str(publisher.pub), "cafile": tls.cafile, "mode": mode}
     result = run_script(tmp_path, SCRIPT, config)
     assert result["version"] == "1.2"
@@ -171,7 +174,9 @@ def test_every_metadata_api_answers_from_the_signed_tree(
     assert result["names"] == ["PlugPkg"]
     assert result["packages"] == ["PlugPkg"]
     assert result["absent"].startswith("PackageNotFoundError: No package metadata")
-    assert "/plugpkg-1.2.dist-info/METADATA" in served()
+    # Read a dozen times, downloaded once (then verified from the disk cache).
+    assert served().count("/plugpkg-1.2.dist-info/METADATA") == 1
+    assert any("secure-urlimport.shards/" in path for path in served()) == sharded
 
 
 def test_a_distribution_the_tree_does_not_have_is_not_found(tmp_path, publisher, serve, tls):
@@ -298,3 +303,73 @@ def test_markdown_without_its_signed_dist_info_cannot_find_the_extension(
     assert remote["html"].startswith(("ImportError", "ModuleNotFoundError")), remote
     assert remote["version"].startswith("PackageNotFoundError")
     assert remote["tables_file"] is None
+
+
+# -- in this process: the edges ---------------------------------------------------------
+
+EGG_FILES = {
+    "oldpkg/__init__.py": "",
+    "oldpkg.egg-info/PKG-INFO": "Metadata-Version: 1.1\nName: oldpkg\nVersion: 0.9\n",
+    "oldpkg.egg-info/requires.txt": "six\n\n[net]\nidna\n",
+    "flat-2.0-py3.11.egg-info": "Metadata-Version: 1.1\nName: flat\nVersion: 2.0\n",
+}
+
+
+def test_egg_info_directories_and_files_are_distributions_too(tmp_path, publisher, serve, tls):
+    root = write_tree(tmp_path / "tree", EGG_FILES)
+    publisher.sign(root)
+    install(serve(root).url, pubkey=publisher.pub, cafile=tls.cafile)
+    assert importlib.metadata.version("oldpkg") == "0.9"
+    assert importlib.metadata.requires("oldpkg") == ["six", 'idna; extra == "net"']
+    assert importlib.metadata.version("flat") == "2.0"
+    assert importlib.metadata.distribution("flat").read_text("PKG-INFO") is None
+
+
+def test_an_installed_tree_answers_searches_of_sys_path_only(tmp_path, plugin_tree, serve, tls):
+    install(serve(plugin_tree).url, pubkey=tmp_path / "publisher.pub", cafile=tls.cafile)
+    assert importlib.metadata.version("plugpkg") == "1.2"
+    elsewhere = list(importlib.metadata.distributions(path=[str(tmp_path)]))
+    assert [d for d in elsewhere if d.metadata["Name"] == "PlugPkg"] == []
+
+
+def test_read_text_stays_inside_the_info_directory(tmp_path, plugin_tree, serve, tls):
+    install(serve(plugin_tree).url, pubkey=tmp_path / "publisher.pub", cafile=tls.cafile)
+    dist = importlib.metadata.distribution("plugpkg")
+    assert isinstance(dist, RemoteDistribution)
+    assert dist.read_text("../plugpkg/data.txt") is None
+    assert dist.read_text("") is None  # a directory, as PathDistribution's
+    assert dist.locate_file("plugpkg/data.txt").read_bytes() == b"signed data\n"
+    with pytest.raises(FileNotFoundError):
+        dist.locate_file("../../bin/plug").read_bytes()
+
+
+def test_the_guard_is_in_place_with_the_hook_and_gone_after_it(tmp_path, plugin_tree, serve, tls):
+    finder = importlib.metadata.MetadataPathFinder
+    own = finder.__dict__["find_distributions"]
+    install(serve(plugin_tree).url, pubkey=tmp_path / "publisher.pub", cafile=tls.cafile)
+    assert finder.__dict__["find_distributions"] is not own
+    api.registry.reset()
+    assert finder.__dict__["find_distributions"] is own
+
+
+def test_without_the_guard_a_url_entry_is_read_from_local_disk(tmp_path, monkeypatch):
+    """The twin of the guard, in this process: the standard finder alone reads
+    './https:/host/' for a URL entry."""
+    url = "https://unpinned.example:8443"
+    write_tree(
+        tmp_path / "https:" / "unpinned.example:8443",
+        {
+            "planted-1.0.dist-info/METADATA": "Name: planted\nVersion: 1.0\n",
+        },
+    )
+    monkeypatch.chdir(tmp_path)
+    found = importlib.metadata.MetadataPathFinder.find_distributions(
+        importlib.metadata.DistributionFinder.Context(path=[url], name="planted")
+    )
+    assert [d.version for d in found] == ["1.0"]
+    install_path_hook()
+    with pytest.warns(UnpinnedURLWarning):
+        found = importlib.metadata.MetadataPathFinder.find_distributions(
+            importlib.metadata.DistributionFinder.Context(path=[url], name="planted")
+        )
+        assert list(found) == []

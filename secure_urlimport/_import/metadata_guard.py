@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import forksafe
+
 if TYPE_CHECKING:
     from importlib.metadata import Distribution, DistributionFinder
 
@@ -29,9 +31,10 @@ __all__ = ["ensure_guard", "use_hook"]
 
 PathHook = Callable[[str], Any]
 
+_lock = forksafe.Lock()  # guards the swap below; held for no I/O and no import
 _hook: PathHook | None = None
-_guarding = False
-_original: Any = None  # MetadataPathFinder's own classmethod, saved when first wrapped
+#: The class wrapped and its own classmethod, while the guard is in place.
+_wrapped: tuple[type, Any] | None = None
 
 
 def _is_url(entry: object) -> bool:
@@ -50,31 +53,44 @@ def use_hook(hook: PathHook | None) -> None:
     _hook = hook
     if hook is None:
         _unguard()
-    elif "importlib.metadata" in sys.modules:
+    else:
         ensure_guard()
 
 
 def ensure_guard() -> None:
     """Wrap ``MetadataPathFinder.find_distributions`` (once) while a hook is set."""
-    global _guarding, _original
-    from importlib.metadata import MetadataPathFinder
-
-    if _hook is None or _guarding:
-        return
-    if _original is None:
-        _original = MetadataPathFinder.__dict__["find_distributions"]
-    MetadataPathFinder.find_distributions = classmethod(_guarded)  # type: ignore[assignment,method-assign]
-    _guarding = True
+    global _wrapped
+    metadata = sys.modules.get("importlib.metadata")
+    if metadata is None:
+        return  # nothing can ask it yet
+    finder = metadata.MetadataPathFinder
+    with _lock:
+        if _hook is None or (_wrapped is not None and _wrapped[0] is finder):
+            return
+        _restore()  # a reloaded importlib.metadata: its old class is left alone
+        _wrapped = (finder, finder.__dict__["find_distributions"])
+        finder.find_distributions = classmethod(_guarded)
 
 
 def _unguard() -> None:
-    global _guarding
-    if not _guarding:
-        return
-    from importlib.metadata import MetadataPathFinder
+    with _lock:
+        _restore()
 
-    MetadataPathFinder.find_distributions = _original  # type: ignore[method-assign]
-    _guarding = False
+
+def _restore() -> None:
+    global _wrapped
+    if _wrapped is not None:
+        finder, original = _wrapped
+        finder.find_distributions = original  # type: ignore[attr-defined]
+        _wrapped = None
+
+
+def _original(cls: type) -> Any:
+    """The wrapped class's own ``find_distributions``, as a function of (cls, context)."""
+    wrapped = _wrapped
+    if wrapped is None or wrapped[0] is not cls:  # unwrapped meanwhile: the class's own
+        return cls.__dict__["find_distributions"].__func__
+    return wrapped[1].__func__
 
 
 def _guarded(
@@ -88,7 +104,7 @@ def _guarded(
         context = DistributionFinder.Context()
     path = list(context.path)
     if not any(_is_url(entry) for entry in path):
-        return _original.__func__(cls, context)  # type: ignore[no-any-return]
+        return _original(cls)(cls, context)  # type: ignore[no-any-return]
     return itertools.chain.from_iterable(_runs(cls, context, path))
 
 
@@ -102,7 +118,7 @@ def _runs(
         entries = list(run)
         if not is_url:
             local = DistributionFinder.Context(**{**vars(context), "path": entries})
-            yield _original.__func__(cls, local)
+            yield _original(cls)(cls, local)
             continue
         for entry in entries:
             yield _from_entry(str(entry), context)
