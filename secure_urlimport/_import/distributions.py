@@ -30,7 +30,7 @@ from .._client.remote import RemoteTree
 from ..errors import SecureImportError
 from .resources import RemoteTraversable
 
-__all__ = ["RemoteDistribution", "find_distributions", "normalize"]
+__all__ = ["RemoteDistribution", "RemotePath", "find_distributions", "normalize"]
 
 _INFO_SUFFIXES = (".dist-info", ".egg-info")
 
@@ -44,6 +44,23 @@ def normalize(name: str) -> str:
 def _name_of(info_name: str) -> str:
     """The normalised distribution name of ``Foo_Bar-1.0.dist-info``, as ``Lookup`` reads it."""
     return normalize(info_name.lower().rpartition(".")[0].partition("-")[0])
+
+
+class RemotePath(RemoteTraversable):
+    """A file or directory of a distribution: a :class:`RemoteTraversable` (as
+    ``zipfile.Path`` is for a distribution in a zip) with the rest of what
+    ``importlib.metadata`` asks of one (``SimplePath``): ``parent`` and
+    ``exists()``, which from 3.12 ``files()`` filters on."""
+
+    @property
+    def parent(self) -> RemotePath:
+        return RemotePath(self._tree, self._relpath.rpartition("/")[0])
+
+    def exists(self) -> bool:
+        return self.is_file() or self.is_dir()
+
+    def _child(self, name: str) -> RemotePath:
+        return RemotePath(self._tree, f"{self._relpath}/{name}" if self._relpath else name)
 
 
 class RemoteDistribution(Distribution):
@@ -89,9 +106,9 @@ class RemoteDistribution(Distribution):
         # As Path.read_text(encoding="utf-8"): universal newlines.
         return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
 
-    # A Traversable, as zipfile.Path is for distributions in a zip (typeshed's
-    # SimplePath protocol differs between Python versions).
-    def locate_file(self, path: str | os.PathLike[str]) -> RemoteTraversable:  # type: ignore[override]
+    # typeshed's SimplePath differs between Python versions; RemotePath has
+    # what each of them asks for.
+    def locate_file(self, path: str | os.PathLike[str]) -> RemotePath:  # type: ignore[override]
         """A read-only Traversable of a file that ``files()`` lists, relative to the
         directory holding the info directory (as ``PathDistribution``'s); its
         reads are verified.  A path outside the tree is never a file of it."""
@@ -99,7 +116,7 @@ class RemoteDistribution(Distribution):
         relpath = posixpath.normpath(posixpath.join(parent, os.fspath(path)))
         if relpath == ".":
             relpath = ""
-        return RemoteTraversable(self.tree, relpath)
+        return RemotePath(self.tree, relpath)
 
     @property
     def _normalized_name(self) -> str:
