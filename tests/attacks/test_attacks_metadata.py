@@ -55,10 +55,15 @@ import secure_urlimport
 config = json.loads(open(sys.argv[1], encoding="utf-8").read())
 if config["mode"] == "install":
     secure_urlimport.install(config["url"], pubkey=config["pubkey"], cafile=config["cafile"])
-elif config["mode"] == "path":
+elif config["mode"] in ("path", "path-late"):
     secure_urlimport.trust(config["url"], pubkey=config["pubkey"], cafile=config["cafile"])
     secure_urlimport.install_path_hook()
     sys.path.append(config["url"])
+    if config["mode"] == "path-late":
+        # As if importlib.metadata were imported only now, after the hook
+        # (here urllib3 imports it first): the guard is not in place yet.
+        from secure_urlimport._import import metadata_guard
+        metadata_guard._unguard()
 else:  # "stdlib": the URL on sys.path and no secure_urlimport at all
     sys.path.append(config["url"])
 
@@ -212,7 +217,7 @@ def test_the_standard_library_alone_reads_a_planted_local_dist_info(
     assert host(tmp_path, server, publisher, tls, "stdlib", cwd=cwd)["version"] == "9.9"
 
 
-@pytest.mark.parametrize("mode", ["install", "path"])
+@pytest.mark.parametrize("mode", ["install", "path", "path-late"])
 def test_a_planted_local_https_directory_never_counts(
     mode, tmp_path, publisher, serve, tls, marker
 ):
