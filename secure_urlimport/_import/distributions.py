@@ -4,7 +4,7 @@
 ``find_distributions``.  An ``install()``ed tree answers through its
 :class:`~secure_urlimport._import.finder.Importer`; a pinned ``https://``
 entry on ``sys.path`` through its path-entry finder, asked in ``sys.path``
-order by the guard below.
+order (``metadata_guard.py``).
 
 Which ``*.dist-info`` (and ``*.egg-info``) directories exist comes from the
 verified manifest (or its shards), and every byte of their files from
