@@ -299,8 +299,7 @@ class _CacheInvalidator:
         self._registry.mark_stale()
 
     def find_distributions(self, context: object = None) -> tuple[()]:
-        """Finds none itself: it keeps the standard finder, asked after it, off
-        the local disk for URL entries, which the path hook's finders answer."""
+        """None itself; keeps PathFinder's, asked next, off disk for URLs."""
         metadata_guard.ensure_guard()
         return ()
 
