@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib.machinery import ModuleSpec, NamespaceLoader
 from types import ModuleType, TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .._client.remote import RemoteTree
 from .._format.manifest import Manifest
@@ -20,6 +20,9 @@ from .._format.paths import STDLIB_NAMES, is_module_name
 from ..errors import SecureImportError
 from .extensions import module_suffixes
 from .loader import locate, make_spec
+
+if TYPE_CHECKING:
+    from importlib.metadata import Distribution, DistributionFinder
 
 __all__ = ["Importer", "NullPathFinder", "Owner", "RemotePathFinder"]
 
@@ -179,6 +182,24 @@ class Importer:
     def invalidate_caches(self) -> None:
         self.tree.mark_stale()
 
+    def find_distributions(
+        self, context: DistributionFinder.Context | None = None
+    ) -> Iterable[Distribution]:
+        """``importlib.metadata``: the tree's distributions (verified metadata).
+
+        ``install()`` puts the tree's root before ``sys.path``, so it answers
+        searches of ``sys.path`` (the default), not an explicit other path,
+        nor one holding the tree's URL (the path-entry finder answers that).
+        """
+        from . import metadata_guard
+        from .distributions import find_distributions
+
+        metadata_guard.ensure_guard()
+        path = sys.path if context is None else context.path
+        if path is not sys.path or self.tree.url in path:
+            return ()
+        return find_distributions(self.tree, "", None if context is None else context.name)
+
     def uninstall(self) -> None:
         self._owner.uninstall(self.tree.url)
 
@@ -219,6 +240,14 @@ class RemotePathFinder:
 
     def invalidate_caches(self) -> None:
         self.tree.mark_stale()
+
+    def find_distributions(
+        self, context: DistributionFinder.Context | None = None
+    ) -> Iterable[Distribution]:
+        """The distributions in this entry's directory (asked by metadata_guard.py)."""
+        from .distributions import find_distributions
+
+        return find_distributions(self.tree, self.directory, getattr(context, "name", None))
 
     def iter_modules(self, prefix: str = "") -> Iterator[tuple[str, bool]]:
         """What ``pkgutil.iter_modules`` lists: (name, is_package) pairs."""
@@ -261,6 +290,9 @@ class NullPathFinder:
     def iter_modules(self, prefix: str = "") -> Iterator[tuple[str, bool]]:
         return iter(())
 
+    def find_distributions(self, context: object = None) -> Iterable[Distribution]:
+        return ()
+
 
 class FailingPathFinder(NullPathFinder):
     """Claims a URL entry whose finder could not be set up; every lookup raises.
@@ -280,6 +312,10 @@ class FailingPathFinder(NullPathFinder):
         if _refusable(fullname):
             return None
         raise self.error.for_module(fullname)
+
+    def find_distributions(self, context: object = None) -> Iterable[Distribution]:
+        # As find_spec: fail closed for every name searched past this entry.
+        raise self.error
 
 
 def meta_path_insert_index() -> int:

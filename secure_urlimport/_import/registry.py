@@ -29,6 +29,7 @@ from .._client.remote import RemoteTree, normalize_url
 from .._format.keys import TrustedKeys
 from ..config import Config
 from ..errors import SecureImportError
+from . import metadata_guard
 from .excepthook import install_excepthooks, remove_excepthooks
 from .finder import (
     FailingPathFinder,
@@ -297,6 +298,11 @@ class _CacheInvalidator:
     def invalidate_caches(self) -> None:
         self._registry.mark_stale()
 
+    def find_distributions(self, context: object = None) -> tuple[()]:
+        """None itself; keeps PathFinder's, asked next, off disk for URLs."""
+        metadata_guard.ensure_guard()
+        return ()
+
     def __repr__(self) -> str:
         return "<secure_urlimport cache invalidator>"
 
@@ -305,7 +311,9 @@ def _add_hook(hook: PathHook, invalidator: _CacheInvalidator) -> None:
     """Put *hook* first on ``sys.path_hooks`` and *invalidator* on ``sys.meta_path``."""
     install_excepthooks()
     if invalidator not in sys.meta_path:
-        sys.meta_path.append(invalidator)
+        # Before PathFinder: asked first by importlib.metadata (see find_distributions).
+        sys.meta_path.insert(meta_path_insert_index(), invalidator)
+    metadata_guard.use_hook(hook)
     if hook not in sys.path_hooks:
         # First: the standard FileFinder hook would accept the URL as a
         # relative directory name.
@@ -330,6 +338,7 @@ def _remove_hook(hook: PathHook, invalidator: _CacheInvalidator) -> None:
     else:
         while hook in sys.path_hooks:
             sys.path_hooks.remove(hook)
+        metadata_guard.use_hook(None)
     for entry, finder in list(sys.path_importer_cache.items()):
         if isinstance(finder, PathEntryFinder):
             del sys.path_importer_cache[entry]
