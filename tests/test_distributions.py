@@ -346,7 +346,7 @@ def test_read_text_stays_inside_the_info_directory(tmp_path, plugin_tree, serve,
     assert dist.read_text("") is None  # a directory, as PathDistribution's
     assert dist.locate_file("plugpkg/data.txt").read_bytes() == b"signed data\n"
     assert dist.locate_file("plugpkg/data.txt").exists()
-    assert dist.locate_file("plugpkg/data.txt").parent.joinpath("plugin.py").exists()
+    assert dist.locate_file("plugpkg/data.txt").parent.joinpath("plugin.py").exists()  # type: ignore[attr-defined]
     assert dist.locate_file("").exists()
     assert not dist.locate_file("plugpkg/unsigned.txt").exists()
     with pytest.raises(FileNotFoundError):

@@ -134,7 +134,6 @@ class RemoteTree:
             if path.endswith(".py")
         )
         self.bytecode.live_count = self._live_count
-        # The bytecode cache's MAC key also vouches for verified manifests.
         self.memo = ManifestMemoFile(state_dir, self.url, self.bytecode.mac_key)
         self.current.memo = self.memo
 
@@ -265,8 +264,7 @@ class RemoteTree:
                 return unquoted
         return rest
 
-    def save_caches(self) -> None:
-        """Write what this process added to the bytecode cache and the memo."""
+    def save_caches(self) -> None:  # what this process added to the bytecode and memo
         self.bytecode.flush()
         self.memo.flush()
 
